@@ -1,0 +1,1 @@
+"""Domain and persistence for the scheduled-trigger service (no Flask, no Celery)."""

@@ -1,0 +1,194 @@
+"""SQLAlchemy 2 tables (DESIGN section 3). The migrations in migrations/versions must agree."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "skipped")
+FINISHED_STATUSES = ("succeeded", "failed", "cancelled", "skipped")
+RUN_KINDS = ("scheduled", "manual")
+OVERLAP_POLICIES = ("allow", "skip")
+CATCHUP_POLICIES = ("latest", "all", "none")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+TZ = DateTime(timezone=True)
+
+
+class Trigger(Base):
+    __tablename__ = "triggers"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    cron: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="UTC")
+    run_at: Mapped[datetime | None] = mapped_column(TZ)
+    start_at: Mapped[datetime | None] = mapped_column(TZ)
+    end_at: Mapped[datetime | None] = mapped_column(TZ)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    action: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    overlap_policy: Mapped[str] = mapped_column(String(10), nullable=False, server_default="allow")
+    catchup_policy: Mapped[str] = mapped_column(String(10), nullable=False, server_default="latest")
+    catchup_window_seconds: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default="3600"
+    )
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="3")
+    retry_backoff_seconds: Mapped[int] = mapped_column(Integer, nullable=False, server_default="10")
+    timeout_seconds: Mapped[int] = mapped_column(Integer, nullable=False, server_default="60")
+    next_run_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_scheduled_for: Mapped[datetime | None] = mapped_column(TZ)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("(cron IS NULL) <> (run_at IS NULL)", name="cron_xor_run_at"),
+        CheckConstraint(_in("overlap_policy", OVERLAP_POLICIES), name="overlap_policy"),
+        CheckConstraint(_in("catchup_policy", CATCHUP_POLICIES), name="catchup_policy"),
+        CheckConstraint("catchup_window_seconds >= 0", name="catchup_window"),
+        CheckConstraint("max_attempts BETWEEN 1 AND 20", name="max_attempts"),
+        CheckConstraint("retry_backoff_seconds >= 0", name="retry_backoff"),
+        CheckConstraint("timeout_seconds > 0", name="timeout"),
+        CheckConstraint("end_at IS NULL OR start_at IS NULL OR end_at > start_at", name="window"),
+        # The dispatcher's query: enabled AND next_run_at <= now ORDER BY next_run_at.
+        Index(
+            "ix_triggers_due",
+            "next_run_at",
+            postgresql_where=text("enabled AND next_run_at IS NOT NULL"),
+        ),
+        Index("ix_triggers_tenant_created", "tenant_id", "created_at", "id"),
+    )
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    # Deliberately no foreign key: run history outlives a deleted trigger (its pending runs
+    # are cancelled, its finished ones stay until retention prunes them).
+    trigger_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    tenant_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    scheduled_for: Mapped[datetime] = mapped_column(TZ, nullable=False)
+    kind: Mapped[str] = mapped_column(String(10), nullable=False, server_default="scheduled")
+    idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    status: Mapped[str] = mapped_column(String(10), nullable=False, server_default="pending")
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    enqueued_at: Mapped[datetime | None] = mapped_column(TZ)
+    not_before: Mapped[datetime | None] = mapped_column(TZ)
+    started_at: Mapped[datetime | None] = mapped_column(TZ)
+    finished_at: Mapped[datetime | None] = mapped_column(TZ)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(TZ)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(TZ)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    generation: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[Any | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        CheckConstraint(_in("kind", RUN_KINDS), name="kind"),
+        # Exactly one scheduled run per fire, whatever number of dispatchers race.
+        Index(
+            "uq_runs_trigger_scheduled_for",
+            "trigger_id",
+            "scheduled_for",
+            unique=True,
+            postgresql_where=text("kind = 'scheduled'"),
+        ),
+        Index("ix_runs_trigger_created", "trigger_id", "created_at", "id"),
+        # The recovery sweep looks only at unfinished runs.
+        Index(
+            "ix_runs_unfinished",
+            "status",
+            "enqueued_at",
+            postgresql_where=text("status IN ('pending', 'running')"),
+        ),
+        Index(
+            "ix_runs_finished_at",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
+    )
+
+
+class SchedulerState(Base):
+    __tablename__ = "scheduler_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="1")
+    generation: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    deployment_id: Mapped[str | None] = mapped_column(String(200))
+    restarted_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_tick_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_tick_stats: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False, server_default="")
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    key: Mapped[str] = mapped_column(String(200), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[Any | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "key"),
+        Index("ix_idempotency_records_created_at", "created_at"),
+    )

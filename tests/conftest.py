@@ -1,0 +1,79 @@
+"""Fixtures: a database created and migrated per test session, a Redis DB flushed per test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import Engine, text
+
+from app import config, db
+from tests import support
+
+TABLES = ("runs", "triggers", "api_keys", "idempotency_records")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = support.create_database()
+    try:
+        support.migrate(url)
+        yield url
+    finally:
+        db.dispose_engines()
+        support.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    # Each session takes its own logical DB (1-15) so concurrent runs rarely meet.
+    index = 1 + secrets.randbelow(15)
+    return base.rsplit("/", 1)[0] + f"/{index}" if base.count("/") >= 3 else f"{base}/{index}"
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str) -> Iterator[config.Settings]:
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "RELEASE_ID": "test-release",
+        "SCHEDULER_RESTART_SECRET": "test-restart-secret",
+        "WEBHOOK_SIGNING_SECRET": "test-signing-secret",
+    }
+    value = config.Settings.from_env(env)
+    config.set_settings(value)
+    yield value
+    config.set_settings(None)
+
+
+@pytest.fixture()
+def engine(settings: config.Settings) -> Iterator[Engine]:
+    """The test database, emptied before the test."""
+    engine = db.get_engine(settings.sqlalchemy_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)}"))
+        conn.execute(
+            text(
+                "UPDATE scheduler_state SET generation = 0, deployment_id = NULL, "
+                "restarted_at = NULL, last_tick_at = NULL, last_tick_stats = NULL"
+            )
+        )
+    yield engine
+
+
+@pytest.fixture()
+def redis_client(settings: config.Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture()
+def clock() -> support.FakeClock:
+    return support.FakeClock()
