@@ -31,7 +31,7 @@ def database_url() -> Iterator[str]:
 def redis_url() -> str:
     base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     # Each session takes its own logical DB (1-15) so concurrent runs rarely meet.
-    index = 1 + secrets.randbelow(15)
+    index = int(os.environ.get("TEST_REDIS_DB") or 1 + secrets.randbelow(15))
     return base.rsplit("/", 1)[0] + f"/{index}" if base.count("/") >= 3 else f"{base}/{index}"
 
 

@@ -1,0 +1,88 @@
+"""Scheduler state (the single `scheduler_state` row): generation fencing and tick records.
+
+DESIGN section 8: the restart hook bumps `generation` and records the release that now owns
+dispatching; a tick is accepted only when its release matches `deployment_id` (or none is
+recorded yet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class State:
+    generation: int
+    deployment_id: str | None
+    restarted_at: datetime | None
+    last_tick_at: datetime | None
+    last_tick_stats: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The outcome of checking a tick's release against the recorded deployment."""
+
+    accepted: bool
+    generation: int
+    deployment_id: str | None
+
+
+_COLUMNS = "generation, deployment_id, restarted_at, last_tick_at, last_tick_stats"
+
+
+def get_state(session: Session) -> State:
+    """The current scheduler state (the migration guarantees the row exists)."""
+    row = session.execute(text(f"SELECT {_COLUMNS} FROM scheduler_state WHERE id = 1")).one()
+    return State(*row)
+
+
+def check_fence(session: Session, release_id: str) -> Fence:
+    """Whether a tick sent by `release_id` may dispatch, and the generation to stamp.
+
+    Reads with FOR SHARE so a concurrent restart either commits before this check (and the
+    tick is refused) or waits until the tick's transaction ends.
+    """
+    generation, deployment_id = session.execute(
+        text("SELECT generation, deployment_id FROM scheduler_state WHERE id = 1 FOR SHARE")
+    ).one()
+    accepted = deployment_id is None or deployment_id == release_id
+    return Fence(accepted=accepted, generation=generation, deployment_id=deployment_id)
+
+
+def restart(session: Session, *, release_id: str, now: datetime) -> tuple[int, int]:
+    """Bump the generation and hand dispatching to `release_id`.
+
+    Returns (previous_generation, new_generation). Calling it twice is safe: each call bumps
+    once, and the deployment stays the same release.
+    """
+    new = session.execute(
+        text(
+            "UPDATE scheduler_state SET generation = generation + 1, deployment_id = :release, "
+            "restarted_at = :now WHERE id = 1 RETURNING generation"
+        ),
+        {"release": release_id, "now": now},
+    ).scalar_one()
+    return new - 1, new
+
+
+def record_tick(session: Session, *, now: datetime, stats: dict[str, Any]) -> None:
+    """Stamp the end of an accepted tick with its statistics."""
+    session.execute(
+        text(
+            "UPDATE scheduler_state SET last_tick_at = :now, "
+            "last_tick_stats = CAST(:stats AS jsonb) WHERE id = 1"
+        ),
+        {"now": now, "stats": _json(stats)},
+    )
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)

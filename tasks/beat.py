@@ -1,0 +1,49 @@
+"""Beat schedules that align to the wall clock, and a scheduler that needs no writable file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from celery import schedules
+from celery.beat import Scheduler
+
+
+class aligned(schedules.schedule):  # noqa: N801 - named like celery's own `crontab`
+    """Due at every multiple of `seconds` since midnight UTC (plus an offset), never drifting.
+
+    `aligned(60)` is due at second 0 of every minute, like `crontab(minute="*")`, and
+    `aligned(5)` at :00, :05, :10 ... of every minute.
+    """
+
+    def __init__(self, seconds: int, offset_seconds: int = 0) -> None:
+        super().__init__(run_every=timedelta(seconds=seconds))
+        self.seconds = seconds
+        self.offset_seconds = offset_seconds
+
+    def _next_after(self, moment: datetime) -> datetime:
+        midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        elapsed = (moment - midnight).total_seconds() - self.offset_seconds
+        periods = int(elapsed // self.seconds) + 1
+        return midnight + timedelta(seconds=self.offset_seconds + periods * self.seconds)
+
+    def is_due(self, last_run_at: datetime) -> schedules.schedstate:
+        now = datetime.now(UTC)
+        last = last_run_at if last_run_at.tzinfo else last_run_at.replace(tzinfo=UTC)
+        due_at = self._next_after(last)
+        if due_at <= now:
+            return schedules.schedstate(True, (self._next_after(now) - now).total_seconds())
+        return schedules.schedstate(False, (due_at - now).total_seconds())
+
+    def __repr__(self) -> str:
+        return f"<aligned every {self.seconds}s +{self.offset_seconds}s>"
+
+    def __reduce__(self):
+        return self.__class__, (self.seconds, self.offset_seconds)
+
+
+class MemoryScheduler(Scheduler):
+    """Celery's scheduler without the shelve file: the schedule lives in the database and
+    the beat schedule in code, so beat needs no writable disk (DESIGN section 9)."""
+
+    def setup_schedule(self) -> None:
+        self.merge_inplace(self.app.conf.beat_schedule)

@@ -1,0 +1,90 @@
+"""The Celery app: broker from REDIS_URL, JSON only, late acks, and the beat schedule."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
+from kombu import Queue
+
+from app import config, db, logs
+
+DISPATCH_TASK = "dispatch_due_triggers"
+RUN_TASK = "run_trigger"
+PRUNE_TASK = "prune_finished_runs"
+SCHEDULER_QUEUE = "scheduler"
+RUNS_QUEUE = "runs"
+
+
+def broker_url(redis_url: str) -> str:
+    """Celery's spelling of a Redis URL (a unix socket is `redis+socket://`)."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+def make_celery(settings: config.Settings | None = None) -> Celery:
+    settings = settings or config.get_settings()
+    celery = Celery("scheduler", include=["tasks.dispatch", "tasks.runner", "tasks.maintenance"])
+    celery.conf.update(
+        broker_url=broker_url(settings.redis_url),
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        task_ignore_result=True,
+        # A run is acknowledged only once it has finished, and given back when the worker
+        # process dies, so a killed worker's run is redelivered (DESIGN section 6).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(SCHEDULER_QUEUE), Queue(RUNS_QUEUE)],
+        task_default_queue=RUNS_QUEUE,
+        task_routes={
+            DISPATCH_TASK: {"queue": SCHEDULER_QUEUE},
+            PRUNE_TASK: {"queue": SCHEDULER_QUEUE},
+            RUN_TASK: {"queue": RUNS_QUEUE},
+        },
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule=beat_schedule(settings),
+    )
+    return celery
+
+
+def beat_schedule(settings: config.Settings) -> dict[str, dict]:
+    """The tick at the start of every minute (or every N seconds, aligned to the clock).
+
+    Each tick carries the beat's own release id, which the dispatcher checks against the
+    recorded deployment (DESIGN section 8).
+    """
+    from tasks import beat
+
+    tick_options = {"expires": max(settings.dispatch_interval_seconds, 5)}
+    return {
+        "dispatch-due-triggers": {
+            "task": DISPATCH_TASK,
+            "schedule": beat.aligned(settings.dispatch_interval_seconds),
+            "args": (settings.release_id,),
+            "options": tick_options,
+        },
+        "prune-finished-runs": {
+            "task": PRUNE_TASK,
+            "schedule": beat.aligned(3600, offset_seconds=17 * 60),
+            "args": (settings.release_id,),
+        },
+    }
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _structured_logs(logger=None, **_kwargs) -> None:
+    settings = config.get_settings()
+    logs.configure(settings.log_level, settings.log_format)
+
+
+@worker_process_init.connect
+def _fresh_pool(**_kwargs) -> None:
+    # Connections must never be shared across a fork.
+    db.dispose_engines()

@@ -1,0 +1,1 @@
+"""The dispatch_due_triggers task (see app/dispatch.py)."""

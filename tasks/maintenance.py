@@ -1,0 +1,1 @@
+"""Maintenance tasks sent by beat (retention)."""

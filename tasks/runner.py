@@ -1,0 +1,1 @@
+"""The run_trigger task (see app/runs.py)."""
