@@ -29,14 +29,14 @@ CONTEXT_FIELDS = (
     "request_id",
     "deployment_id",
 )
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 @contextmanager
 def bind(**fields: Any) -> Iterator[None]:
     """Add fields to every log line emitted inside the block (this thread or task only)."""
-    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    token = _context.set({**_context.get({}), **{k: v for k, v in fields.items() if v is not None}})
     try:
         yield
     finally:
@@ -45,7 +45,7 @@ def bind(**fields: Any) -> Iterator[None]:
 
 def bound(name: str) -> Any:
     """A field bound by :func:`bind` in the current context, or None."""
-    return _context.get().get(name)
+    return _context.get({}).get(name)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "logger": record.name,
         "message": record.getMessage(),
     }
-    fields.update(_context.get())
+    fields.update(_context.get({}))
     for key, value in vars(record).items():
         if key not in _RESERVED and not key.startswith("_"):
             fields[key] = value
@@ -71,10 +71,12 @@ class JsonFormatter(logging.Formatter):
 
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return " ".join(
-            f"{key}={json.dumps(value, default=str) if isinstance(value, str) and ' ' in value else value}"
-            for key, value in _fields(record).items()
-        )
+        return " ".join(f"{key}={_kv(value)}" for key, value in _fields(record).items())
+
+
+def _kv(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return json.dumps(text) if " " in text or "=" in text else text
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:

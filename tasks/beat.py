@@ -17,14 +17,14 @@ class aligned(schedules.schedule):  # noqa: N801 - named like celery's own `cron
 
     def __init__(self, seconds: int, offset_seconds: int = 0) -> None:
         super().__init__(run_every=timedelta(seconds=seconds))
-        self.seconds = seconds
+        self.period_seconds = seconds
         self.offset_seconds = offset_seconds
 
     def _next_after(self, moment: datetime) -> datetime:
         midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
         elapsed = (moment - midnight).total_seconds() - self.offset_seconds
-        periods = int(elapsed // self.seconds) + 1
-        return midnight + timedelta(seconds=self.offset_seconds + periods * self.seconds)
+        periods = int(elapsed // self.period_seconds) + 1
+        return midnight + timedelta(seconds=self.offset_seconds + periods * self.period_seconds)
 
     def is_due(self, last_run_at: datetime) -> schedules.schedstate:
         now = datetime.now(UTC)
@@ -35,10 +35,10 @@ class aligned(schedules.schedule):  # noqa: N801 - named like celery's own `cron
         return schedules.schedstate(False, (due_at - now).total_seconds())
 
     def __repr__(self) -> str:
-        return f"<aligned every {self.seconds}s +{self.offset_seconds}s>"
+        return f"<aligned every {self.period_seconds}s +{self.offset_seconds}s>"
 
     def __reduce__(self):
-        return self.__class__, (self.seconds, self.offset_seconds)
+        return self.__class__, (self.period_seconds, self.offset_seconds)
 
 
 class MemoryScheduler(Scheduler):
