@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
+
+Executor = Connection | Session
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,13 @@ class Fence:
 _COLUMNS = "generation, deployment_id, restarted_at, last_tick_at, last_tick_stats"
 
 
-def get_state(session: Session) -> State:
+def get_state(session: Executor) -> State:
     """The current scheduler state (the migration guarantees the row exists)."""
     row = session.execute(text(f"SELECT {_COLUMNS} FROM scheduler_state WHERE id = 1")).one()
     return State(*row)
 
 
-def check_fence(session: Session, release_id: str) -> Fence:
+def check_fence(session: Executor, release_id: str) -> Fence:
     """Whether a tick sent by `release_id` may dispatch, and the generation to stamp.
 
     Reads with FOR SHARE so a concurrent restart either commits before this check (and the
@@ -55,7 +57,7 @@ def check_fence(session: Session, release_id: str) -> Fence:
     return Fence(accepted=accepted, generation=generation, deployment_id=deployment_id)
 
 
-def restart(session: Session, *, release_id: str, now: datetime) -> tuple[int, int]:
+def restart(session: Executor, *, release_id: str, now: datetime) -> tuple[int, int]:
     """Bump the generation and hand dispatching to `release_id`.
 
     Returns (previous_generation, new_generation). Calling it twice is safe: each call bumps
@@ -71,14 +73,27 @@ def restart(session: Session, *, release_id: str, now: datetime) -> tuple[int, i
     return new - 1, new
 
 
-def record_tick(session: Session, *, now: datetime, stats: dict[str, Any]) -> None:
+def record_tick(session: Executor, *, now: datetime, stats: dict[str, Any]) -> None:
     """Stamp the end of an accepted tick with its statistics."""
     session.execute(
         text(
             "UPDATE scheduler_state SET last_tick_at = :now, "
-            "last_tick_stats = CAST(:stats AS jsonb) WHERE id = 1"
+            "last_tick_stats = CAST(:stats AS jsonb) || jsonb_build_object('superseded_total', "
+            "COALESCE((last_tick_stats->>'superseded_total')::bigint, 0)) WHERE id = 1"
         ),
         {"now": now, "stats": _json(stats)},
+    )
+
+
+def count_superseded_tick(session: Executor) -> None:
+    """Count a refused tick in the stats (a metric), without touching last_tick_at."""
+    session.execute(
+        text(
+            "UPDATE scheduler_state SET last_tick_stats = jsonb_set("
+            "COALESCE(last_tick_stats, '{}'::jsonb), '{superseded_total}', "
+            "to_jsonb(COALESCE((last_tick_stats->>'superseded_total')::bigint, 0) + 1)) "
+            "WHERE id = 1"
+        )
     )
 
 

@@ -88,3 +88,12 @@ def _structured_logs(logger=None, **_kwargs) -> None:
 def _fresh_pool(**_kwargs) -> None:
     # Connections must never be shared across a fork.
     db.dispose_engines()
+
+
+def use_broker(celery: Celery, url: str) -> None:
+    """Point an app at another broker, dropping pooled connections (tests, tools)."""
+    celery.conf.broker_url = broker_url(url)
+    if celery._pool is not None:
+        celery._pool.force_close_all()
+    celery._pool = None
+    celery.__dict__.get("amqp") and setattr(celery.amqp, "_producer_pool", None)

@@ -18,7 +18,7 @@ TABLES = ("runs", "triggers", "api_keys", "idempotency_records")
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    url = support.create_database()
+    url = support.create_database("sched_test")
     try:
         support.migrate(url)
         yield url
@@ -77,3 +77,14 @@ def redis_client(settings: config.Settings) -> Iterator[redis.Redis]:
 @pytest.fixture()
 def clock() -> support.FakeClock:
     return support.FakeClock()
+
+
+@pytest.fixture()
+def celery_app(settings: config.Settings, redis_client: redis.Redis) -> Iterator[object]:
+    """The product's Celery app publishing to the test Redis (queues emptied per test)."""
+    from tasks import celery
+    from tasks.celery_app import use_broker
+
+    use_broker(celery, settings.redis_url)
+    yield celery
+    use_broker(celery, settings.redis_url)

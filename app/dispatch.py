@@ -1,0 +1,372 @@
+"""One dispatch tick: fence -> recover -> claim due batches -> insert runs -> advance -> hand off.
+
+DESIGN section 5. The database, not the broker, is the source of truth: a batch's runs and
+its triggers' new `next_run_at` commit together, and only after that commit are the run ids
+handed to `publish` (Celery). A crash between the commit and the hand-off leaves `pending`
+runs that the recovery sweep (app/recovery.py) enqueues on a later tick.
+
+Everything that reads the clock takes `now` as an argument, so tests step time by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg2.extras import execute_values
+from sqlalchemy import Engine
+
+from app import recovery, schedule, state
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[Sequence[uuid.UUID]], Any]
+
+# Bulk statements, one round trip per batch whatever its size.
+CLAIM_DUE_TRIGGERS = """
+    SELECT id, tenant_id, cron, timezone, run_at, start_at, end_at, next_run_at,
+           catchup_policy, catchup_window_seconds
+    FROM triggers
+    WHERE enabled AND next_run_at <= %(now)s
+    ORDER BY next_run_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+"""
+INSERT_RUNS = """
+    INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key, status,
+                      generation, created_at, finished_at)
+    VALUES %s
+    ON CONFLICT DO NOTHING
+    RETURNING id, status
+"""
+INSERT_RUNS_TEMPLATE = (
+    "(%s::uuid, %s::uuid, %s, %s::timestamptz, 'scheduled', %s, %s, %s, %s::timestamptz, "
+    "%s::timestamptz)"
+)
+ADVANCE_TRIGGERS = """
+    UPDATE triggers AS t
+    SET next_run_at = v.next_run_at, last_scheduled_for = COALESCE(v.last, t.last_scheduled_for),
+        enabled = v.enabled
+    FROM (VALUES %s) AS v (id, next_run_at, last, enabled)
+    WHERE t.id = v.id
+"""
+ADVANCE_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz, %s::boolean)"
+STAMP_ENQUEUED = "UPDATE runs SET enqueued_at = %(now)s WHERE id = ANY(%(ids)s::uuid[])"
+
+
+def idempotency_key(trigger_id: uuid.UUID | str, scheduled_for: datetime) -> str:
+    """`<trigger_id>:<scheduled_for ISO-8601 UTC>`, the run's unique key (DESIGN section 5)."""
+    moment = scheduled_for.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return f"{trigger_id}:{moment}"
+
+
+@dataclass
+class TickStats:
+    """What one tick did; stored in scheduler_state.last_tick_stats and logged."""
+
+    release_id: str
+    accepted: bool = True
+    generation: int = 0
+    deployment_id: str | None = None
+    due: int = 0
+    dispatched: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    enqueued: int = 0
+    recovered: int = 0
+    failed_stale: int = 0
+    batches: int = 0
+    budget_exhausted: bool = False
+    broker_error: str | None = None
+    duration_seconds: float = 0.0
+    max_lag_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TickOptions:
+    batch_size: int = 500
+    time_budget_seconds: float = 45.0
+    tick_seconds: int = 60
+    catchup_max_fires: int = 100
+    recovery: recovery.RecoveryOptions = field(default_factory=recovery.RecoveryOptions)
+
+
+_logged_supersessions: set[tuple[str, str | None]] = set()
+
+
+def run_tick(
+    engine: Engine,
+    *,
+    now: datetime,
+    release_id: str,
+    publish: Publish,
+    options: TickOptions | None = None,
+) -> TickStats:
+    """Run one tick and return its statistics.
+
+    1. Fencing: a tick whose release is not the recorded deployment does nothing.
+    2. Recovery: re-enqueue runs whose hand-off was lost, recover runs of dead workers.
+    3. Batches of due triggers, each in its own transaction (claim with SKIP LOCKED, plan the
+       fires, insert runs, advance next_run_at), each handed to `publish` after its commit,
+       until none is due or the time budget is spent.
+    4. The tick's statistics are recorded in scheduler_state.
+    """
+    options = options or TickOptions()
+    started = time.monotonic()
+    stats = TickStats(release_id=release_id)
+
+    with engine.begin() as conn:
+        fence = state.check_fence(conn, release_id)
+    stats.generation, stats.deployment_id = fence.generation, fence.deployment_id
+    if not fence.accepted:
+        return _superseded(engine, stats)
+
+    broker_ok = _recover(engine, now=now, publish=publish, options=options, stats=stats)
+    while True:
+        claimed = _dispatch_batch(
+            engine,
+            now=now,
+            release_id=release_id,
+            options=options,
+            stats=stats,
+            publish=publish if broker_ok else None,
+        )
+        if claimed is None:  # superseded between batches
+            break
+        if stats.broker_error:
+            broker_ok = False
+        if claimed < options.batch_size:
+            break
+        if time.monotonic() - started >= options.time_budget_seconds:
+            # The rest stays due and the next tick (or a concurrent dispatcher) takes it.
+            stats.budget_exhausted = True
+            break
+
+    stats.duration_seconds = round(time.monotonic() - started, 4)
+    if not stats.accepted:  # a restart committed while this tick ran
+        return _superseded(engine, stats)
+    with engine.begin() as conn:
+        state.record_tick(conn, now=now, stats=stats.as_dict())
+    logger.info(
+        "tick done",
+        extra={
+            "event": "tick_done",
+            "release": release_id,
+            "generation": stats.generation,
+            **{k: v for k, v in stats.as_dict().items() if k in _LOGGED},
+        },
+    )
+    return stats
+
+
+_LOGGED = (
+    "due",
+    "dispatched",
+    "skipped",
+    "enqueued",
+    "recovered",
+    "batches",
+    "duration_seconds",
+    "broker_error",
+    "budget_exhausted",
+)
+
+
+def _superseded(engine: Engine, stats: TickStats) -> TickStats:
+    stats.accepted = False
+    with engine.begin() as conn:
+        state.count_superseded_tick(conn)
+    pair = (stats.release_id, stats.deployment_id)
+    if pair not in _logged_supersessions:
+        _logged_supersessions.add(pair)
+        logger.warning(
+            "tick from a superseded release ignored",
+            extra={
+                "event": "tick_superseded",
+                "release": stats.release_id,
+                "deployment_id": stats.deployment_id,
+                "generation": stats.generation,
+            },
+        )
+    return stats
+
+
+def _recover(
+    engine: Engine, *, now: datetime, publish: Publish, options: TickOptions, stats: TickStats
+) -> bool:
+    """Run the recovery sweep; return False when the broker refused the hand-off."""
+    try:
+        result = recovery.sweep(engine, now=now, publish=publish, options=options.recovery)
+    except recovery.BrokerUnavailable as exc:
+        stats.broker_error = exc.message
+        return False
+    stats.recovered = result.requeued
+    stats.failed_stale = result.failed
+    return True
+
+
+def _dispatch_batch(
+    engine: Engine,
+    *,
+    now: datetime,
+    release_id: str,
+    options: TickOptions,
+    stats: TickStats,
+    publish: Publish | None,
+) -> int | None:
+    """Dispatch one batch; return how many triggers it claimed, None when superseded."""
+    with engine.begin() as conn:
+        # Re-checked in every batch transaction (FOR SHARE): a restart that commits while
+        # this tick runs stops it at the next batch, so runs created after the restart hook
+        # never carry the old generation.
+        fence = state.check_fence(conn, release_id)
+        if not fence.accepted:
+            stats.accepted = False
+            return None
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(CLAIM_DUE_TRIGGERS, {"now": now, "batch": options.batch_size})
+            rows = cursor.fetchall()
+            if not rows:
+                return 0
+            run_rows, advances = _plan_batch(
+                rows, now=now, generation=fence.generation, options=options, stats=stats
+            )
+            inserted = execute_values(
+                cursor,
+                INSERT_RUNS,
+                run_rows,
+                template=INSERT_RUNS_TEMPLATE,
+                page_size=1000,
+                fetch=True,
+            )
+            execute_values(
+                cursor, ADVANCE_TRIGGERS, advances, template=ADVANCE_TEMPLATE, page_size=1000
+            )
+        finally:
+            cursor.close()
+    stats.batches += 1
+    stats.due += len(rows)
+    pending = [run_id for run_id, status in inserted if status == "pending"]
+    stats.dispatched += len(pending)
+    stats.skipped += sum(1 for _, status in inserted if status == "skipped")
+    stats.duplicates += len(run_rows) - len(inserted)
+    if pending and publish is not None:
+        _hand_off(engine, pending, now=now, publish=publish, stats=stats)
+    return len(rows)
+
+
+def _plan_batch(
+    rows: Sequence[tuple],
+    *,
+    now: datetime,
+    generation: int,
+    options: TickOptions,
+    stats: TickStats,
+) -> tuple[list[tuple], list[tuple]]:
+    """Decide each claimed trigger's fires; return the run rows and the trigger advances."""
+    run_rows: list[tuple] = []
+    advances: list[tuple] = []
+    for (
+        trigger_id,
+        tenant_id,
+        cron,
+        timezone,
+        run_at,
+        start_at,
+        end_at,
+        next_run_at,
+        policy,
+        window,
+    ) in rows:
+        spec = schedule.TriggerSpec(
+            cron=cron, timezone=timezone, run_at=run_at, start_at=start_at, end_at=end_at
+        )
+        plan = schedule.plan_catchup(
+            spec,
+            policy=policy,
+            window_seconds=window,
+            first_due=next_run_at,
+            now=now,
+            tick_seconds=options.tick_seconds,
+            max_fires=options.catchup_max_fires,
+        )
+        for fire in plan.run:
+            run_rows.append(
+                (
+                    str(uuid.uuid4()),
+                    str(trigger_id),
+                    tenant_id,
+                    fire,
+                    idempotency_key(trigger_id, fire),
+                    "pending",
+                    generation,
+                    now,
+                    None,
+                )
+            )
+            stats.max_lag_seconds = max(stats.max_lag_seconds, (now - fire).total_seconds())
+        for fire in plan.skipped:
+            run_rows.append(
+                (
+                    str(uuid.uuid4()),
+                    str(trigger_id),
+                    tenant_id,
+                    fire,
+                    idempotency_key(trigger_id, fire),
+                    "skipped",
+                    generation,
+                    now,
+                    now,
+                )
+            )
+        last = max(plan.run + plan.skipped, default=None)
+        # A one-time trigger is done once dispatched; a cron trigger past end_at keeps its
+        # row enabled but has no next run (DESIGN section 4).
+        enabled = not (run_at is not None and plan.next_run_at is None)
+        advances.append((str(trigger_id), plan.next_run_at, last, enabled))
+    return run_rows, advances
+
+
+def _hand_off(
+    engine: Engine, run_ids: list[uuid.UUID], *, now: datetime, publish: Publish, stats: TickStats
+) -> None:
+    """Publish committed runs, then stamp enqueued_at. A broker failure loses nothing."""
+    try:
+        publish(run_ids)
+    except Exception as exc:
+        stats.broker_error = f"{type(exc).__name__}: {exc}"[:300]
+        logger.error(
+            "broker unavailable; runs stay pending for the recovery sweep",
+            extra={"event": "enqueue_failed", "runs": len(run_ids)},
+            exc_info=True,
+        )
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql(STAMP_ENQUEUED, {"now": now, "ids": [str(i) for i in run_ids]})
+    stats.enqueued += len(run_ids)
+
+
+def default_options(settings: Any) -> TickOptions:
+    """Tick options from app.config.Settings."""
+    return TickOptions(
+        batch_size=settings.dispatch_batch_size,
+        time_budget_seconds=settings.dispatch_time_budget_seconds,
+        tick_seconds=settings.dispatch_interval_seconds,
+        catchup_max_fires=settings.catchup_max_fires,
+        recovery=recovery.RecoveryOptions(
+            grace_seconds=max(5, settings.dispatch_interval_seconds // 2),
+            requeue_after_seconds=settings.requeue_after_seconds,
+            heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
+            batch_size=settings.dispatch_batch_size,
+        ),
+    )

@@ -1,0 +1,81 @@
+"""Retention: finished runs and idempotency records older than their horizon are pruned in
+bounded batches (DESIGN section 9), never in one huge DELETE that would hold locks and bloat
+the WAL at once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, text
+
+logger = logging.getLogger(__name__)
+
+DELETE_FINISHED_RUNS = text("""
+    DELETE FROM runs WHERE id IN (
+        SELECT id FROM runs
+        WHERE finished_at IS NOT NULL AND finished_at < :cutoff
+          AND status IN ('succeeded', 'failed', 'cancelled', 'skipped')
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+""")
+DELETE_IDEMPOTENCY_RECORDS = text("""
+    DELETE FROM idempotency_records WHERE id IN (
+        SELECT id FROM idempotency_records WHERE created_at < :cutoff
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+""")
+
+
+@dataclass
+class PruneResult:
+    runs: int = 0
+    idempotency_records: int = 0
+    complete: bool = True
+
+
+def prune(
+    engine: Engine,
+    *,
+    now: datetime,
+    run_retention_days: int,
+    idempotency_retention_hours: int,
+    batch_size: int = 1000,
+    max_batches: int = 100,
+) -> PruneResult:
+    """Delete expired rows, one committed batch at a time.
+
+    Returns the counts; `complete` is False when `max_batches` stopped it (the next beat
+    run continues).
+    """
+    result = PruneResult()
+    jobs = (
+        ("runs", DELETE_FINISHED_RUNS, now - timedelta(days=run_retention_days)),
+        (
+            "idempotency_records",
+            DELETE_IDEMPOTENCY_RECORDS,
+            now - timedelta(hours=idempotency_retention_hours),
+        ),
+    )
+    for name, statement, cutoff in jobs:
+        for _ in range(max_batches):
+            with engine.begin() as conn:
+                deleted = conn.execute(statement, {"cutoff": cutoff, "batch": batch_size}).rowcount
+            setattr(result, name, getattr(result, name) + deleted)
+            if deleted < batch_size:
+                break
+        else:
+            result.complete = False
+    logger.info(
+        "retention pruned",
+        extra={
+            "event": "retention_pruned",
+            "runs": result.runs,
+            "idempotency_records": result.idempotency_records,
+            "complete": result.complete,
+        },
+    )
+    return result

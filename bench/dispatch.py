@@ -1,0 +1,93 @@
+"""Dispatcher throughput and memory: `python -m bench.dispatch --triggers N [N ...]`.
+
+For each N: a fresh database with N due triggers, then one `python -m tasks.dispatch --once`
+process, timed until every run is committed and enqueued in Redis. Prints triggers/second and
+the dispatcher's peak RSS (the whole process: interpreter, Celery, drivers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from bench import common
+
+EXPRESSIONS = ("* * * * *", "*/5 * * * *", "0 * * * *", "30 2 * * *", "*/15 9-17 * * MON-FRI")
+
+
+def run_once(count: int, redis_url: str) -> dict[str, float]:
+    now = datetime.now(UTC)
+    with common.fresh_database() as url:
+        common.insert_triggers(
+            url, count, next_run_at=now - timedelta(seconds=1), cron=None, expressions=EXPRESSIONS
+        )
+        client = redis.Redis.from_url(redis_url)
+        client.delete("runs")
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "REDIS_URL": redis_url,
+            "DISPATCH_TIME_BUDGET_SECONDS": "600",
+            "LOG_LEVEL": "WARNING",
+        }
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tasks.dispatch", "--once"], env=env, stdout=out, stderr=err
+            )
+            # wait4 gives this one child's own peak RSS and CPU time.
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            elapsed = time.perf_counter() - started
+            out.seek(0)
+            err.seek(0)
+            if proc.returncode != 0:
+                raise SystemExit(f"dispatch failed: {err.read()[-2000:]}")
+            stats = json.loads(out.read().strip().splitlines()[-1])
+        queued = client.llen("runs")
+        client.delete("runs")
+        client.close()
+    if stats["enqueued"] != count or queued != count:
+        raise SystemExit(f"expected {count} runs enqueued, got {stats['enqueued']} / {queued}")
+    return {
+        "seconds": elapsed,
+        "tick_seconds": stats["duration_seconds"],
+        "triggers_per_second": count / stats["duration_seconds"],
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--triggers", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    args = parser.parse_args(argv)
+    results: dict[str, object] = {"machine": common.machine(), "dispatch": {}}
+    for count in args.triggers:
+        samples = [run_once(count, args.redis_url) for _ in range(args.repeat)]
+        row = {key: common.summary([s[key] for s in samples]) for key in samples[0]}
+        results["dispatch"][count] = row
+        print(
+            f"N={count:>7}: {row['triggers_per_second']['median']:>9.0f} triggers/s "
+            f"(tick {row['tick_seconds']['median']:.2f} s, min {row['tick_seconds']['min']:.2f}"
+            f", max {row['tick_seconds']['max']:.2f}); peak RSS "
+            f"{row['peak_rss_mb']['median']:.1f} MB",
+            flush=True,
+        )
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""The dispatcher on the real PostgreSQL and Redis, with an injected clock (DESIGN section 5)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from app import dispatch, state
+from tasks import publish
+from tasks.celery_app import use_broker
+from tests.integration.dispatch.conftest import runs, trigger
+
+NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_a_due_trigger_gets_one_pending_run_enqueued_with_the_run_id(
+    make_triggers, tick, queued, engine
+) -> None:
+    [trigger_id] = make_triggers(next_run_at=NOON, cron="*/5 * * * *")
+
+    stats = tick(NOON + timedelta(seconds=2))
+
+    [run] = runs(engine)
+    assert run["status"] == "pending"
+    assert run["kind"] == "scheduled"
+    assert run["scheduled_for"] == NOON
+    assert run["idempotency_key"] == f"{trigger_id}:2026-01-05T12:00:00Z"
+    assert run["enqueued_at"] == NOON + timedelta(seconds=2)
+    assert queued() == [str(run["id"])]
+    assert trigger(engine, trigger_id)["next_run_at"] == NOON + timedelta(minutes=5)
+    assert trigger(engine, trigger_id)["last_scheduled_for"] == NOON
+    assert (stats.due, stats.dispatched, stats.enqueued) == (1, 1, 1)
+
+
+def test_a_trigger_not_yet_due_is_left_alone(make_triggers, tick, queued, engine) -> None:
+    make_triggers(next_run_at=NOON + timedelta(minutes=1))
+    assert tick(NOON).due == 0
+    assert runs(engine) == []
+    assert queued() == []
+
+
+def test_four_dispatchers_at_once_create_and_enqueue_each_run_exactly_once(
+    make_triggers, celery_app, queued, engine
+) -> None:
+    make_triggers(5000, next_run_at=NOON - timedelta(seconds=30), cron="* * * * *")
+    now = NOON + timedelta(seconds=1)
+    results: list[dispatch.TickStats] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def dispatcher() -> None:
+        try:
+            start.wait()
+            results.append(
+                dispatch.run_tick(
+                    engine,
+                    now=now,
+                    release_id="test-release",
+                    publish=publish.enqueue_runs,
+                    options=dispatch.TickOptions(batch_size=250),
+                )
+            )
+        except BaseException as exc:  # surfaced below, never swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=dispatcher) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM runs")).scalar() == 5000
+        assert conn.execute(text("SELECT count(DISTINCT trigger_id) FROM runs")).scalar() == 5000
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM triggers WHERE next_run_at <= :now"), {"now": now}
+            ).scalar()
+            == 0
+        )
+        assert (
+            conn.execute(text("SELECT count(*) FROM runs WHERE enqueued_at IS NULL")).scalar() == 0
+        )
+    ids = queued()
+    assert len(ids) == 5000
+    assert len(set(ids)) == 5000
+    assert sum(r.dispatched for r in results) == 5000
+    assert all(r.duplicates == 0 for r in results)
+
+
+class Crash(BaseException):
+    """The process dies: nothing after this point runs."""
+
+
+def test_a_crash_between_commit_and_enqueue_is_recovered_once_by_the_next_sweep(
+    make_triggers, tick, queued, engine
+) -> None:
+    make_triggers(20, next_run_at=NOON, cron="0 * * * *")
+
+    def dies(run_ids):
+        raise Crash
+
+    with pytest.raises(Crash):
+        tick(NOON + timedelta(seconds=1), publisher=dies)
+
+    pending = runs(engine)
+    assert len(pending) == 20
+    assert {r["status"] for r in pending} == {"pending"}
+    assert {r["enqueued_at"] for r in pending} == {None}
+    assert queued() == []
+
+    stats = tick(NOON + timedelta(minutes=1))
+    assert stats.recovered == 20
+    assert sorted(queued()) == sorted(str(r["id"]) for r in pending)
+
+    tick(NOON + timedelta(minutes=2))
+    assert len(queued()) == 20, "a run already handed over is not enqueued again"
+
+
+def test_redis_unreachable_commits_the_runs_and_the_sweep_enqueues_them_later(
+    make_triggers, tick, queued, engine, celery_app, settings
+) -> None:
+    make_triggers(30, next_run_at=NOON, cron="0 * * * *")
+    use_broker(celery_app, "redis://127.0.0.1:1/0")  # nothing listens there
+    try:
+        stats = tick(NOON + timedelta(seconds=1))
+    finally:
+        use_broker(celery_app, settings.redis_url)
+
+    assert stats.broker_error
+    assert stats.dispatched == 30
+    assert stats.enqueued == 0
+    assert len(runs(engine, "status = 'pending' AND enqueued_at IS NULL")) == 30
+
+    stats = tick(NOON + timedelta(minutes=1))
+    assert stats.broker_error is None
+    assert stats.recovered == 30
+    assert len(set(queued())) == 30
+    assert runs(engine, "enqueued_at IS NULL") == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "window", "expect_run", "expect_skipped"),
+    [
+        ("latest", 3600, ["2026-01-05T14:45:00Z"], []),
+        (
+            "all",
+            4 * 3600,
+            [f"2026-01-05T{h:02d}:{m:02d}:00Z" for h in (12, 13, 14) for m in (0, 15, 30, 45)],
+            [],
+        ),
+        (
+            "none",
+            3600,
+            [],
+            [f"2026-01-05T{h:02d}:{m:02d}:00Z" for h in (12, 13, 14) for m in (0, 15, 30, 45)],
+        ),
+    ],
+)
+def test_three_hours_of_downtime_under_each_catchup_policy(
+    make_triggers, tick, engine, policy, window, expect_run, expect_skipped
+) -> None:
+    [trigger_id] = make_triggers(
+        next_run_at=NOON, cron="*/15 * * * *", catchup_policy=policy, catchup_window_seconds=window
+    )
+    back = NOON + timedelta(hours=3, seconds=5)  # 15:00:05: the 15:00 fire is on time
+
+    tick(back - timedelta(minutes=1))  # 14:59:05, still down for the 15:00 fire
+
+    by_status: dict[str, list[str]] = {}
+    for run in runs(engine):
+        by_status.setdefault(run["status"], []).append(iso(run["scheduled_for"]))
+    assert by_status.get("pending", []) == expect_run
+    assert by_status.get("skipped", []) == expect_skipped
+    assert trigger(engine, trigger_id)["next_run_at"] == NOON + timedelta(hours=3)
+
+
+def test_a_one_time_trigger_is_dispatched_once_and_disabled(
+    make_triggers, tick, engine, queued
+) -> None:
+    at = NOON + timedelta(seconds=30)
+    [trigger_id] = make_triggers(next_run_at=at, cron=None, run_at=at)
+
+    tick(NOON)
+    assert runs(engine) == []
+    tick(NOON + timedelta(minutes=1))
+    tick(NOON + timedelta(minutes=2))
+
+    [run] = runs(engine)
+    assert run["scheduled_for"] == at
+    assert queued() == [str(run["id"])]
+    row = trigger(engine, trigger_id)
+    assert row["enabled"] is False
+    assert row["next_run_at"] is None
+
+
+def test_a_trigger_disabled_while_a_tick_runs_is_not_dispatched_after_the_change_commits(
+    make_triggers, tick, engine
+) -> None:
+    [kept, disabled, deleted] = make_triggers(3, next_run_at=NOON, cron="* * * * *")
+    # The API's PATCH and DELETE hold the row while their transactions are open.
+    with engine.connect() as api:
+        api.execute(text("UPDATE triggers SET enabled = false WHERE id = :id"), {"id": disabled})
+        api.execute(text("DELETE FROM triggers WHERE id = :id"), {"id": deleted})
+        stats = tick(NOON + timedelta(seconds=1))
+        assert stats.due == 1  # the locked rows were skipped, not waited for
+        api.commit()
+    tick(NOON + timedelta(minutes=1, seconds=1))
+
+    assert {r["trigger_id"] for r in runs(engine)} == {kept}
+
+
+def test_a_tick_from_a_superseded_release_creates_no_run(
+    make_triggers, tick, engine, caplog
+) -> None:
+    make_triggers(5, next_run_at=NOON, cron="* * * * *")
+    with engine.begin() as conn:
+        assert state.restart(conn, release_id="release-b", now=NOON) == (0, 1)
+
+    with caplog.at_level(logging.WARNING, logger="app.dispatch"):
+        old = tick(NOON + timedelta(seconds=1), release="release-a")
+        tick(NOON + timedelta(seconds=2), release="release-a")
+
+    assert old.accepted is False
+    assert runs(engine) == []
+    superseded = [r for r in caplog.records if getattr(r, "event", "") == "tick_superseded"]
+    assert len(superseded) == 1, "logged once, not every tick"
+    assert superseded[0].release == "release-a"
+    assert superseded[0].deployment_id == "release-b"
+    with engine.connect() as conn:
+        assert state.get_state(conn).last_tick_stats["superseded_total"] == 2
+
+    new = tick(NOON + timedelta(seconds=3), release="release-b")
+    assert new.accepted is True
+    assert {r["generation"] for r in runs(engine)} == {1}
+
+
+def test_the_tick_records_its_stats_in_scheduler_state(make_triggers, tick, engine) -> None:
+    make_triggers(3, next_run_at=NOON, cron="* * * * *")
+    tick(NOON + timedelta(seconds=1))
+    with engine.connect() as conn:
+        current = state.get_state(conn)
+    assert current.last_tick_at == NOON + timedelta(seconds=1)
+    assert current.last_tick_stats["due"] == 3
+    assert current.last_tick_stats["dispatched"] == 3
+    assert current.last_tick_stats["superseded_total"] == 0
+
+
+def test_batches_and_the_time_budget_bound_one_tick(make_triggers, tick, engine) -> None:
+    make_triggers(25, next_run_at=NOON, cron="* * * * *")
+
+    first = tick(NOON + timedelta(seconds=1), batch_size=10, time_budget_seconds=0)
+    assert (first.batches, first.due, first.budget_exhausted) == (1, 10, True)
+
+    rest = tick(NOON + timedelta(seconds=2), batch_size=10)
+    assert (rest.batches, rest.due) == (2, 15)
+    assert len(runs(engine)) == 25
+
+
+def test_a_stale_running_run_is_retried_or_failed_by_its_attempts(
+    make_triggers, tick, engine, queued
+) -> None:
+    [trigger_id] = make_triggers(next_run_at=NOON + timedelta(days=1), cron="0 0 * * *")
+    with engine.begin() as conn:
+        for attempt, key in ((1, "retry"), (3, "exhausted")):
+            conn.execute(
+                text(
+                    "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
+                    "idempotency_key, status, attempt, started_at, heartbeat_at, enqueued_at) "
+                    "VALUES (gen_random_uuid(), :t, 'tenant-a', :at, 'manual', :key, 'running', "
+                    ":attempt, :at, :at, :at)"
+                ),
+                {"t": trigger_id, "at": NOON, "key": key, "attempt": attempt},
+            )
+
+    tick(NOON + timedelta(seconds=30))  # heartbeat 30 s old: still alive
+    assert {r["status"] for r in runs(engine)} == {"running"}
+
+    stats = tick(NOON + timedelta(minutes=2))
+    by_key = {r["idempotency_key"]: r for r in runs(engine)}
+    assert by_key["retry"]["status"] == "pending"
+    assert queued() == [str(by_key["retry"]["id"])]
+    assert by_key["exhausted"]["status"] == "failed"
+    assert "heartbeat" in by_key["exhausted"]["error"]
+    assert (stats.recovered, stats.failed_stale) == (1, 1)
+
+
+NEW_YORK_FALL_BACK = {
+    # 2026-11-01: 02:00 EDT (06:00Z) becomes 01:00 EST; 01:00-02:00 local happens twice.
+    "0 * * * *": ["04:00", "05:00", "06:00", "07:00", "08:00"],
+    "30 1 * * *": ["05:30"],
+}
+
+
+@pytest.mark.parametrize("cron", sorted(NEW_YORK_FALL_BACK))
+def test_fall_back_in_new_york_dispatched_minute_by_minute(
+    make_triggers, tick, engine, cron
+) -> None:
+    start = datetime(2026, 11, 1, 3, 30, tzinfo=UTC)
+    from app import schedule
+
+    first = schedule.first_fire(schedule.TriggerSpec(cron=cron, timezone="America/New_York"), start)
+    make_triggers(next_run_at=first, cron=cron, timezone="America/New_York")
+
+    now = start
+    while now <= datetime(2026, 11, 1, 8, 30, tzinfo=UTC):
+        tick(now + timedelta(seconds=1))
+        now += timedelta(minutes=1)
+
+    fired = [iso(r["scheduled_for"])[11:16] for r in runs(engine)]
+    assert fired == NEW_YORK_FALL_BACK[cron]
+    assert {r["status"] for r in runs(engine)} == {"pending"}

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+
+from app import retention
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _run(conn, *, status: str, finished_at: datetime | None) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key,"
+            " status, finished_at) VALUES (:id, :t, 'a', :at, 'manual', :key, :status, :fin)"
+        ),
+        {
+            "id": uuid.uuid4(),
+            "t": uuid.uuid4(),
+            "at": NOW,
+            "key": str(uuid.uuid4()),
+            "status": status,
+            "fin": finished_at,
+        },
+    )
+
+
+def test_old_finished_runs_are_pruned_in_batches_and_the_rest_kept(engine) -> None:
+    old = NOW - timedelta(days=31)
+    with engine.begin() as conn:
+        for _ in range(25):
+            _run(conn, status="succeeded", finished_at=old)
+        _run(conn, status="failed", finished_at=NOW - timedelta(days=29))
+        _run(conn, status="pending", finished_at=None)
+        conn.execute(
+            text(
+                "INSERT INTO idempotency_records (tenant_id, key, request_hash, created_at) "
+                "VALUES ('a', 'old', 'h', :old), ('a', 'new', 'h', :new)"
+            ),
+            {"old": NOW - timedelta(hours=25), "new": NOW - timedelta(hours=1)},
+        )
+
+    result = retention.prune(
+        engine, now=NOW, run_retention_days=30, idempotency_retention_hours=24, batch_size=10
+    )
+
+    assert (result.runs, result.idempotency_records, result.complete) == (25, 1, True)
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT status FROM runs ORDER BY status")).scalars().all()
+        keys = conn.execute(text("SELECT key FROM idempotency_records")).scalars().all()
+    assert left == ["failed", "pending"]
+    assert keys == ["new"]
+
+
+def test_a_bounded_prune_reports_that_work_remains(engine) -> None:
+    with engine.begin() as conn:
+        for _ in range(5):
+            _run(conn, status="succeeded", finished_at=NOW - timedelta(days=40))
+    result = retention.prune(
+        engine,
+        now=NOW,
+        run_retention_days=30,
+        idempotency_retention_hours=24,
+        batch_size=2,
+        max_batches=2,
+    )
+    assert (result.runs, result.complete) == (4, False)
