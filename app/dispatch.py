@@ -56,6 +56,7 @@ ADVANCE_TRIGGERS = """
     WHERE t.id = v.id
 """
 ADVANCE_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz, %s::boolean)"
+PLAN_CACHE_SIZE = 10_000
 STAMP_ENQUEUED = "UPDATE runs SET enqueued_at = %(now)s WHERE id = ANY(%(ids)s::uuid[])"
 
 
@@ -131,6 +132,7 @@ def run_tick(
         return _superseded(engine, stats)
 
     broker_ok = _recover(engine, now=now, publish=publish, options=options, stats=stats)
+    plans: dict[tuple, schedule.CatchupPlan] = {}
     while True:
         claimed = _dispatch_batch(
             engine,
@@ -139,6 +141,7 @@ def run_tick(
             options=options,
             stats=stats,
             publish=publish if broker_ok else None,
+            plans=plans,
         )
         if claimed is None:  # superseded between batches
             break
@@ -222,6 +225,7 @@ def _dispatch_batch(
     options: TickOptions,
     stats: TickStats,
     publish: Publish | None,
+    plans: dict[tuple, schedule.CatchupPlan],
 ) -> int | None:
     """Dispatch one batch; return how many triggers it claimed, None when superseded."""
     with engine.begin() as conn:
@@ -239,7 +243,12 @@ def _dispatch_batch(
             if not rows:
                 return 0
             run_rows, advances = _plan_batch(
-                rows, now=now, generation=fence.generation, options=options, stats=stats
+                rows,
+                now=now,
+                generation=fence.generation,
+                options=options,
+                stats=stats,
+                plans=plans,
             )
             inserted = execute_values(
                 cursor,
@@ -272,69 +281,64 @@ def _plan_batch(
     generation: int,
     options: TickOptions,
     stats: TickStats,
+    plans: dict[tuple, schedule.CatchupPlan],
 ) -> tuple[list[tuple], list[tuple]]:
-    """Decide each claimed trigger's fires; return the run rows and the trigger advances."""
+    """Decide each claimed trigger's fires; return the run rows and the trigger advances.
+
+    `plans` memoises the decision per distinct schedule for the tick: 100,000 triggers due
+    at midnight share a handful of (expression, zone, next_run_at) combinations, and the
+    plan is pure, so each is computed once (most of a tick's CPU otherwise).
+    """
     run_rows: list[tuple] = []
     advances: list[tuple] = []
-    for (
-        trigger_id,
-        tenant_id,
-        cron,
-        timezone,
-        run_at,
-        start_at,
-        end_at,
-        next_run_at,
-        policy,
-        window,
-    ) in rows:
-        spec = schedule.TriggerSpec(
-            cron=cron, timezone=timezone, run_at=run_at, start_at=start_at, end_at=end_at
-        )
-        plan = schedule.plan_catchup(
-            spec,
-            policy=policy,
-            window_seconds=window,
-            first_due=next_run_at,
-            now=now,
-            tick_seconds=options.tick_seconds,
-            max_fires=options.catchup_max_fires,
-        )
-        for fire in plan.run:
-            run_rows.append(
+    for trigger_id, tenant_id, *schedule_key in rows:
+        plan = plans.get(tuple(schedule_key))
+        if plan is None:
+            if len(plans) >= PLAN_CACHE_SIZE:  # memory stays bounded whatever the mix
+                plans.clear()
+            plan = plans[tuple(schedule_key)] = _plan(schedule_key, now=now, options=options)
+        trigger = str(trigger_id)
+        for status, fires in (("pending", plan.run), ("skipped", plan.skipped)):
+            finished_at = now if status == "skipped" else None
+            run_rows.extend(
                 (
                     str(uuid.uuid4()),
-                    str(trigger_id),
+                    trigger,
                     tenant_id,
                     fire,
-                    idempotency_key(trigger_id, fire),
-                    "pending",
+                    idempotency_key(trigger, fire),
+                    status,
                     generation,
                     now,
-                    None,
+                    finished_at,
                 )
+                for fire in fires
             )
-            stats.max_lag_seconds = max(stats.max_lag_seconds, (now - fire).total_seconds())
-        for fire in plan.skipped:
-            run_rows.append(
-                (
-                    str(uuid.uuid4()),
-                    str(trigger_id),
-                    tenant_id,
-                    fire,
-                    idempotency_key(trigger_id, fire),
-                    "skipped",
-                    generation,
-                    now,
-                    now,
-                )
-            )
+        if plan.run:
+            stats.max_lag_seconds = max(stats.max_lag_seconds, (now - plan.run[0]).total_seconds())
         last = max(plan.run + plan.skipped, default=None)
         # A one-time trigger is done once dispatched; a cron trigger past end_at keeps its
         # row enabled but has no next run (DESIGN section 4).
+        run_at = schedule_key[2]
         enabled = not (run_at is not None and plan.next_run_at is None)
-        advances.append((str(trigger_id), plan.next_run_at, last, enabled))
+        advances.append((trigger, plan.next_run_at, last, enabled))
     return run_rows, advances
+
+
+def _plan(schedule_key: list, *, now: datetime, options: TickOptions) -> schedule.CatchupPlan:
+    cron, timezone, run_at, start_at, end_at, next_run_at, policy, window = schedule_key
+    spec = schedule.TriggerSpec(
+        cron=cron, timezone=timezone, run_at=run_at, start_at=start_at, end_at=end_at
+    )
+    return schedule.plan_catchup(
+        spec,
+        policy=policy,
+        window_seconds=window,
+        first_due=next_run_at,
+        now=now,
+        tick_seconds=options.tick_seconds,
+        max_fires=options.catchup_max_fires,
+    )
 
 
 def _hand_off(

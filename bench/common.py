@@ -78,7 +78,7 @@ def machine() -> dict[str, object]:
     with open("/proc/meminfo") as fh:
         mem_kb = int(fh.readline().split()[1])
     versions = {}
-    for dist in ("celery", "kombu", "redis", "SQLAlchemy", "psycopg2-binary", "croniter"):
+    for dist in ("celery", "kombu", "redis", "SQLAlchemy", "psycopg2-binary", "cron-descriptor"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

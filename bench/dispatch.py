@@ -14,20 +14,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import redis
 
 from bench import common
 
-EXPRESSIONS = ("* * * * *", "*/5 * * * *", "0 * * * *", "30 2 * * *", "*/15 9-17 * * MON-FRI")
+
+def expressions_due_at(due: datetime) -> tuple[str, ...]:
+    """A mix of expressions that all fire at `due` (a whole minute, UTC)."""
+    m, h, dow = due.minute, due.hour, due.isoweekday() % 7
+    return ("* * * * *", f"{m} * * * *", f"{m} {h} * * *", f"{m} {h} * * {dow}", f"{m}-59 * * * *")
 
 
 def run_once(count: int, redis_url: str) -> dict[str, float]:
-    now = datetime.now(UTC)
+    due = datetime.now(UTC).replace(second=0, microsecond=0)
     with common.fresh_database() as url:
         common.insert_triggers(
-            url, count, next_run_at=now - timedelta(seconds=1), cron=None, expressions=EXPRESSIONS
+            url, count, next_run_at=due, cron=None, expressions=expressions_due_at(due)
         )
         client = redis.Redis.from_url(redis_url)
         client.delete("runs")
@@ -56,7 +60,9 @@ def run_once(count: int, redis_url: str) -> dict[str, float]:
         client.delete("runs")
         client.close()
     if stats["enqueued"] != count or queued != count:
-        raise SystemExit(f"expected {count} runs enqueued, got {stats['enqueued']} / {queued}")
+        raise SystemExit(
+            f"expected {count} runs enqueued, got {stats['enqueued']} / {queued}: {stats}"
+        )
     return {
         "seconds": elapsed,
         "tick_seconds": stats["duration_seconds"],

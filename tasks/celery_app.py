@@ -91,9 +91,12 @@ def _fresh_pool(**_kwargs) -> None:
 
 
 def use_broker(celery: Celery, url: str) -> None:
-    """Point an app at another broker, dropping pooled connections (tests, tools)."""
+    """Point an app at another broker (tests, tools).
+
+    The pools are only dropped, not closed: kombu shares producer pools between equal
+    connections process-wide, and a closed one would be handed out again.
+    """
     celery.conf.broker_url = broker_url(url)
-    if celery._pool is not None:
-        celery._pool.force_close_all()
     celery._pool = None
-    celery.__dict__.get("amqp") and setattr(celery.amqp, "_producer_pool", None)
+    if "amqp" in celery.__dict__:
+        celery.amqp._producer_pool = None

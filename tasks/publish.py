@@ -1,31 +1,70 @@
-"""Hand runs to Celery: one producer, one broker connection, many messages."""
+"""Hand runs to Celery: one producer, one pipelined batch, many messages.
+
+`celery.send_task` in a loop spends most of its time rebuilding the same message (repr of
+the arguments, queue declaration, retry wrappers): about 2,300 messages/s here. The
+dispatcher hands over up to 100,000 runs in a tick, so the message for `run_trigger` is built
+once by Celery itself (`amqp.as_task_v2`, so the protocol stays Celery's), copied per run
+with its id, and published through kombu's pipelined batch: several times faster.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from tasks.celery_app import RUN_TASK
+from tasks.celery_app import RUN_TASK, RUNS_QUEUE
 
 BATCH = 500
+_TEMPLATE_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def _template(celery: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    headers, properties, body, _sent_event = celery.amqp.as_task_v2(
+        _TEMPLATE_ID, RUN_TASK, args=(_TEMPLATE_ID,), kwargs={}, ignore_result=True
+    )
+    return headers, properties, body[2]
 
 
 def enqueue_runs(run_ids: Iterable[uuid.UUID | str], *, eta: datetime | None = None) -> int:
     """Publish `run_trigger(run_id)` for each id, with the Celery task id set to the run id.
 
-    Returns how many were published. Raises the broker's error if publishing fails; the
-    runs stay `pending` in the database and the recovery sweep re-enqueues them.
+    Returns how many were published. Raises the broker's error if publishing fails (no
+    retry here: the runs stay `pending` in the database and the recovery sweep re-enqueues
+    them), so a broker outage costs a tick no more than one failed connection attempt.
     """
     from tasks import celery
 
-    count = 0
-    # One pooled producer and kombu's pipelined batch: the Redis commands of up to
-    # BATCH messages go out in one round trip (about 3x apply_async in a loop).
+    ids: Sequence[str] = [str(run_id) for run_id in run_ids]
+    if eta is not None:
+        # Retries with a delay are few; Celery's own path handles the eta header.
+        with celery.producer_or_acquire() as producer:
+            for run_id in ids:
+                celery.send_task(
+                    RUN_TASK,
+                    args=(run_id,),
+                    task_id=run_id,
+                    producer=producer,
+                    eta=eta,
+                    retry=False,
+                )
+        return len(ids)
+
+    headers, properties, embed = _template(celery)
     with celery.producer_or_acquire() as producer, producer.batch(max_size=BATCH):
-        for run_id in run_ids:
-            celery.send_task(
-                RUN_TASK, args=(str(run_id),), task_id=str(run_id), producer=producer, eta=eta
+        for n, run_id in enumerate(ids):
+            producer.publish(
+                ((run_id,), {}, embed),
+                exchange="",
+                routing_key=RUNS_QUEUE,
+                serializer="json",
+                headers={**headers, "id": run_id, "root_id": run_id, "argsrepr": repr((run_id,))},
+                delivery_mode=2,
+                # The queue is declared with the first message; declaring it again per
+                # message is what makes send_task slow.
+                declare=None if n else [celery.amqp.queues[RUNS_QUEUE]],
+                retry=False,
+                **{**properties, "correlation_id": run_id},
             )
-            count += 1
-    return count
+    return len(ids)

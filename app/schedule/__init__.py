@@ -1,0 +1,38 @@
+"""Schedule maths, pure: datetimes in, datetimes out; `now` and `after` are always arguments.
+
+Public API (DESIGN sections 4 and 5):
+- `validate_cron`, `validate_timezone`: normalise or raise ScheduleError naming the field;
+- `next_fires`, `next_fire`: fire instants of a cron expression in a time zone;
+- `TriggerSpec`, `first_fire` (every write path's `next_run_at`), `fire_after`, `describe`;
+- `CatchupPlan`, `plan_catchup`: the dispatcher's decision for a due trigger.
+
+All returned instants are aware UTC datetimes. Cron is evaluated on local wall-clock time
+with Debian cron's daylight-saving rules (app/schedule/fires.py).
+"""
+
+from __future__ import annotations
+
+from app.schedule.catchup import CatchupPlan, plan_catchup
+from app.schedule.cron import validate as validate_cron
+from app.schedule.spec import (
+    TriggerSpec,
+    describe,
+    fire_after,
+    first_fire,
+    next_fire,
+    next_fires,
+)
+from app.schedule.zones import validate as validate_timezone
+
+__all__ = [
+    "CatchupPlan",
+    "TriggerSpec",
+    "describe",
+    "fire_after",
+    "first_fire",
+    "next_fire",
+    "next_fires",
+    "plan_catchup",
+    "validate_cron",
+    "validate_timezone",
+]

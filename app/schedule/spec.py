@@ -1,0 +1,210 @@
+"""A trigger's schedule as a value (cron or one-time, with its window) and its fire times.
+
+`first_fire` is the one function that computes a trigger's `next_run_at` on every write path
+(create, schedule change, re-enable), so no path can leave a trigger without one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import cron_descriptor
+
+from app.errors import ScheduleError
+from app.schedule import cron as cron_grammar
+from app.schedule import fires, zones
+
+_TICK = timedelta(microseconds=1)  # "strictly after start_at - tick" is "at or after start_at"
+
+
+def _require_aware(value: datetime | None, name: str) -> None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ScheduleError(f"{name} must carry a UTC offset", field=name)
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """What a trigger's schedule is: exactly one of `cron` (evaluated in `timezone`) and
+    `run_at`, optionally bounded by `start_at` and `end_at` (both inclusive)."""
+
+    cron: str | None
+    timezone: str = "UTC"
+    run_at: datetime | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cron is None) == (self.run_at is None):
+            raise ScheduleError("exactly one of cron and run_at is required", field="cron")
+        for name in ("run_at", "start_at", "end_at"):
+            _require_aware(getattr(self, name), name)
+        if self.start_at and self.end_at and self.end_at < self.start_at:
+            raise ScheduleError("end_at is before start_at", field="end_at")
+
+
+def _check_after(after: datetime) -> None:
+    if after.tzinfo is None or after.utcoffset() is None:
+        raise ValueError("`after` must be an aware datetime")
+
+
+def iter_cron(cron: str, timezone: str, after: datetime) -> Iterator[datetime]:
+    """Every fire of `cron` in `timezone` strictly after `after` (aware UTC, increasing)."""
+    _check_after(after)
+    return fires.iter_fires(cron_grammar.parse(cron), zones.get(timezone), after)
+
+
+def next_fires(cron: str, timezone: str, after: datetime, count: int) -> list[datetime]:
+    """The next `count` fires strictly after aware `after`, as aware UTC datetimes, increasing.
+
+    Fewer than `count` only when the search limit (100 years) is reached. Raises
+    ScheduleError for an invalid expression or zone.
+    """
+    if count < 0:
+        raise ValueError("count must be >= 0")
+    return list(itertools.islice(iter_cron(cron, timezone, after), count))
+
+
+@lru_cache(maxsize=4096)
+def next_fire(cron: str, timezone: str, after: datetime) -> datetime | None:
+    """The first fire strictly after `after`, or None if none within 100 years.
+
+    Memoised: the dispatcher asks this for many triggers sharing an expression and `after`.
+    """
+    return next(iter_cron(cron, timezone, after), None)
+
+
+def _lower_bound(spec: TriggerSpec, after: datetime) -> datetime:
+    if spec.start_at is not None and spec.start_at - _TICK > after:
+        return spec.start_at - _TICK
+    return after
+
+
+def iter_spec(spec: TriggerSpec, after: datetime) -> Iterator[datetime]:
+    """Every fire of the trigger strictly after `after`, inside its window, increasing."""
+    _check_after(after)
+    if spec.run_at is not None:
+        if spec.run_at > after and _in_window(spec, spec.run_at):
+            yield spec.run_at.astimezone(UTC)
+        return
+    assert spec.cron is not None
+    for moment in iter_cron(spec.cron, spec.timezone, _lower_bound(spec, after)):
+        if spec.end_at is not None and moment > spec.end_at:
+            return
+        yield moment
+
+
+def _in_window(spec: TriggerSpec, moment: datetime) -> bool:
+    return (spec.start_at is None or moment >= spec.start_at) and (
+        spec.end_at is None or moment <= spec.end_at
+    )
+
+
+def first_fire(spec: TriggerSpec, now: datetime) -> datetime | None:
+    """The `next_run_at` of a trigger written at `now` (created, rescheduled or re-enabled).
+
+    - cron: the first fire at or after `start_at` and strictly after `now`; None when it
+      would fall after `end_at`.
+    - one-time: `run_at` when it lies inside [start_at, end_at], else None. It is not
+      compared with `now`: the API rejects a `run_at` in the past on creation, and a past
+      `run_at` of a re-enabled trigger is the catch-up policy's to decide (run once if
+      within the window).
+    """
+    _check_after(now)
+    if spec.run_at is not None:
+        return spec.run_at.astimezone(UTC) if _in_window(spec, spec.run_at) else None
+    return fire_after(spec, now)
+
+
+def fire_after(spec: TriggerSpec, after: datetime) -> datetime | None:
+    """The trigger's next fire strictly after `after` inside its window; None when there is
+    none (a one-time trigger whose `run_at` <= `after`, or past `end_at`)."""
+    _check_after(after)
+    if spec.run_at is not None:
+        return next(iter_spec(spec, after), None)
+    assert spec.cron is not None
+    moment = next_fire(spec.cron, spec.timezone, _lower_bound(spec, after))
+    if moment is None or (spec.end_at is not None and moment > spec.end_at):
+        return None
+    return moment
+
+
+def fires_between(spec: TriggerSpec, start: datetime, end: datetime, limit: int) -> list[datetime]:
+    """The first `limit` fires f with start <= f <= end, oldest first."""
+    found = iter_spec(spec, start - _TICK)
+    return list(itertools.islice(itertools.takewhile(lambda f: f <= end, found), limit))
+
+
+def last_fires(spec: TriggerSpec, start: datetime, end: datetime, limit: int) -> list[datetime]:
+    """The last `limit` fires f with start <= f <= end, oldest first.
+
+    Bounded work whatever the distance from `start` to `end`: looks back over a span that
+    grows fourfold until it holds `limit` fires (fires are at least a minute apart, so the
+    first span is `limit` minutes), instead of walking every fire since `start`.
+    """
+    if limit <= 0 or end < start:
+        return []
+    span = timedelta(minutes=limit)
+    while True:
+        begin = max(start, end - span)
+        found = deque(fires_between(spec, begin, end, limit=10**9), maxlen=limit)
+        if len(found) == limit or begin == start:
+            return list(found)
+        span *= 4
+
+
+def describe(spec: TriggerSpec) -> str:
+    """Human text: "At 02:30 AM, America/New_York"; "Once at 2026-12-01T09:00:00Z"; a window
+    adds ", from <start_at>" and ", until <end_at>"."""
+    if spec.run_at is not None:
+        text = f"Once at {_iso(spec.run_at)}"
+    else:
+        assert spec.cron is not None
+        text = f"{_describe_cron(cron_grammar.parse(spec.cron))}, {spec.timezone}"
+    if spec.start_at is not None:
+        text += f", from {_iso(spec.start_at)}"
+    if spec.end_at is not None:
+        text += f", until {_iso(spec.end_at)}"
+    return text
+
+
+_FULL = (set(range(60)), set(range(24)), set(range(1, 32)), set(range(1, 13)), set(range(7)))
+_DESCRIBE_ERRORS = (cron_descriptor.FormatError, cron_descriptor.MissingFieldError, ValueError)
+
+
+def _describe_cron(expr: cron_grammar.CronExpr) -> str:
+    """cron-descriptor's text for `expr`, fed a form it reads correctly.
+
+    It fails on some valid fields ('*,5', 'FEB-3', '3-FRI,*/4'), so a field covering its
+    whole range is given as '*' and names as numbers; if it still fails, the restricted
+    fields are spelled out as value lists. Debian's day rule is kept: with OR, one full day
+    field means every day; with AND its "or on" is corrected.
+    """
+    sets = (expr.minutes, expr.hours, expr.days, expr.months, expr.weekdays)
+    fields = [
+        "*" if set(values) == full else cron_grammar.names_to_numbers(index, text)
+        for index, (values, full, text) in enumerate(zip(sets, _FULL, expr.fields, strict=True))
+    ]
+    if not expr.day_and and "*" in (fields[2], fields[4]):
+        fields[2] = fields[4] = "*"
+    try:
+        text = cron_descriptor.get_description(" ".join(fields))
+    except _DESCRIBE_ERRORS:
+        fields = [
+            text if text == "*" else ",".join(str(v) for v in sorted(values))
+            for values, text in zip(sets, fields, strict=True)
+        ]
+        text = cron_descriptor.get_description(" ".join(fields))
+    if expr.day_and and fields[2] != "*" and fields[4] != "*":
+        # cron-descriptor always reads two day fields as "or"; with a '*'-led field Debian
+        # cron requires both ('0 0 */2 * MON': Mondays that are odd days).
+        text = text.replace(", or on ", ", and only on ")
+    return text
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

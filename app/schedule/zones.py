@@ -1,0 +1,42 @@
+"""IANA time zones by name: validated once, then cached.
+
+Triggers store the zone as its IANA name, never as an offset: the offset changes twice a
+year, the rules are what the cron expression is evaluated against.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from functools import lru_cache
+
+from app.errors import ScheduleError
+
+
+@lru_cache(maxsize=1)
+def _known() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+@lru_cache(maxsize=1024)
+def get(name: str) -> zoneinfo.ZoneInfo:
+    """The zone called `name`; raise ScheduleError(field='timezone') for an unknown one."""
+    problem = f"unknown time zone {name!r} (expected an IANA name such as 'Europe/Paris')"
+    if not isinstance(name, str) or not name:
+        raise ScheduleError(
+            "the time zone is empty (expected an IANA name such as 'UTC')", field="timezone"
+        )
+    known = _known()
+    # The listing excludes files that are not zones ('posixrules', 'localtime'); when the
+    # platform cannot list its zones, loading is the only test left.
+    if known and name not in known:
+        raise ScheduleError(problem, field="timezone")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ScheduleError(problem, field="timezone")
+
+
+def validate(name: str) -> str:
+    """Return `name` if it is a known IANA zone, else raise ScheduleError(field='timezone')."""
+    get(name)
+    return name
