@@ -1,0 +1,150 @@
+"""API keys: generated once, stored only as a SHA-256 hash with a short display prefix.
+
+A key is `tsk_` followed by 32 random bytes (urlsafe base64, 43 characters). The database
+holds its SHA-256 hex digest and its first characters (`prefix`) so an operator can tell keys
+apart in `keys list` and revoke one without ever seeing the secret again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from app import errors
+from app.models import ApiKey
+
+KEY_SCHEME = "tsk_"
+KEY_BYTES = 32
+PREFIX_LENGTH = 12  # "tsk_" and 8 random characters: 48 bits, plenty to tell keys apart
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts for: a tenant key, or an admin key that sees every tenant."""
+
+    key_id: uuid.UUID
+    tenant_id: str
+    is_admin: bool
+    prefix: str
+
+    @property
+    def scope(self) -> str | None:
+        """The tenant to filter by, or None for an admin (every tenant)."""
+        return None if self.is_admin else self.tenant_id
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A freshly created key; `key` is the only copy of the secret and is shown once."""
+
+    id: uuid.UUID
+    key: str
+    prefix: str
+    tenant_id: str
+    is_admin: bool
+
+
+def generate() -> str:
+    """A new random key (32 bytes of entropy from `secrets`)."""
+    return KEY_SCHEME + secrets.token_urlsafe(KEY_BYTES)
+
+
+def hash_key(key: str) -> str:
+    """The SHA-256 hex digest stored in place of the key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def validate_tenant(tenant_id: str) -> str:
+    """The tenant id if it is 1-100 characters of letters, digits, `.`, `_`, `-`."""
+    if not TENANT_PATTERN.match(tenant_id):
+        raise errors.ConfigError(
+            "tenant must be 1-100 characters: letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return tenant_id
+
+
+def create(
+    session: Session, *, tenant_id: str, name: str = "", is_admin: bool = False, now: datetime
+) -> NewKey:
+    """Store a new key for `tenant_id` and return it (the plaintext is not kept anywhere)."""
+    key = generate()
+    row = ApiKey(
+        id=uuid.uuid4(),
+        tenant_id=validate_tenant(tenant_id),
+        name=name[:200],
+        prefix=key[:PREFIX_LENGTH],
+        key_hash=hash_key(key),
+        is_admin=is_admin,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return NewKey(row.id, key, row.prefix, row.tenant_id, row.is_admin)
+
+
+def authenticate(session: Session, key: str) -> Principal | None:
+    """The principal of an active key, or None when the key is unknown or revoked.
+
+    The lookup is by the hash of a high-entropy secret, so its timing tells an attacker
+    nothing about other keys.
+    """
+    if not key.startswith(KEY_SCHEME) or len(key) > 200:
+        return None
+    row = _select_active_by_hash(session, hash_key(key))
+    if row is None:
+        return None
+    return Principal(row.id, row.tenant_id, row.is_admin, row.prefix)
+
+
+def list_keys(session: Session, *, tenant_id: str | None = None) -> list[ApiKey]:
+    """Every key (revoked ones too), oldest first, optionally of one tenant."""
+    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+    if tenant_id is not None:
+        query = query.where(ApiKey.tenant_id == tenant_id)
+    return list(session.scalars(query))
+
+
+def revoke(session: Session, prefix_or_id: str, *, now: datetime) -> ApiKey:
+    """Revoke the active key whose id or display prefix is `prefix_or_id`; return it.
+
+    Raises NotFound when no active key matches and Conflict when a prefix matches several
+    (revoke by id then).
+    """
+    matches = _select_active_by_prefix_or_id(session, prefix_or_id)
+    if not matches:
+        raise errors.NotFound(f"no active key with id or prefix {prefix_or_id!r}")
+    if len(matches) > 1:
+        raise errors.Conflict(f"prefix {prefix_or_id!r} matches {len(matches)} keys; use the id")
+    _mark_revoked(session, matches[0].id, now=now)
+    return matches[0]
+
+
+def _select_active_by_hash(session: Session, key_hash: str) -> ApiKey | None:
+    query = select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+    return session.scalars(query).one_or_none()
+
+
+def _select_active_by_prefix_or_id(session: Session, value: str) -> list[ApiKey]:
+    condition = ApiKey.prefix == value
+    with contextlib.suppress(ValueError):  # not a uuid: match the prefix only
+        condition = or_(condition, ApiKey.id == uuid.UUID(value))
+    query = select(ApiKey).where(condition, ApiKey.revoked_at.is_(None))
+    return list(session.scalars(query))
+
+
+def _mark_revoked(session: Session, key_id: uuid.UUID, *, now: datetime) -> None:
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )

@@ -1,0 +1,204 @@
+"""Fixtures for the API tests: the app, its test client and CLI runner, keys, and helpers.
+
+The app publishes runs to a recorder by default (no broker needed); a test that wants the
+real Celery hand-off asks for `real_publish`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import Engine, text
+
+from app import config, db, keys
+from web import context, create_app
+
+ECHO = {"type": "task", "name": "echo"}
+TABLES = ("triggers", "runs", "api_keys", "idempotency_records", "scheduler_state")
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def trigger_body(**overrides: Any) -> dict[str, Any]:
+    """A valid create body (cron every 5 minutes, echo handler), with overrides."""
+    return {"name": "nightly report", "cron": "*/5 * * * *", "action": dict(ECHO), **overrides}
+
+
+@pytest.fixture()
+def published() -> list[uuid.UUID]:
+    return []
+
+
+@pytest.fixture()
+def app(settings: config.Settings, engine: Engine, published: list[uuid.UUID]) -> Iterator[Flask]:
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    app.extensions[context.EXTENSION].publish = lambda ids: published.extend(ids)
+    yield app
+
+
+@pytest.fixture()
+def services(app: Flask) -> context.Services:
+    return app.extensions[context.EXTENSION]
+
+
+@pytest.fixture()
+def real_publish(services: context.Services, celery_app: object) -> None:
+    """Hand runs to the real Celery app, publishing to the test Redis."""
+    services.publish = context.publish_runs
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture()
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture()
+def make_key(engine: Engine) -> Callable[..., str]:
+    """Create an API key in the database and return its secret."""
+
+    def make(tenant: str = "acme", *, admin: bool = False) -> str:
+        with db.session_scope(engine) as session:
+            return keys.create(session, tenant_id=tenant, is_admin=admin, now=datetime.now(UTC)).key
+
+    return make
+
+
+@dataclasses.dataclass
+class Caller:
+    """A client bound to one API key: `acme.post("/triggers", json=...)`."""
+
+    client: FlaskClient
+    key: str | None
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        base = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        return {**base, **(extra or {})}
+
+    def request(self, method: str, path: str, *, headers: dict | None = None, **kw: Any):
+        url = path
+        if not path.startswith("/api/") and path not in ("/healthz", "/metrics", "/openapi.json"):
+            url = "/api/v1" + path
+        return self.client.open(url, method=method, headers=self.headers(headers), **kw)
+
+    def get(self, path: str, **kw: Any):
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any):
+        return self.request("POST", path, **kw)
+
+    def patch(self, path: str, **kw: Any):
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any):
+        return self.request("DELETE", path, **kw)
+
+    def create(self, **overrides: Any) -> dict[str, Any]:
+        response = self.post("/triggers", json=trigger_body(**overrides))
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+
+@pytest.fixture()
+def acme(client: FlaskClient, make_key: Callable[..., str]) -> Caller:
+    return Caller(client, make_key("acme"))
+
+
+@pytest.fixture()
+def globex(client: FlaskClient, make_key: Callable[..., str]) -> Caller:
+    return Caller(client, make_key("globex"))
+
+
+@pytest.fixture()
+def admin(client: FlaskClient, make_key: Callable[..., str]) -> Caller:
+    return Caller(client, make_key("ops", admin=True))
+
+
+@pytest.fixture()
+def anonymous(client: FlaskClient) -> Caller:
+    return Caller(client, None)
+
+
+@pytest.fixture()
+def snapshot(engine: Engine) -> Callable[[], dict[str, str]]:
+    """A digest of every row of the product's tables, to assert a request changed nothing."""
+
+    def take() -> dict[str, str]:
+        with engine.connect() as conn:
+            return {
+                table: conn.execute(
+                    text(
+                        f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+                        f"FROM {table} t"
+                    )
+                ).scalar_one()
+                for table in TABLES
+            }
+
+    return take
+
+
+@pytest.fixture()
+def add_run(engine: Engine) -> Callable[..., uuid.UUID]:
+    """Insert a run row directly (history the dispatcher or runner would have written)."""
+
+    def add(
+        trigger: dict[str, Any],
+        *,
+        status: str = "pending",
+        kind: str = "scheduled",
+        scheduled_for: datetime | None = None,
+        created_at: datetime | None = None,
+        enqueued_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        result: Any = None,
+    ) -> uuid.UUID:
+        run_id = uuid.uuid4()
+        when = scheduled_for or datetime.now(UTC) - timedelta(minutes=1)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
+                    "idempotency_key, status, created_at, enqueued_at, finished_at, result) "
+                    "VALUES (:id, :tid, :tenant, :sf, :kind, :key, :status, :created, "
+                    ":enq, :fin, CAST(:result AS jsonb))"
+                ),
+                {
+                    "id": run_id, "tid": trigger["id"], "tenant": trigger["tenant_id"],
+                    "sf": when, "kind": kind, "key": f"{trigger['id']}:{run_id}",
+                    "status": status, "created": created_at or datetime.now(UTC),
+                    "enq": enqueued_at, "fin": finished_at,
+                    "result": None if result is None else json.dumps(result),
+                },
+            )  # fmt: skip
+        return run_id
+
+    return add
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is our envelope with this status (and code); return its `error`."""
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    body = response.get_json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error["message"], str) and error["message"]
+    assert set(error) <= {"code", "message", "fields"}
+    if code is not None:
+        assert error["code"] == code, error
+    return error

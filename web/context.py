@@ -1,0 +1,77 @@
+"""What a view needs from its app: settings, the clock, a database session, the caller.
+
+The clock and the run publisher live in `app.extensions["scheduler"]` so tests can inject
+a fake clock or a failing broker without patching modules.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app import config, db, keys
+
+EXTENSION = "scheduler"
+
+
+@dataclass
+class Services:
+    """Per-app dependencies (replaceable in tests)."""
+
+    settings: config.Settings
+    clock: Callable[[], datetime]
+    publish: Callable[[Iterable[uuid.UUID]], Any]
+    started_at: datetime  # for /healthz's grace period before the first tick
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def publish_runs(run_ids: Iterable[uuid.UUID]) -> Any:
+    """Hand runs to Celery (web imports nothing from tasks but this)."""
+    from tasks import publish  # built on first use: a web process may never enqueue
+
+    return publish.enqueue_runs(run_ids)
+
+
+def services() -> Services:
+    return current_app.extensions[EXTENSION]
+
+
+def settings() -> config.Settings:
+    return services().settings
+
+
+def now() -> datetime:
+    """The current instant (aware UTC) from the app's clock."""
+    return services().clock()
+
+
+def engine() -> Engine:
+    return db.get_engine(settings().sqlalchemy_url)
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """A transaction on the app's database: commits on success, rolls back on error."""
+    with db.session_scope(engine()) as value:
+        yield value
+
+
+def principal() -> keys.Principal:
+    """The authenticated caller (set by web.auth before the view runs)."""
+    return g.principal
+
+
+def scope() -> str | None:
+    """The caller's tenant, or None for an admin key (every tenant)."""
+    return principal().scope

@@ -1,0 +1,117 @@
+"""`/healthz` and `/metrics` (root level, no API key).
+
+Health is three checks: the database answers, the broker (Redis) answers, and the scheduler
+ticked within three tick periods. A fresh install that has never ticked is healthy for
+three tick periods after the later of this process's start and the last restart hook (so a
+deploy is not failed before its first tick), then unhealthy: a beat that never starts must
+not look healthy forever.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime, timedelta
+
+import redis
+from flask import Response
+from flask.views import MethodView
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+from app import state
+from web import context
+from web import schemas as s
+from web.errors import Blueprint
+from web.metrics import SchedulerCollector
+
+logger = logging.getLogger(__name__)
+
+blp = Blueprint("health", __name__, description="Health and metrics (no API key)")
+
+
+@blp.route("/healthz")
+class Health(MethodView):
+    @blp.response(200, s.HealthOut)
+    @blp.alt_response(503, schema=s.HealthOut, description="A dependency is down or stale")
+    @blp.doc(security=[])
+    def get(self) -> tuple[dict, int]:
+        """Database, broker and the age of the scheduler's last tick; 503 when unhealthy."""
+        settings, now = context.settings(), context.now()
+        database, current = check_database()
+        checks = {
+            "database": database,
+            "broker": check_broker(settings.redis_url),
+            "scheduler": check_ticks(
+                current,
+                now=now,
+                started_at=context.services().started_at,
+                max_age=timedelta(seconds=3 * settings.dispatch_interval_seconds),
+            ),
+        }
+        healthy = all(check["ok"] for check in checks.values())
+        return {"status": "ok" if healthy else "unhealthy", "checks": checks}, (
+            200 if healthy else 503
+        )
+
+
+@blp.route("/metrics")
+class Metrics(MethodView):
+    @blp.doc(
+        security=[],
+        responses={
+            "200": {
+                "description": "Prometheus text exposition format 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    def get(self) -> Response:
+        """Scheduler metrics in the Prometheus text format, computed from the database."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SchedulerCollector(context.engine, context.services().clock))
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+def check_database() -> tuple[dict, state.State | None]:
+    try:
+        with context.session() as session:
+            current = state.get_state(session)
+    except Exception:
+        logger.exception("health: database check failed", extra={"event": "health_database"})
+        return {"ok": False, "detail": "database unreachable"}, None
+    return {"ok": True}, current
+
+
+def check_broker(url: str) -> dict:
+    try:
+        _redis(url).ping()
+    except Exception:
+        logger.exception("health: broker check failed", extra={"event": "health_broker"})
+        return {"ok": False, "detail": "broker unreachable"}
+    return {"ok": True}
+
+
+def check_ticks(
+    current: state.State | None, *, now: datetime, started_at: datetime, max_age: timedelta
+) -> dict:
+    """Whether the scheduler ticked recently enough (see the module docstring)."""
+    report: dict = {"last_tick_at": None, "age_seconds": None}
+    report["max_age_seconds"] = max_age.total_seconds()
+    if current is None:
+        return {**report, "ok": False, "detail": "unknown: database unreachable"}
+    if current.last_tick_at is not None:
+        age = (now - current.last_tick_at).total_seconds()
+        report.update(last_tick_at=current.last_tick_at, age_seconds=round(age, 3))
+        if age > max_age.total_seconds():
+            return {**report, "ok": False, "detail": "the scheduler's last tick is too old"}
+        return {**report, "ok": True}
+    since = max(t for t in (started_at, current.restarted_at) if t is not None)
+    if now - since > max_age:
+        return {**report, "ok": False, "detail": "the scheduler has never ticked"}
+    return {**report, "ok": True, "detail": "the scheduler has not ticked yet"}
+
+
+@functools.lru_cache(maxsize=4)
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)

@@ -1,0 +1,191 @@
+"""Prometheus metrics computed at scrape time from the database.
+
+web, worker and beat are separate processes, so in-process counters would each see a third
+of the picture. Instead a custom collector reads the shared truth (scheduler_state and a few
+indexed aggregates over runs and triggers) whenever /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from app import db, state
+
+logger = logging.getLogger(__name__)
+
+WINDOW = timedelta(minutes=15)  # recent runs for the lag histogram and finished counts
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+TICK_OUTCOMES = ("due", "dispatched", "skipped")
+
+_LAG = "GREATEST(0, EXTRACT(EPOCH FROM (enqueued_at - scheduled_for)))"
+# Two indexed halves: unfinished runs (ix_runs_unfinished) and recently finished ones
+# (ix_runs_finished_at). A run enqueued in the window is in exactly one of them.
+LAG_HISTOGRAM = text(
+    "WITH recent AS ("
+    f" SELECT {_LAG} AS lag FROM runs"
+    "  WHERE status IN ('pending', 'running') AND enqueued_at >= :since"
+    f" UNION ALL SELECT {_LAG} FROM runs"
+    "  WHERE finished_at >= :since AND enqueued_at >= :since"
+    ") SELECT "
+    + ", ".join(f"count(*) FILTER (WHERE lag <= {bound})" for bound in LAG_BUCKETS)
+    + ", count(*), COALESCE(sum(lag), 0) FROM recent"
+)
+
+
+class SchedulerCollector:
+    """Yields the scheduler's metrics from one database read per scrape."""
+
+    def __init__(self, engine: Callable[[], Engine], clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def describe(self) -> list[Metric]:
+        return []  # no database query when the collector is registered
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._clock()
+        up = GaugeMetricFamily("scheduler_database_up", "1 if the metrics query succeeded")
+        try:
+            with db.session_scope(self._engine()) as session:
+                snapshot = read_snapshot(session, now=now)
+        except Exception:
+            logger.exception("metrics query failed", extra={"event": "metrics_failed"})
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families(snapshot, now=now)
+
+
+def read_snapshot(session: Session, *, now: datetime) -> dict[str, Any]:
+    """Everything the metrics need, read in one transaction."""
+    since = now - WINDOW
+    return {
+        "state": state.get_state(session),
+        "due": count_due_triggers(session, now=now),
+        "active": count_active_runs(session),
+        "finished": count_finished_runs(session, since=since),
+        "lag": dispatch_lag(session, since=since),
+    }
+
+
+def count_due_triggers(session: Session, *, now: datetime) -> int:
+    return session.execute(
+        text(
+            "SELECT count(*) FROM triggers "
+            "WHERE enabled AND next_run_at IS NOT NULL AND next_run_at <= :now"
+        ),
+        {"now": now},
+    ).scalar_one()
+
+
+def count_active_runs(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        text(
+            "SELECT status, count(*) FROM runs "
+            "WHERE status IN ('pending', 'running') GROUP BY status"
+        )
+    )
+    return {"pending": 0, "running": 0, **{status: count for status, count in rows}}
+
+
+def count_finished_runs(session: Session, *, since: datetime) -> dict[str, int]:
+    rows = session.execute(
+        text("SELECT status, count(*) FROM runs WHERE finished_at >= :since GROUP BY status"),
+        {"since": since},
+    )
+    return {status: count for status, count in rows}
+
+
+def dispatch_lag(session: Session, *, since: datetime) -> tuple[list[int], int, float]:
+    """(cumulative bucket counts, total count, sum of lags) of runs enqueued since `since`."""
+    row = session.execute(LAG_HISTOGRAM, {"since": since}).one()
+    return list(row[: len(LAG_BUCKETS)]), row[-2], float(row[-1])
+
+
+def families(snapshot: dict[str, Any], *, now: datetime) -> Iterator[Metric]:
+    current: state.State = snapshot["state"]
+    stats = current.last_tick_stats or {}
+
+    generation = GaugeMetricFamily("scheduler_generation", "Current scheduler generation")
+    generation.add_metric([], current.generation)
+    yield generation
+
+    if current.last_tick_at is not None:
+        tick = GaugeMetricFamily(
+            "scheduler_last_tick_timestamp_seconds", "When the last accepted tick ended"
+        )
+        tick.add_metric([], current.last_tick_at.timestamp())
+        yield tick
+        age = GaugeMetricFamily("scheduler_last_tick_age_seconds", "Seconds since the last tick")
+        age.add_metric([], max(0.0, (now - current.last_tick_at).total_seconds()))
+        yield age
+
+    if "duration_seconds" in stats:
+        duration = GaugeMetricFamily(
+            "scheduler_last_tick_duration_seconds", "How long the last accepted tick took"
+        )
+        duration.add_metric([], float(stats["duration_seconds"]))
+        yield duration
+
+    outcomes = GaugeMetricFamily(
+        "scheduler_last_tick_triggers",
+        "Fires the last tick found due, dispatched and skipped",
+        labels=["outcome"],
+    )
+    for outcome in TICK_OUTCOMES:
+        outcomes.add_metric([outcome], float(stats.get(outcome) or 0))
+    yield outcomes
+
+    superseded = CounterMetricFamily(
+        "scheduler_superseded_ticks", "Ticks refused because their release was superseded"
+    )
+    superseded.add_metric([], float(stats.get("superseded_total", stats.get("superseded")) or 0))
+    yield superseded
+
+    due = GaugeMetricFamily(
+        "scheduler_due_triggers", "Enabled triggers whose next_run_at has passed (backlog)"
+    )
+    due.add_metric([], snapshot["due"])
+    yield due
+
+    active = GaugeMetricFamily("scheduler_runs_active", "Unfinished runs", labels=["status"])
+    for status, count in sorted(snapshot["active"].items()):
+        active.add_metric([status], count)
+    yield active
+
+    finished = GaugeMetricFamily(
+        "scheduler_runs_finished_recent",
+        f"Runs finished in the last {int(WINDOW.total_seconds())} s, by status",
+        labels=["status"],
+    )
+    for status in ("succeeded", "failed", "cancelled", "skipped"):
+        finished.add_metric([status], snapshot["finished"].get(status, 0))
+    yield finished
+
+    counts, total, lag_sum = snapshot["lag"]
+    buckets = [(_bound(b), float(c)) for b, c in zip(LAG_BUCKETS, counts, strict=True)]
+    lag = GaugeHistogramMetricFamily(
+        "scheduler_dispatch_lag_seconds",
+        f"enqueued_at - scheduled_for of runs enqueued in the last {int(WINDOW.total_seconds())} s",
+        buckets=[*buckets, ("+Inf", float(total))],
+        gsum_value=lag_sum,
+    )
+    yield lag
+
+
+def _bound(value: float) -> str:
+    return repr(value)

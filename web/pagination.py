@@ -1,0 +1,49 @@
+"""Opaque keyset cursors: `(created_at, id)` of the last item, base64url-encoded JSON.
+
+Keyset pagination stays fast at any depth and never skips or repeats a row when rows are
+added between pages (an offset would).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from app.triggers import Cursor
+from web.errors import InvalidFields
+
+T = TypeVar("T")
+
+
+def encode(created_at: datetime, item_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(item_id)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode(cursor: str | None) -> Cursor | None:
+    """The position a cursor stands for; InvalidFields naming `cursor` if it is not ours."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, item_id = json.loads(raw)
+        position = (datetime.fromisoformat(created_at), uuid.UUID(item_id))
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidFields({"cursor": "is not a cursor this API returned"})
+    if position[0].tzinfo is None:
+        raise InvalidFields({"cursor": "is not a cursor this API returned"})
+    return position
+
+
+def page(
+    rows: Sequence[T], limit: int, position: Callable[[T], tuple[datetime, uuid.UUID]]
+) -> dict[str, Any]:
+    """`{"items", "next_cursor"}` from `limit + 1` fetched rows (the extra one means "more")."""
+    items = list(rows[:limit])
+    more = len(rows) > limit
+    return {"items": items, "next_cursor": encode(*position(items[-1])) if more else None}

@@ -1,0 +1,177 @@
+"""Triggers: create (idempotent), list, read, update (If-Match), delete, run now, preview."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+from flask import Response, jsonify, request, url_for
+from flask.views import MethodView
+
+from app import errors, idempotency, triggers
+from app.models import Run
+from web import auth, context, pagination
+from web import schemas as s
+from web.errors import Blueprint
+
+logger = logging.getLogger(__name__)
+
+blp = Blueprint("triggers", __name__, url_prefix="/api/v1", description="Scheduled triggers")
+blp.before_request(auth.require_key)
+
+IF_MATCH = re.compile(r'^(?:W/)?"?(\d{1,10})"?$')
+
+
+@blp.route("/triggers")
+class TriggerCollection(MethodView):
+    @blp.arguments(s.TriggerListQuery, location="query")
+    @blp.response(200, s.TriggerPage)
+    def get(self, query: dict) -> dict:
+        """List triggers, oldest first (keyset-paginated)."""
+        after, limit = pagination.decode(query.get("cursor")), query["limit"]
+        with context.session() as session:
+            rows = triggers.list_page(
+                session, scope=context.scope(), enabled=query.get("enabled"),
+                limit=limit + 1, after=after,
+            )  # fmt: skip
+        return pagination.page(rows, limit, lambda d: (d.trigger.created_at, d.trigger.id))
+
+    @blp.arguments(s.TriggerCreate)
+    @blp.arguments(s.IdempotencyHeaders, location="headers")
+    @blp.response(201, s.TriggerOut, headers={"Location": {"schema": {"type": "string"}}})
+    def post(self, values: dict, headers: dict) -> Response:
+        """Create a trigger. With `Idempotency-Key`, a retry returns the first response."""
+        key, tenant = headers.get("idempotency_key"), context.principal().tenant_id
+        with context.session() as session:
+            if key is not None:
+                digest = idempotency.request_hash("POST", request.path, request.get_json())
+                claim = idempotency.claim(session, tenant_id=tenant, key=key, request_hash=digest)
+                if claim.is_replay:
+                    return _json(claim.body, claim.status, replayed=True)
+            trigger = triggers.create(session, tenant_id=tenant, values=values, now=context.now())
+            body = s.TriggerOut().dump(triggers.TriggerDetail(trigger, None))
+            if key is not None:
+                idempotency.complete(session, claim, status=201, body=body)
+        return _json(body, 201)
+
+
+@blp.route("/triggers/<uuid:trigger_id>")
+class TriggerItem(MethodView):
+    @blp.response(200, s.TriggerOut, headers={"ETag": {"schema": {"type": "string"}}})
+    def get(self, trigger_id: uuid.UUID) -> Any:
+        """One trigger with its next run, schedule description and last run."""
+        with context.session() as session:
+            detail = triggers.get(session, trigger_id, scope=context.scope())
+        return detail, 200, _etag(detail.trigger.version)
+
+    @blp.arguments(s.TriggerPatch)
+    @blp.arguments(s.IfMatchHeaders, location="headers")
+    @blp.response(200, s.TriggerOut)
+    def patch(self, changes: dict, headers: dict, trigger_id: uuid.UUID) -> Any:
+        """Partial update; `If-Match: <version>` makes it conditional (412 when stale)."""
+        with context.session() as session:
+            detail = triggers.update(
+                session, trigger_id, scope=context.scope(), changes=changes,
+                if_match=if_match(headers.get("if_match")), now=context.now(),
+            )  # fmt: skip
+        return detail, 200, _etag(detail.trigger.version)
+
+    @blp.arguments(s.IfMatchHeaders, location="headers")
+    @blp.response(204)
+    def delete(self, headers: dict, trigger_id: uuid.UUID) -> None:
+        """Delete a trigger and cancel its pending runs (its run history stays)."""
+        with context.session() as session:
+            triggers.delete(
+                session, trigger_id, scope=context.scope(),
+                if_match=if_match(headers.get("if_match")), now=context.now(),
+            )  # fmt: skip
+
+
+@blp.route("/triggers/<uuid:trigger_id>/run")
+class TriggerRunNow(MethodView):
+    @blp.arguments(s.IdempotencyHeaders, location="headers")
+    @blp.response(202, s.RunOut)
+    def post(self, headers: dict, trigger_id: uuid.UUID) -> Run:
+        """Run now: a `manual` run, committed, then handed to the workers."""
+        with context.session() as session:
+            run, created = triggers.run_now(
+                session, trigger_id, scope=context.scope(),
+                request_key=headers.get("idempotency_key"), now=context.now(),
+            )  # fmt: skip
+        if created:
+            hand_off(run)
+        return run
+
+
+@blp.route("/triggers/<uuid:trigger_id>/preview")
+class TriggerPreview(MethodView):
+    @blp.arguments(s.PreviewQuery, location="query")
+    @blp.response(200, s.PreviewOut)
+    def get(self, query: dict, trigger_id: uuid.UUID) -> dict:
+        """The trigger's next fire times in UTC and its local time, inside its window."""
+        with context.session() as session:
+            spec = triggers.spec_of(
+                triggers.get(session, trigger_id, scope=context.scope()).trigger
+            )
+        after = query.get("after") or context.now()
+        return s.preview_out(spec, triggers.preview(spec, after=after, count=query["count"]))
+
+
+@blp.route("/schedules/preview")
+class SchedulePreview(MethodView):
+    @blp.arguments(s.PreviewIn)
+    @blp.response(200, s.PreviewOut)
+    def post(self, body: dict) -> dict:
+        """Next fire times of an unsaved schedule (`cron` + `timezone`, or `run_at`)."""
+        spec = triggers.spec_of(body)
+        after = body.get("after") or context.now()
+        return s.preview_out(spec, triggers.preview(spec, after=after, count=body["count"]))
+
+
+def hand_off(run: Run) -> None:
+    """Publish a committed run, then stamp `enqueued_at`.
+
+    A broker failure is logged and the request still succeeds: the run stays `pending` in
+    the database and the dispatcher's recovery sweep enqueues it (DESIGN section 5).
+    """
+    try:
+        context.services().publish([run.id])
+    except Exception:
+        logger.warning(
+            "enqueue failed; the recovery sweep will enqueue the run",
+            exc_info=True,
+            extra={"event": "enqueue_failed", "run_id": str(run.id)},
+        )
+        return
+    now = context.now()
+    with context.session() as session:
+        triggers.mark_enqueued(session, [run.id], now=now)
+    run.enqueued_at = run.enqueued_at or now
+
+
+def if_match(value: str | None) -> int | None:
+    """The version an `If-Match` header names; None for no header or `*`."""
+    if value is None or value.strip() == "*":
+        return None
+    match = IF_MATCH.match(value.strip())
+    if match is None:
+        # No version looks like this, so the condition is false (RFC 9110 section 13.1.1).
+        raise errors.PreconditionFailed('If-Match must name a trigger version, e.g. "3"')
+    return int(match.group(1))
+
+
+def _etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}
+
+
+def _json(body: Any, status: int, *, replayed: bool = False) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    if status == 201 and isinstance(body, dict) and "id" in body:
+        response.headers["Location"] = url_for("triggers.TriggerItem", trigger_id=body["id"])
+        response.headers.update(_etag(body["version"]))
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
