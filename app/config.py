@@ -7,6 +7,7 @@ a process fails with one clear line rather than a traceback deep inside a driver
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -137,6 +138,20 @@ def get_settings() -> Settings:
     if _settings is None:
         _settings = Settings.from_env()
     return _settings
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or exit with status 2 and one line naming the bad variable.
+
+    For process entry points (web, worker, beat, CLI): an operator sees
+    `configuration error: DISPATCH_BATCH_SIZE must be an integer, got 'lots'`, not a
+    traceback.
+    """
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def set_settings(settings: Settings | None) -> None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app import config, db, dispatch, logs
-from app.errors import ConfigError
 from tasks import celery, publish
 from tasks.celery_app import DISPATCH_TASK
 
@@ -45,11 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--release", help="release id to tick as (default: RELEASE_ID)")
     args = parser.parse_args(argv)
-    try:
-        settings = config.get_settings()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = config.settings_or_exit()
     logs.configure(settings.log_level, settings.log_format)
     stats = tick(args.release)
     print(json.dumps(stats, default=str))

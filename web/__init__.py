@@ -21,7 +21,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     """Build the app. Without `settings`, read them from the environment and set up logging
     (a caller passing settings, such as a test, owns the logging setup)."""
     if settings is None:
-        settings = config.get_settings()
+        settings = config.settings_or_exit()
         logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config.update(

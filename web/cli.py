@@ -13,7 +13,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from app import errors, keys, state
-from web import context
+from web import cli_ops, context
 
 keys_cli = AppGroup("keys", help="Create, list and revoke API keys.")
 scheduler_cli = AppGroup("scheduler", help="Scheduler operations.")
@@ -90,3 +90,4 @@ def restart_scheduler() -> None:
 def register(app: Flask) -> None:
     app.cli.add_command(keys_cli)
     app.cli.add_command(scheduler_cli)
+    cli_ops.register(app, scheduler_cli)

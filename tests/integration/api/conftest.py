@@ -1,7 +1,7 @@
 """Fixtures for the API tests: the app, its test client and CLI runner, keys, and helpers.
 
-The app publishes runs to a recorder by default (no broker needed); a test that wants the
-real Celery hand-off asks for `real_publish`.
+The app hands runs to the real Celery app, publishing into the test Redis; `published()`
+reads back the run ids waiting in the queue.
 """
 
 from __future__ import annotations
@@ -35,27 +35,27 @@ def trigger_body(**overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def published() -> list[uuid.UUID]:
-    return []
+def published(redis_client: Any) -> Callable[[], list[uuid.UUID]]:
+    """The run ids waiting in the broker's runs queue, oldest first."""
+    from tasks.celery_app import RUNS_QUEUE
+
+    def read() -> list[uuid.UUID]:
+        messages = redis_client.lrange(RUNS_QUEUE, 0, -1)
+        return [uuid.UUID(json.loads(m)["headers"]["id"]) for m in reversed(messages)]
+
+    return read
 
 
 @pytest.fixture()
-def app(settings: config.Settings, engine: Engine, published: list[uuid.UUID]) -> Iterator[Flask]:
+def app(settings: config.Settings, engine: Engine, celery_app: object) -> Iterator[Flask]:
     app = create_app(settings)
     app.config["TESTING"] = True
-    app.extensions[context.EXTENSION].publish = lambda ids: published.extend(ids)
     yield app
 
 
 @pytest.fixture()
 def services(app: Flask) -> context.Services:
     return app.extensions[context.EXTENSION]
-
-
-@pytest.fixture()
-def real_publish(services: context.Services, celery_app: object) -> None:
-    """Hand runs to the real Celery app, publishing to the test Redis."""
-    services.publish = context.publish_runs
 
 
 @pytest.fixture()

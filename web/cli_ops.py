@@ -1,0 +1,250 @@
+"""Operator CLI: `flask --app web triggers list|show|run|pause|resume`, `scheduler status`,
+and `demo setup` (the first experience of `make run`).
+
+Each command prints a readable table, or JSON with --json, and exits non-zero with one
+clear line on error (click's `Error: ...`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
+
+from app import errors, keys, state, triggers
+from app.models import ApiKey, Trigger
+from web import context
+from web import schemas as s
+
+triggers_cli = AppGroup("triggers", help="Inspect and operate triggers (every tenant).")
+demo_cli = AppGroup("demo", help="The local demo of `make run`.")
+
+DEMO_TENANT = "demo"
+DEMO_TRIGGER = "demo: echo every minute"
+
+
+def _fails_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Domain errors become one `Error: ...` line and exit status 1, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except triggers.InvalidTrigger as exc:
+            raise click.ClickException(f"{exc.message}: {json.dumps(exc.fields)}")
+        except errors.SchedulerError as exc:
+            raise click.ClickException(exc.message)
+
+    return wrapper
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return s.Timestamp()._serialize(value, None, None) or "-"
+    return str(value)
+
+
+def _echo(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    click.echo(json.dumps(data, default=str) if as_json else render(data))
+
+
+def _trigger_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a trigger id (a UUID)", param_hint="ID")
+
+
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@triggers_cli.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's triggers.")
+@click.option("--enabled/--disabled", default=None, help="Only enabled (or disabled) ones.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@JSON
+@_fails_cleanly
+def list_triggers(tenant: str | None, enabled: bool | None, limit: int, as_json: bool) -> None:
+    """List triggers, oldest first."""
+    with context.session() as session:
+        rows = triggers.list_page(session, scope=tenant, enabled=enabled, limit=limit, after=None)
+    data = s.TriggerOut(many=True).dump(rows)
+    _echo(data, as_json, lambda items: _table(
+        ("id", "tenant", "name", "schedule", "enabled", "next_run_at", "last_run"),
+        ((t["id"], t["tenant_id"], t["name"], t["cron"] or f"once {t['run_at']}",
+          t["enabled"], t["next_run_at"], (t["last_run"] or {}).get("status"))
+         for t in items),
+    ))  # fmt: skip
+
+
+@triggers_cli.command("show")
+@click.argument("trigger_id")
+@JSON
+@_fails_cleanly
+def show_trigger(trigger_id: str, as_json: bool) -> None:
+    """One trigger with its schedule description, next run and last run."""
+    with context.session() as session:
+        detail = triggers.get(session, _trigger_id(trigger_id), scope=None)
+    data = s.TriggerOut().dump(detail)
+    _echo(data, as_json, lambda t: "\n".join(
+        f"{k:<24}{json.dumps(v) if isinstance(v, dict | list) else _cell(v)}"
+        for k, v in t.items()
+    ))  # fmt: skip
+
+
+@triggers_cli.command("run")
+@click.argument("trigger_id")
+@JSON
+@_fails_cleanly
+def run_trigger_now(trigger_id: str, as_json: bool) -> None:
+    """Create a manual run now and hand it to the workers."""
+    now = context.now()
+    with context.session() as session:
+        run, _created = triggers.run_now(
+            session, _trigger_id(trigger_id), scope=None, request_key=None, now=now
+        )
+    try:
+        context.services().publish([run.id])
+    except Exception as exc:  # the run is committed; the recovery sweep enqueues it
+        click.echo(
+            f"warning: broker unavailable ({type(exc).__name__}); the run stays "
+            "pending and the next tick's recovery sweep enqueues it",
+            err=True,
+        )
+    else:
+        with context.session() as session:
+            triggers.mark_enqueued(session, [run.id], now=now)
+    data = s.RunOut().dump(run)
+    _echo(data, as_json, lambda r: f"run {r['id']} {r['status']} (kind {r['kind']})")
+
+
+def _set_enabled(trigger_id: str, enabled: bool, as_json: bool) -> None:
+    with context.session() as session:
+        detail = triggers.update(
+            session, _trigger_id(trigger_id), scope=None, changes={"enabled": enabled},
+            if_match=None, now=context.now(),
+        )  # fmt: skip
+    data = s.TriggerOut().dump(detail)
+    word = "resumed" if enabled else "paused"
+    _echo(data, as_json, lambda t: f"{word} {t['id']}; next run {_cell(t['next_run_at'])}")
+
+
+@triggers_cli.command("pause")
+@click.argument("trigger_id")
+@JSON
+@_fails_cleanly
+def pause_trigger(trigger_id: str, as_json: bool) -> None:
+    """Disable a trigger; its pending runs are cancelled."""
+    _set_enabled(trigger_id, False, as_json)
+
+
+@triggers_cli.command("resume")
+@click.argument("trigger_id")
+@JSON
+@_fails_cleanly
+def resume_trigger(trigger_id: str, as_json: bool) -> None:
+    """Enable a trigger; its next run is computed from now."""
+    _set_enabled(trigger_id, True, as_json)
+
+
+@click.command("status")
+@with_appcontext
+@JSON
+@_fails_cleanly
+def scheduler_status(as_json: bool) -> None:
+    """Generation, deployment, last tick and its stats."""
+    with context.session() as session:
+        current = state.get_state(session)
+    now = context.now()
+    data = {
+        "generation": current.generation,
+        "deployment_id": current.deployment_id,
+        "release_id": context.settings().release_id,
+        "restarted_at": current.restarted_at,
+        "last_tick_at": current.last_tick_at,
+        "last_tick_age_seconds": (
+            round((now - current.last_tick_at).total_seconds(), 1) if current.last_tick_at else None
+        ),
+        "last_tick_stats": current.last_tick_stats,
+    }
+    _echo(data, as_json, lambda d: "\n".join(
+        f"{k:<24}{json.dumps(v, default=str) if isinstance(v, dict) else _cell(v)}"
+        for k, v in d.items()
+    ))  # fmt: skip
+
+
+@demo_cli.command("setup")
+@click.option("--port", default=5000, show_default=True, help="Port the web process serves.")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Local file keeping the demo key between runs (never commit it).",
+)
+@_fails_cleanly
+def demo_setup(port: int, key_file: str | None) -> None:
+    """Create (once) a demo tenant key and an every-minute echo trigger; print a curl line.
+
+    The database keeps only the key's hash, so later runs can show the key only if
+    --key-file kept it (`make run` keeps it under the git-ignored .devdata/).
+    """
+    now = context.now()
+    with context.session() as session:
+        has_key = session.scalar(
+            select(ApiKey.id).where(ApiKey.tenant_id == DEMO_TENANT,
+                                    ApiKey.revoked_at.is_(None)).limit(1)
+        ) is not None  # fmt: skip
+        new = None if has_key else keys.create(
+            session, tenant_id=DEMO_TENANT, name="make run demo", is_admin=False, now=now
+        )  # fmt: skip
+        trigger = session.scalar(
+            select(Trigger).where(Trigger.tenant_id == DEMO_TENANT, Trigger.name == DEMO_TRIGGER)
+        )
+        if trigger is None:
+            trigger = triggers.create(session, tenant_id=DEMO_TENANT, now=now, values={
+                "name": DEMO_TRIGGER, "cron": "* * * * *", "timezone": "UTC",
+                "action": {"type": "task", "name": "echo"}, "payload": {"hello": "world"},
+            })  # fmt: skip
+    saved = Path(key_file) if key_file else None
+    if new is not None and saved is not None:
+        saved.write_text(new.key + "\n")
+        saved.chmod(0o600)
+    key = new.key if new else (saved.read_text().strip() if saved and saved.exists() else None)
+    click.echo(f"demo trigger {trigger.id} fires every minute (echo handler)")
+    if key is None:
+        key = "<your key>"
+        click.echo(
+            "the demo key was shown when it was created; make another with: "
+            f"flask --app web keys create --tenant {DEMO_TENANT}"
+        )
+    click.echo(f"demo key (tenant {DEMO_TENANT}): {key}")
+    click.echo("try:")
+    click.echo(
+        f"  curl -H 'Authorization: Bearer {key}' "
+        f"http://localhost:{port}/api/v1/triggers/{trigger.id}/runs"
+    )
+
+
+def register(app: Flask, scheduler_group: AppGroup) -> None:
+    app.cli.add_command(triggers_cli)
+    app.cli.add_command(demo_cli)
+    scheduler_group.add_command(scheduler_status)
