@@ -160,7 +160,10 @@ def run_tick(
         return _superseded(engine, stats)
     with engine.begin() as conn:
         state.record_tick(conn, now=now, stats=stats.as_dict())
-    logger.info(
+    # An idle tick every few seconds is not news: it logs at debug level.
+    busy = stats.due or stats.recovered or stats.failed_stale or stats.broker_error
+    logger.log(
+        logging.INFO if busy else logging.DEBUG,
         "tick done",
         extra={
             "event": "tick_done",

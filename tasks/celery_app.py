@@ -45,6 +45,12 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             RUN_TASK: {"queue": RUNS_QUEUE},
         },
         broker_transport_options={"visibility_timeout": 3600},
+        # Graceful shutdown within a platform's 30 s grace period: with REMAP_SIGTERM=SIGQUIT
+        # (the Procfile sets it) SIGTERM stops consuming, lets in-flight runs finish for up
+        # to 20 s, then gives the rest back to the broker. A given-back run that had started
+        # is recovered by the sweep once its heartbeat is stale; none is lost.
+        worker_soft_shutdown_timeout=20.0,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         timezone="UTC",
         enable_utc=True,
