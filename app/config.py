@@ -45,6 +45,14 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return raw
 
 
+def _modules(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    for module in names:
+        if not all(piece.isidentifier() for piece in module.split(".")):
+            raise ConfigError(f"{name} must be comma-separated module names, got {module!r}")
+    return names
+
+
 def _release(env: Mapping[str, str]) -> str:
     for name in ("RELEASE_ID", "HEROKU_RELEASE_VERSION", "SOURCE_VERSION"):
         value = env.get(name, "").strip()
@@ -76,6 +84,7 @@ class Settings:
     webhook_signing_secret: str = ""
     log_level: str = "INFO"
     log_format: str = "json"
+    handler_modules: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +125,7 @@ class Settings:
             webhook_signing_secret=env.get("WEBHOOK_SIGNING_SECRET", ""),
             log_level=log_level,
             log_format=log_format,
+            handler_modules=_modules(env, "HANDLER_MODULES"),
         )
 
     @property

@@ -46,3 +46,10 @@ def test_release_falls_back_to_platform_variables() -> None:
 def test_postgres_scheme_is_normalised() -> None:
     url = Settings.from_env({"DATABASE_URL": "postgres://u@h:5432/d"}).sqlalchemy_url
     assert url == "postgresql+psycopg2://u@h:5432/d"
+
+
+def test_handler_modules_are_a_comma_separated_list_of_module_names() -> None:
+    settings = Settings.from_env({"HANDLER_MODULES": "acme.handlers, acme.more"})
+    assert settings.handler_modules == ("acme.handlers", "acme.more")
+    with pytest.raises(ConfigError, match="^HANDLER_MODULES"):
+        Settings.from_env({"HANDLER_MODULES": "acme/handlers.py"})

@@ -1,0 +1,316 @@
+"""Every SQL statement of the run state machine (app/runs.py), one named function each.
+
+Transitions are conditional UPDATEs whose WHERE clause states the status they leave (and, for
+a running run, the attempt that owns it); callers check the row count, and "no row" means
+another worker, the API or the recovery sweep got there first.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
+
+MAX_ERROR_CHARS = 4000
+MAX_RESULT_CHARS = 16 * 1024
+# pg_advisory_xact_lock(int, int) namespace for "runs of this trigger": ASCII "RUNS".
+OVERLAP_LOCK_NAMESPACE = 0x52554E53
+
+Executor = Session | Connection  # what the functions below run their statement on
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in one transaction: committed on success, rolled back on an exception."""
+    with engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[Connection]:
+    """A connection in autocommit, for steps that are one conditional statement each: no
+    BEGIN and COMMIT round trips on the runner's hot path."""
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: uuid.UUID
+    trigger_id: uuid.UUID
+    tenant_id: str
+    scheduled_for: datetime
+    kind: str
+    idempotency_key: str
+    status: str
+    attempt: int
+    not_before: datetime | None
+    cancel_requested_at: datetime | None
+    generation: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TriggerRow:
+    id: uuid.UUID
+    enabled: bool
+    recurring: bool  # a cron trigger (a one-time trigger is disabled once dispatched)
+    action: dict[str, Any]
+    payload: dict[str, Any]
+    overlap_policy: str
+    max_attempts: int
+    retry_backoff_seconds: int
+    timeout_seconds: int
+
+
+def as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
+    """`value` as a UUID, or None when it is not one (a malformed message or URL)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def clip_text(value: str | None, limit: int = MAX_ERROR_CHARS) -> str | None:
+    """Text fit for a `text` column: at most `limit` characters, no NUL (PostgreSQL
+    refuses it)."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "\ufffd")
+    return value if len(value) <= limit else value[: limit - 15] + "... [truncated]"
+
+
+def clip_json(value: Any, limit: int = MAX_RESULT_CHARS) -> str | None:
+    """A JSON document (as text) fit for a `jsonb` column, at most `limit` characters.
+
+    A result that is too long, not JSON (NaN, odd types) becomes an object that says so and
+    keeps a preview, so a handler's return value can never make the final UPDATE fail.
+    """
+    if value is None:
+        return None
+    try:
+        encoded = json.dumps(value, allow_nan=False, default=str)
+    except (TypeError, ValueError) as exc:
+        return json.dumps({"unserialisable": type(exc).__name__, "preview": clip_text(repr(value))})
+    # jsonb refuses the NUL character, escaped or not.
+    encoded = encoded.replace("\\u0000", "\\ufffd")
+    if len(encoded) <= limit:
+        return encoded
+    return json.dumps({"truncated": True, "preview": encoded[: limit // 4]})
+
+
+def load(session: Executor, run_id: uuid.UUID) -> tuple[RunRow, TriggerRow | None] | None:
+    """The run and its trigger (None when deleted) in one round trip; None for no run."""
+    row = session.execute(
+        text(
+            "SELECT r.id, r.trigger_id, r.tenant_id, r.scheduled_for, r.kind, "
+            "r.idempotency_key, r.status, r.attempt, r.not_before, r.cancel_requested_at, "
+            "r.generation, r.created_at, t.id, t.enabled, t.cron IS NOT NULL, t.action, "
+            "t.payload, t.overlap_policy, t.max_attempts, t.retry_backoff_seconds, "
+            "t.timeout_seconds "
+            "FROM runs r LEFT JOIN triggers t ON t.id = r.trigger_id WHERE r.id = :id"
+        ),
+        {"id": run_id},
+    ).one_or_none()
+    if row is None:
+        return None
+    run = RunRow(*row[:12])
+    return run, (TriggerRow(*row[12:]) if row[12] is not None else None)
+
+
+def lock_trigger_runs(session: Executor, trigger_id: uuid.UUID) -> None:
+    """Serialise the overlap check of one trigger's runs until the transaction ends.
+
+    An advisory lock, not FOR UPDATE on the trigger row: the dispatcher claims trigger rows
+    with SKIP LOCKED and would skip a trigger whose runs are being claimed.
+    """
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:ns, hashtext(:tid))"),
+        {"ns": OVERLAP_LOCK_NAMESPACE, "tid": str(trigger_id)},
+    )
+
+
+def other_run_in_progress(session: Executor, trigger_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+    """Whether another run of the trigger has started and not finished (running, or
+    pending between two attempts)."""
+    return bool(
+        session.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE trigger_id = :tid AND id <> :id "
+                "AND (status = 'running' OR (status = 'pending' AND attempt > 0)))"
+            ),
+            {"tid": trigger_id, "id": run_id},
+        ).scalar_one()
+    )
+
+
+def end_pending(
+    session: Executor, run_id: uuid.UUID, *, status: str, now: datetime, error: str | None
+) -> bool:
+    """pending -> a final status (cancelled, skipped, failed) without running; False when
+    the run was no longer pending."""
+    result = session.execute(
+        text(
+            "UPDATE runs SET status = :status, finished_at = :now, "
+            "error = COALESCE(:error, error), worker = NULL "
+            "WHERE id = :id AND status = 'pending'"
+        ),
+        {"id": run_id, "status": status, "now": now, "error": clip_text(error)},
+    )
+    return result.rowcount == 1
+
+
+def mark_enqueued(session: Executor, run_id: uuid.UUID, *, now: datetime) -> None:
+    """Stamp a re-publication so the recovery sweep does not publish the run again."""
+    session.execute(
+        text("UPDATE runs SET enqueued_at = :now WHERE id = :id AND status = 'pending'"),
+        {"id": run_id, "now": now},
+    )
+
+
+def claim(session: Executor, run_id: uuid.UUID, *, worker: str, now: datetime) -> int | None:
+    """pending -> running for this worker; return the new attempt number, or None when the
+    run was not pending any more (another delivery claimed it, or it was cancelled).
+
+    `started_at` keeps the first attempt's start: it measures the lag from `scheduled_for`.
+    """
+    return session.execute(
+        text(
+            "UPDATE runs SET status = 'running', attempt = attempt + 1, "
+            "started_at = COALESCE(started_at, :now), heartbeat_at = :now, worker = :worker, "
+            "not_before = NULL "
+            "WHERE id = :id AND status = 'pending' AND cancel_requested_at IS NULL "
+            "RETURNING attempt"
+        ),
+        {"id": run_id, "worker": worker[:200], "now": now},
+    ).scalar_one_or_none()
+
+
+def touch_heartbeat(session: Executor, run_id: uuid.UUID, *, attempt: int, now: datetime) -> bool:
+    """Record that the attempt is alive; False when the run is no longer this attempt's."""
+    result = session.execute(
+        text(
+            "UPDATE runs SET heartbeat_at = :now "
+            "WHERE id = :id AND status = 'running' AND attempt = :attempt"
+        ),
+        {"id": run_id, "attempt": attempt, "now": now},
+    )
+    return result.rowcount == 1
+
+
+def lock_attempt(session: Executor, run_id: uuid.UUID, *, attempt: int) -> tuple[bool, bool]:
+    """Lock a running run owned by `attempt`: (still ours, cancel requested).
+
+    Not ours any more when the recovery sweep took it back while this attempt looked dead.
+    """
+    row = session.execute(
+        text(
+            "SELECT cancel_requested_at IS NOT NULL FROM runs "
+            "WHERE id = :id AND status = 'running' AND attempt = :attempt FOR UPDATE"
+        ),
+        {"id": run_id, "attempt": attempt},
+    ).one_or_none()
+    return (False, False) if row is None else (True, bool(row[0]))
+
+
+def finish(
+    session: Executor,
+    run_id: uuid.UUID,
+    *,
+    attempt: int,
+    status: str,
+    now: datetime,
+    result: Any,
+    error: str | None,
+) -> bool:
+    """running -> a final status for the attempt that owns the run; False when not ours."""
+    updated = session.execute(
+        text(
+            "UPDATE runs SET status = :status, finished_at = :now, heartbeat_at = :now, "
+            "result = CAST(:result AS jsonb), error = :error "
+            "WHERE id = :id AND status = 'running' AND attempt = :attempt"
+        ),
+        {
+            "id": run_id,
+            "attempt": attempt,
+            "status": status,
+            "now": now,
+            "result": clip_json(result),
+            "error": clip_text(error),
+        },
+    )
+    return updated.rowcount == 1
+
+
+def schedule_retry(
+    session: Executor,
+    run_id: uuid.UUID,
+    *,
+    attempt: int,
+    not_before: datetime,
+    now: datetime,
+    result: Any,
+    error: str | None,
+) -> bool:
+    """running -> pending until `not_before`, keeping the attempt's error; False when not
+    ours. `enqueued_at` is stamped: the caller publishes right after the commit."""
+    updated = session.execute(
+        text(
+            "UPDATE runs SET status = 'pending', not_before = :not_before, enqueued_at = :now, "
+            "heartbeat_at = NULL, worker = NULL, result = CAST(:result AS jsonb), "
+            "error = :error "
+            "WHERE id = :id AND status = 'running' AND attempt = :attempt"
+        ),
+        {
+            "id": run_id,
+            "attempt": attempt,
+            "not_before": not_before,
+            "now": now,
+            "result": clip_json(result),
+            "error": clip_text(error),
+        },
+    )
+    return updated.rowcount == 1
+
+
+def request_cancel(session: Executor, run_id: uuid.UUID, *, now: datetime) -> str | None:
+    """Cancel a pending run now, flag a running one; return the run's status after, or None
+    when there is no such run. A finished run is left as it is."""
+    status = session.execute(
+        text(
+            "UPDATE runs SET "
+            "status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END, "
+            "finished_at = CASE WHEN status = 'pending' THEN :now ELSE finished_at END, "
+            "cancel_requested_at = COALESCE(cancel_requested_at, :now) "
+            "WHERE id = :id AND status IN ('pending', 'running') RETURNING status"
+        ),
+        {"id": run_id, "now": now},
+    ).scalar_one_or_none()
+    if status is not None:
+        return status
+    return session.execute(
+        text("SELECT status FROM runs WHERE id = :id"), {"id": run_id}
+    ).scalar_one_or_none()
+
+
+def cancel_pending_for_trigger(session: Executor, trigger_id: uuid.UUID, *, now: datetime) -> int:
+    """Cancel every pending run of a trigger; return how many."""
+    result = session.execute(
+        text(
+            "UPDATE runs SET status = 'cancelled', finished_at = :now, "
+            "cancel_requested_at = COALESCE(cancel_requested_at, :now) "
+            "WHERE trigger_id = :tid AND status = 'pending'"
+        ),
+        {"tid": trigger_id, "now": now},
+    )
+    return result.rowcount

@@ -1,0 +1,94 @@
+"""Real `celery -A tasks worker` processes for the runner tests, and a polling helper."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from app import config
+
+ROOT = Path(__file__).resolve().parents[3]
+CELERY = str(Path(sys.executable).parent / "celery")
+T = TypeVar("T")
+
+
+def worker_env(settings: config.Settings, **overrides: str) -> dict[str, str]:
+    """The environment of a worker process on the test database and Redis."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "RELEASE_ID": settings.release_id,
+        "WEBHOOK_SIGNING_SECRET": settings.webhook_signing_secret,
+        "HEARTBEAT_SECONDS": "1",
+        "HEARTBEAT_TIMEOUT_SECONDS": "3",
+        "SLOT_LEASE_SECONDS": "5",
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "kv",
+        **overrides,
+    }
+
+
+class Workers:
+    """Celery worker processes, each in its own process group so SIGKILL takes the pool too."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, concurrency: int = 1) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [CELERY, "-A", "tasks", "worker", "-Q", "runs", "-P", "prefork"]
+            + ["-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO"]
+            + ["--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def shared(self) -> subprocess.Popen:
+        """A worker with two processes kept for the whole module."""
+        proc = self.procs.get("shared")
+        return proc if proc and proc.poll() is None else self.start("shared", concurrency=2)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            del self.procs[name]
+
+
+def wait_for(check: Callable[[], T], *, timeout: float, every: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -1,0 +1,110 @@
+"""The handler registry and action validation (used by the API schema)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.actions import echo, registry
+
+
+def test_echo_is_registered_from_the_entry_point_group() -> None:
+    from importlib import metadata
+
+    names = {ep.name for ep in metadata.entry_points(group=registry.ENTRY_POINT_GROUP)}
+    assert "echo" in names
+    assert registry.get_handler("echo") is echo.echo
+    assert "echo" in registry.known_handlers()
+
+
+def test_the_decorator_registers_a_handler_under_its_name() -> None:
+    @registry.handler("test.unit_handler")
+    def unit_handler(ctx: registry.RunContext) -> str:
+        return "hi"
+
+    try:
+        assert registry.get_handler("test.unit_handler") is unit_handler
+        assert registry.known_handlers() == sorted(registry.known_handlers())
+    finally:
+        registry.unregister("test.unit_handler")
+    assert registry.get_handler("test.unit_handler") is None
+
+
+def test_a_second_function_cannot_take_a_registered_name() -> None:
+    registry.handler("echo")(lambda ctx: "impostor")
+    assert registry.get_handler("echo") is echo.echo
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        {"type": "webhook", "url": "https://example.com/hook"},
+        {"type": "webhook", "url": "http://10.0.0.1:8080/x?y=1", "method": "put"},
+        {"type": "webhook", "url": "https://e.com", "method": "DELETE", "headers": {"A-B": "c"}},
+        {"type": "task", "name": "echo"},
+    ],
+)
+def test_valid_actions_have_no_errors(action: dict) -> None:
+    assert registry.validate_action(action) == {}
+
+
+@pytest.mark.parametrize(
+    ("action", "errors"),
+    [
+        ("nope", {"action": "must be an object"}),
+        ({}, {"action.type": "must be 'webhook' or 'task'"}),
+        ({"type": "email"}, {"action.type": "must be 'webhook' or 'task'"}),
+        ({"type": "webhook"}, {"action.url": "is required"}),
+        (
+            {"type": "webhook", "url": "ftp://e.com/x"},
+            {"action.url": "must be an http or https URL"},
+        ),
+        (
+            {"type": "webhook", "url": "file:///etc/passwd"},
+            {"action.url": "must be an http or https URL"},
+        ),
+        ({"type": "webhook", "url": "https://"}, {"action.url": "must name a host"}),
+        (
+            {"type": "webhook", "url": "https://e.com/a b"},
+            {"action.url": "must not contain whitespace"},
+        ),
+        ({"type": "webhook", "url": "https://e.com:99999/"}, {"action.url": "is not a valid URL"}),
+        (
+            {"type": "webhook", "url": "https://e.com", "method": "TRACE"},
+            {"action.method": "must be one of POST, PUT, PATCH, GET, DELETE"},
+        ),
+        (
+            {"type": "webhook", "url": "https://e.com", "headers": ["a"]},
+            {"action.headers": "must be an object of strings"},
+        ),
+        (
+            {"type": "webhook", "url": "https://e.com", "headers": {"X-A": 1}},
+            {"action.headers.X-A": "must be a single-line string"},
+        ),
+        (
+            {"type": "webhook", "url": "https://e.com", "headers": {"X-A": "a\r\nB: c"}},
+            {"action.headers.X-A": "must be a single-line string"},
+        ),
+        (
+            {"type": "webhook", "url": "https://e.com", "headers": {"bad name": "x"}},
+            {"action.headers": "header names must be HTTP tokens"},
+        ),
+        (
+            {"type": "webhook", "url": "https://e.com", "headers": {"x-signature": "forged"}},
+            {"action.headers.x-signature": "is set by the scheduler and cannot be overridden"},
+        ),
+        (
+            {"type": "webhook", "url": "https://e.com", "timeout": 5},
+            {"action.timeout": "unknown field"},
+        ),
+        ({"type": "task"}, {"action.name": "is required"}),
+        ({"type": "task", "name": "echo", "url": "x"}, {"action.url": "unknown field"}),
+    ],
+)
+def test_invalid_actions_name_each_bad_field(action: object, errors: dict) -> None:
+    assert registry.validate_action(action) == errors
+
+
+def test_an_unknown_handler_name_is_rejected_and_the_known_ones_listed() -> None:
+    errors = registry.validate_action({"type": "task", "name": "nope"})
+    assert errors["action.name"].startswith("unknown handler; known: ")
+    assert "echo" in errors["action.name"]
