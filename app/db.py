@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import config
 
 _engines: dict[str, Engine] = {}
+_factories: dict[Engine, sessionmaker[Session]] = {}
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -28,12 +29,16 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+    _factories.clear()
 
 
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on any exception."""
-    factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
+    engine = engine or get_engine()
+    factory = _factories.get(engine)
+    if factory is None:
+        factory = _factories[engine] = sessionmaker(bind=engine, expire_on_commit=False)
     session = factory()
     try:
         yield session
