@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app import config, db, logs
 
@@ -37,7 +37,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_queues=[Queue(SCHEDULER_QUEUE), Queue(RUNS_QUEUE)],
+        task_queues=[_queue(SCHEDULER_QUEUE), _queue(RUNS_QUEUE)],
         task_default_queue=RUNS_QUEUE,
         task_routes={
             DISPATCH_TASK: {"queue": SCHEDULER_QUEUE},
@@ -57,6 +57,11 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     return celery
+
+
+def _queue(name: str) -> Queue:
+    # Each queue on its own direct exchange: a message for one never lands in the other.
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
 def beat_schedule(settings: config.Settings) -> dict[str, dict]:
