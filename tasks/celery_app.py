@@ -44,7 +44,16 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             PRUNE_TASK: {"queue": SCHEDULER_QUEUE},
             RUN_TASK: {"queue": RUNS_QUEUE},
         },
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={
+            "visibility_timeout": 3600,
+            # Publishing fails fast when Redis is down (about half a second, not six):
+            # runs are already committed, and the recovery sweep hands them over later, so
+            # a tick or an API request has nothing to gain from waiting.
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
         # Graceful shutdown within a platform's 30 s grace period: with REMAP_SIGTERM=SIGQUIT
         # (the Procfile sets it) SIGTERM stops consuming, lets in-flight runs finish for up
         # to 20 s, then gives the rest back to the broker. A given-back run that had started
