@@ -23,7 +23,7 @@ from typing import Any
 from psycopg2.extras import execute_values
 from sqlalchemy import Engine
 
-from app import recovery, schedule, state
+from app import config, recovery, schedule, state
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,6 @@ class TickStats:
     broker_error: str | None = None
     duration_seconds: float = 0.0
     max_lag_seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -408,7 +407,7 @@ class _HandOff:
             self._pool.shutdown(wait=True)
 
 
-def default_options(settings: Any) -> TickOptions:
+def default_options(settings: config.Settings) -> TickOptions:
     """Tick options from app.config.Settings."""
     return TickOptions(
         batch_size=settings.dispatch_batch_size,
