@@ -85,6 +85,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     handler_modules: tuple[str, ...] = ()
+    worker_shutdown_grace_seconds: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -126,6 +127,9 @@ class Settings:
             log_level=log_level,
             log_format=log_format,
             handler_modules=_modules(env, "HANDLER_MODULES"),
+            worker_shutdown_grace_seconds=_int(
+                env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20, minimum=0, maximum=3600
+            ),
         )
 
     @property

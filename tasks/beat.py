@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from celery import schedules
@@ -15,8 +16,10 @@ class aligned(schedules.schedule):  # noqa: N801 - named like celery's own `cron
     `aligned(5)` at :00, :05, :10 ... of every minute.
     """
 
-    def __init__(self, seconds: int, offset_seconds: int = 0) -> None:
-        super().__init__(run_every=timedelta(seconds=seconds))
+    def __init__(
+        self, seconds: int, offset_seconds: int = 0, nowfun: Callable[[], datetime] | None = None
+    ) -> None:
+        super().__init__(run_every=timedelta(seconds=seconds), nowfun=nowfun)
         self.period_seconds = seconds
         self.offset_seconds = offset_seconds
 
@@ -27,7 +30,7 @@ class aligned(schedules.schedule):  # noqa: N801 - named like celery's own `cron
         return midnight + timedelta(seconds=self.offset_seconds + periods * self.period_seconds)
 
     def is_due(self, last_run_at: datetime) -> schedules.schedstate:
-        now = datetime.now(UTC)
+        now = (self.nowfun or _utcnow)()
         last = last_run_at if last_run_at.tzinfo else last_run_at.replace(tzinfo=UTC)
         due_at = self._next_after(last)
         if due_at <= now:
@@ -38,7 +41,17 @@ class aligned(schedules.schedule):  # noqa: N801 - named like celery's own `cron
         return f"<aligned every {self.period_seconds}s +{self.offset_seconds}s>"
 
     def __reduce__(self):
-        return self.__class__, (self.period_seconds, self.offset_seconds)
+        return self.__class__, (self.period_seconds, self.offset_seconds, self.nowfun)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def every(seconds: int) -> schedules.BaseSchedule:
+    """The dispatch tick: a crontab entry at second 0 of every minute for 60 s, else
+    `aligned(seconds)` (a period that divides 60, so ticks still start each minute)."""
+    return schedules.crontab(minute="*") if seconds == 60 else aligned(seconds)
 
 
 class MemoryScheduler(Scheduler):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
 from kombu import Exchange, Queue
 
@@ -56,9 +57,10 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
         },
         # Graceful shutdown within a platform's 30 s grace period: with REMAP_SIGTERM=SIGQUIT
         # (the Procfile sets it) SIGTERM stops consuming, lets in-flight runs finish for up
-        # to 20 s, then gives the rest back to the broker. A given-back run that had started
-        # is recovered by the sweep once its heartbeat is stale; none is lost.
-        worker_soft_shutdown_timeout=20.0,
+        # to WORKER_SHUTDOWN_GRACE_SECONDS (20), then gives the rest back to the broker. A
+        # given-back run that had started is recovered by the sweep once its heartbeat is
+        # stale; none is lost.
+        worker_soft_shutdown_timeout=float(settings.worker_shutdown_grace_seconds),
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         timezone="UTC",
@@ -85,13 +87,13 @@ def beat_schedule(settings: config.Settings) -> dict[str, dict]:
     return {
         "dispatch-due-triggers": {
             "task": DISPATCH_TASK,
-            "schedule": beat.aligned(settings.dispatch_interval_seconds),
+            "schedule": beat.every(settings.dispatch_interval_seconds),
             "args": (settings.release_id,),
             "options": tick_options,
         },
         "prune-finished-runs": {
             "task": PRUNE_TASK,
-            "schedule": beat.aligned(3600, offset_seconds=17 * 60),
+            "schedule": crontab(minute=17),
             "args": (settings.release_id,),
         },
     }

@@ -72,6 +72,20 @@ class Workers:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    def terminate(self, name: str, *, timeout: float) -> float:
+        """SIGTERM to the worker's whole process group, as a platform stops a dyno; return
+        how long it took to exit (SIGKILL after `timeout`, and the test fails)."""
+        proc = self.procs.pop(name)
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise AssertionError(f"worker {name} ignored SIGTERM for {timeout} s")
+        return time.monotonic() - started
+
     def stop_all(self) -> None:
         for name, proc in list(self.procs.items()):
             if proc.poll() is None:
