@@ -80,6 +80,7 @@ class TickStats:
     dispatched: int = 0
     skipped: int = 0
     duplicates: int = 0
+    parked: int = 0
     enqueued: int = 0
     recovered: int = 0
     failed_stale: int = 0
@@ -184,6 +185,7 @@ _LOGGED = (
     "duration_seconds",
     "broker_error",
     "budget_exhausted",
+    "parked",
 )
 
 
@@ -295,12 +297,26 @@ def _plan_batch(
     run_rows: list[tuple] = []
     advances: list[tuple] = []
     for trigger_id, tenant_id, *schedule_key in rows:
+        trigger = str(trigger_id)
         plan = plans.get(tuple(schedule_key))
         if plan is None:
             if len(plans) >= PLAN_CACHE_SIZE:  # memory stays bounded whatever the mix
                 plans.clear()
-            plan = plans[tuple(schedule_key)] = _plan(schedule_key, now=now, options=options)
-        trigger = str(trigger_id)
+            try:
+                plan = _plan(schedule_key, now=now, options=options)
+            except Exception:
+                # One unplannable row (a zone a tzdata upgrade removed, a row edited by
+                # hand) must not roll back its batch: it would lead every later batch and
+                # stop dispatch for every tenant. It is parked (no next run) and logged.
+                logger.exception(
+                    "trigger cannot be scheduled; parked",
+                    extra={"event": "trigger_parked", "trigger_id": trigger,
+                           "tenant_id": tenant_id},
+                )  # fmt: skip
+                stats.parked += 1
+                advances.append((trigger, None, None, True))
+                continue
+            plans[tuple(schedule_key)] = plan
         for status, fires in (("pending", plan.run), ("skipped", plan.skipped)):
             finished_at = now if status == "skipped" else None
             run_rows.extend(

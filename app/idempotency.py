@@ -69,6 +69,24 @@ def claim(session: Session, *, tenant_id: str, key: str, request_hash: str) -> C
     return Claim(status=status, body=body)
 
 
+def stored_response(
+    session: Session, *, tenant_id: str, key: str, request_hash: str
+) -> Claim | None:
+    """The replay of an already completed request with this key, or None (read only).
+
+    Lets a caller answer a retry before validating the body again: a body that was valid
+    when first sent (a one-time `run_at` 30 s ahead) may no longer be, and the retry must
+    still get the first response. Raises KeyReused for the same key with another request.
+    """
+    row = _select_record(session, tenant_id, key)
+    if row is None or row[1] is None:
+        return None
+    stored_hash, status, body = row
+    if stored_hash != request_hash:
+        raise KeyReused()
+    return Claim(status=status, body=body)
+
+
 def complete(session: Session, claim: Claim, *, status: int, body: Any) -> None:
     """Store the response of a claimed request (same transaction as the claim)."""
     if claim.record_id is None:

@@ -181,8 +181,13 @@ def update(
     trigger.version += 1
     trigger.updated_at = now
     if TIMING_FIELDS & changed.keys():
-        spec = spec_of(trigger)
-        trigger.next_run_at = compute_next_run_at(spec, enabled=trigger.enabled, now=now)
+        after = now
+        if trigger.next_run_at is not None and not (SCHEDULE_FIELDS | {"enabled"}) & changed.keys():
+            # Only the window moved: a fire already due but not yet dispatched (the tick
+            # skipped this locked row, or a backlog) keeps its place if the new window has it.
+            after = min(now, trigger.next_run_at - timedelta(microseconds=1))
+        trigger.next_run_at = compute_next_run_at(spec_of(trigger), enabled=trigger.enabled,
+                                                  now=after)  # fmt: skip
     if SCHEDULE_FIELDS & changed.keys() or changed.get("enabled") is False:
         session.flush()
         runs.cancel_pending_for_trigger(session, trigger.id, now=now)

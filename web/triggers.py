@@ -21,6 +21,26 @@ logger = logging.getLogger(__name__)
 blp = Blueprint("triggers", __name__, url_prefix="/api/v1", description="Scheduled triggers")
 blp.before_request(auth.require_key)
 
+
+@blp.before_request
+def replay_before_validation() -> Response | None:
+    """Answer a retried create from its stored response before the body is validated again:
+    time-relative checks (a one-time `run_at` at most 60 s in the past) must not turn a
+    retry of a request that succeeded into a 422."""
+    key = request.headers.get("Idempotency-Key")
+    if request.method != "POST" or request.endpoint != "triggers.TriggerCollection" or not key:
+        return None
+    body = request.get_json(silent=True)
+    if body is None:
+        return None  # not JSON: the normal path answers 400
+    digest = idempotency.request_hash("POST", request.path, body)
+    with context.session() as session:
+        replay = idempotency.stored_response(
+            session, tenant_id=context.principal().tenant_id, key=key, request_hash=digest
+        )
+    return None if replay is None else _json(replay.body, replay.status, replayed=True)
+
+
 IF_MATCH = re.compile(r'^(?:W/)?"?(\d{1,10})"?$')
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -32,6 +33,25 @@ def test_a_retry_with_the_same_key_replays_the_first_response(acme, engine):
     assert again.get_json() == first.get_json()  # the first response, not the current state
     assert again.headers["Idempotent-Replayed"] == "true"
     assert count(engine, "triggers") == 1
+
+
+def test_a_late_retry_of_a_one_time_create_replays_rather_than_failing_validation(
+    acme, engine, services, clock
+):
+    services.clock = clock.now
+    clock.set(datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
+    body = trigger_body(cron=None, run_at="2026-01-05T12:00:30Z")
+    headers = {"Idempotency-Key": "create-once"}
+
+    first = acme.post("/triggers", json=body, headers=headers)
+    clock.advance(minutes=2)  # run_at is now 90 s in the past: a new create would be a 422
+    again = acme.post("/triggers", json=body, headers=headers)
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.get_json() == first.get_json()
+    assert count(engine, "triggers") == 1
+    fresh = acme.post("/triggers", json=body, headers={"Idempotency-Key": "create-twice"})
+    assert set(assert_error(fresh, 422)["fields"]) == {"run_at"}
 
 
 def test_key_order_in_the_body_does_not_matter(acme, engine):

@@ -110,18 +110,39 @@ def test_patch_of_the_schedule_recomputes_next_run_and_cancels_pending_runs(acme
 
 
 def test_disabling_clears_next_run_and_cancels_pending_runs_and_enabling_recomputes(
-    acme, add_run, engine
+    acme, add_run, engine, services, clock
 ):
-    trigger = acme.create()
+    services.clock = clock.now
+    clock.set(datetime(2026, 1, 5, 12, 1, 30, tzinfo=UTC))
+    trigger = acme.create()  # */5 * * * *
     pending = add_run(trigger, status="pending")
 
     off = acme.patch(f"/triggers/{trigger['id']}", json={"enabled": False}).get_json()
     assert off["enabled"] is False and off["next_run_at"] is None
     assert run_status(engine, pending) == "cancelled"
 
+    clock.advance(minutes=10)  # 12:11:30
     on = acme.patch(f"/triggers/{trigger['id']}", json={"enabled": True}).get_json()
-    assert datetime.fromisoformat(on["next_run_at"]) > datetime.now(UTC)
+    assert on["next_run_at"] == "2026-01-05T12:15:00Z"
     assert on["version"] == 3
+
+
+def test_a_window_change_keeps_a_fire_that_is_due_but_not_yet_dispatched(acme, services, clock):
+    services.clock = clock.now
+    clock.set(datetime(2026, 1, 5, 8, 59, 30, tzinfo=UTC))
+    trigger = acme.create(cron="0 9 * * *")
+    assert trigger["next_run_at"] == "2026-01-05T09:00:00Z"
+
+    clock.set(datetime(2026, 1, 5, 9, 0, 0, 500000, tzinfo=UTC))  # due; the tick is late
+    body = acme.patch(
+        f"/triggers/{trigger['id']}", json={"end_at": "2026-12-31T00:00:00Z"}
+    ).get_json()
+    assert body["next_run_at"] == "2026-01-05T09:00:00Z"
+
+    body = acme.patch(
+        f"/triggers/{trigger['id']}", json={"start_at": "2026-01-05T09:00:01Z"}
+    ).get_json()
+    assert body["next_run_at"] == "2026-01-06T09:00:00Z", "a fire outside the new window goes"
 
 
 def test_a_window_change_recomputes_next_run_without_cancelling(acme, add_run, engine):

@@ -319,3 +319,21 @@ def test_fall_back_in_new_york_dispatched_minute_by_minute(
     fired = [iso(r["scheduled_for"])[11:16] for r in runs(engine)]
     assert fired == NEW_YORK_FALL_BACK[cron]
     assert {r["status"] for r in runs(engine)} == {"pending"}
+
+
+def test_an_unplannable_trigger_is_parked_and_does_not_stop_the_others(
+    make_triggers, tick, engine, caplog
+) -> None:
+    [broken] = make_triggers(next_run_at=NOON - timedelta(seconds=1), cron="* * * * *",
+                             timezone="Mars/Olympus_Mons")  # fmt: skip
+    healthy = make_triggers(5, next_run_at=NOON, cron="* * * * *")
+
+    with caplog.at_level(logging.ERROR, logger="app.dispatch"):
+        stats = tick(NOON + timedelta(seconds=1))
+
+    assert {r["trigger_id"] for r in runs(engine)} == set(healthy)
+    assert stats.parked == 1
+    assert trigger(engine, broken)["next_run_at"] is None
+    assert [
+        r.trigger_id for r in caplog.records if getattr(r, "event", "") == "trigger_parked"
+    ] == [str(broken)]
