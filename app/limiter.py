@@ -26,33 +26,36 @@ import redis
 # The hash tag `{...}` puts both keys of one script call in the same Redis Cluster slot.
 PREFIX = "{sched-slots}"
 
-# KEYS: global, tenant. ARGV: now, expires_at, member, max_running, max_per_tenant, ttl_ms.
-# Returns 0 when the slot was taken, 1 when the global limit is reached, 2 the tenant's.
+# KEYS: the slot sets (global, tenant[, node]). ARGV: now, expires_at, member, ttl_ms, then
+# one limit per key. Returns 0 when a slot was taken in every set, else the 1-based index of
+# the first set that is full.
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 1 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 2 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[4 + i]) then return i end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ARGV[2], ARGV[3])
+  redis.call('PEXPIRE', key, ARGV[4])
+end
 return 0
 """
 
-# KEYS: global, tenant. ARGV: expires_at, member, ttl_ms. Returns 1 when the lease was still
-# held (and is extended), 0 when it had expired and been pruned: it is not re-added, because
-# re-adding could exceed the limit.
+# KEYS: the slot sets, global first. ARGV: expires_at, member, ttl_ms. Returns 1 when the
+# lease was still held (and is extended), 0 when it had expired and been pruned: it is not
+# re-added, because re-adding could exceed the limit.
 _RENEW = """
 local held = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if not held then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], 'XX', ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', ARGV[1], ARGV[2])
+  redis.call('PEXPIRE', key, ARGV[3])
+end
 return 1
 """
+
+SCOPES = ("global", "tenant", "node")
 
 
 @dataclass(frozen=True)
@@ -62,17 +65,24 @@ class Lease:
     tenant_id: str
     member: str
     expires_at: float
+    node: str | None = None
 
 
 @dataclass(frozen=True)
 class Denied:
-    """No slot: `scope` is 'global' or 'tenant', the limit that was reached."""
+    """No slot: `scope` is 'global', 'tenant' or 'node', the limit that was reached."""
 
     scope: str
 
 
 class Limiter:
-    """Global and per-tenant concurrency slots backed by Redis sorted sets."""
+    """Global, per-tenant and (optionally) per-worker-node concurrency slots backed by Redis
+    sorted sets.
+
+    The node limit keeps a worker from filling every one of its processes with runs: a
+    worker that also consumes the dispatch ticks sets it to its concurrency minus one, so a
+    tick never waits behind long runs (tasks/runner.py).
+    """
 
     def __init__(
         self,
@@ -82,12 +92,16 @@ class Limiter:
         max_per_tenant: int,
         lease_seconds: float,
         prefix: str = PREFIX,
+        node: str | None = None,
+        max_per_node: int | None = None,
     ) -> None:
         self.client = client
         self.max_running = max_running
         self.max_per_tenant = max_per_tenant
         self.lease_seconds = lease_seconds
         self.prefix = prefix
+        self.node = node if max_per_node is not None else None
+        self.max_per_node = max_per_node
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
 
@@ -97,31 +111,35 @@ class Limiter:
     def tenant_key(self, tenant_id: str) -> str:
         return f"{self.prefix}:tenant:{tenant_id}"
 
+    def node_key(self, node: str) -> str:
+        return f"{self.prefix}:node:{node}"
+
+    def _keys(self, tenant_id: str, node: str | None) -> list[str]:
+        keys = [self.global_key(), self.tenant_key(tenant_id)]
+        return keys + [self.node_key(node)] if node is not None else keys
+
     def acquire(self, tenant_id: str, run_id: str, *, now: datetime) -> Lease | Denied:
         """Take one global and one tenant slot for `run_id`; return the Lease, or Denied."""
         # A fresh suffix per execution: a redelivered run never mistakes a dead worker's
         # lease for its own, and a release only ever removes the releaser's own slot.
         member = f"{run_id}:{uuid.uuid4().hex[:12]}"
         expires_at = now.timestamp() + self.lease_seconds
+        limits = [self.max_running, self.max_per_tenant]
+        if self.node is not None:
+            limits.append(self.max_per_node)
         code = self._acquire(
-            keys=[self.global_key(), self.tenant_key(tenant_id)],
-            args=[
-                now.timestamp(),
-                expires_at,
-                member,
-                self.max_running,
-                self.max_per_tenant,
-                self._ttl_ms(),
-            ],
+            keys=self._keys(tenant_id, self.node),
+            args=[now.timestamp(), expires_at, member, self._ttl_ms(), *limits],
         )
         if code == 0:
-            return Lease(tenant_id=tenant_id, member=member, expires_at=expires_at)
-        return Denied(scope="global" if code == 1 else "tenant")
+            return Lease(tenant_id=tenant_id, member=member, expires_at=expires_at,
+                         node=self.node)  # fmt: skip
+        return Denied(scope=SCOPES[int(code) - 1])
 
     def renew(self, lease: Lease, *, now: datetime) -> bool:
         """Extend a lease by `lease_seconds` from `now`; False when it had already expired."""
         held = self._renew(
-            keys=[self.global_key(), self.tenant_key(lease.tenant_id)],
+            keys=self._keys(lease.tenant_id, lease.node),
             args=[now.timestamp() + self.lease_seconds, lease.member, self._ttl_ms()],
         )
         return bool(held)
@@ -129,8 +147,8 @@ class Limiter:
     def release(self, lease: Lease) -> None:
         """Give the slot back (a no-op when it has already expired)."""
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.global_key(), lease.member)
-            pipe.zrem(self.tenant_key(lease.tenant_id), lease.member)
+            for key in self._keys(lease.tenant_id, lease.node):
+                pipe.zrem(key, lease.member)
             pipe.execute()
 
     def in_use(self, *, now: datetime, tenant_id: str | None = None) -> int:

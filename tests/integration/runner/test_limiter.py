@@ -82,3 +82,22 @@ def test_concurrent_acquirers_never_exceed_the_limit(redis_client) -> None:
         thread.join()
     assert len(granted) == 5
     assert slots.in_use(now=T0) == 5
+
+
+def test_a_node_limit_keeps_a_workers_last_process_free_and_its_slots_come_back(
+    redis_client,
+) -> None:
+    node = limiter.Limiter(redis_client, max_running=10, max_per_tenant=10, lease_seconds=60,
+                           node="celery@host-a", max_per_node=2)  # fmt: skip
+    other = limiter.Limiter(redis_client, max_running=10, max_per_tenant=10, lease_seconds=60,
+                            node="celery@host-b", max_per_node=2)  # fmt: skip
+    first, second = (node.acquire("t", f"r{n}", now=T0) for n in range(2))
+    assert node.acquire("t", "r3", now=T0) == limiter.Denied(scope="node")
+    assert isinstance(other.acquire("t", "r4", now=T0), limiter.Lease), "other nodes unaffected"
+
+    assert node.renew(first, now=at(30))
+    node.release(second)
+    assert isinstance(node.acquire("t", "r5", now=at(31)), limiter.Lease)
+    assert redis_client.zscore("{sched-slots}:node:celery@host-a", first.member) == pytest.approx(
+        at(90).timestamp()
+    )

@@ -43,10 +43,10 @@ class Workers:
         self.env, self.logs = env, logs
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, concurrency: int = 1) -> subprocess.Popen:
+    def start(self, name: str, concurrency: int = 1, queues: str = "runs") -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [CELERY, "-A", "tasks", "worker", "-Q", "runs", "-P", "prefork"]
+            [CELERY, "-A", "tasks", "worker", "-Q", queues, "-P", "prefork"]
             + ["-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO"]
             + ["--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT,
