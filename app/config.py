@@ -45,6 +45,17 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return raw
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def _modules(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
     for module in names:
@@ -82,6 +93,7 @@ class Settings:
     run_retention_days: int = 30
     idempotency_retention_hours: int = 24
     webhook_signing_secret: str = ""
+    webhook_allow_private_networks: bool = False
     log_level: str = "INFO"
     log_format: str = "json"
     handler_modules: tuple[str, ...] = ()
@@ -124,6 +136,7 @@ class Settings:
             run_retention_days=_int(env, "RUN_RETENTION_DAYS", 30, minimum=1),
             idempotency_retention_hours=_int(env, "IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1),
             webhook_signing_secret=env.get("WEBHOOK_SIGNING_SECRET", ""),
+            webhook_allow_private_networks=_bool(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False),
             log_level=log_level,
             log_format=log_format,
             handler_modules=_modules(env, "HANDLER_MODULES"),

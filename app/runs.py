@@ -272,6 +272,7 @@ def _attempt(start: _Start, rt: Runtime) -> actions.Attempt:
             timeout_seconds=trigger.timeout_seconds,
             signing_secret=rt.settings.webhook_signing_secret,
             now=rt.clock(),
+            allow_private_networks=rt.settings.webhook_allow_private_networks,
         )
 
 

@@ -43,6 +43,8 @@ def settings(database_url: str, redis_url: str) -> Iterator[config.Settings]:
         "RELEASE_ID": "test-release",
         "SCHEDULER_RESTART_SECRET": "test-restart-secret",
         "WEBHOOK_SIGNING_SECRET": "test-signing-secret",
+        # The webhook receivers of the tests listen on 127.0.0.1.
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
     }
     value = config.Settings.from_env(env)
     config.set_settings(value)

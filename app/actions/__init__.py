@@ -61,6 +61,7 @@ def perform(
     timeout_seconds: float,
     signing_secret: str,
     now: datetime,
+    allow_private_networks: bool = False,
 ) -> Attempt:
     """Run one attempt of `action` for `ctx`, bounded by `timeout_seconds`. Never raises
     for a failure of the action itself: every failure is a failed Attempt."""
@@ -69,8 +70,9 @@ def perform(
 
         def work() -> Attempt:
             return webhook.call(
-                action, ctx, signing_secret=signing_secret, timeout_seconds=timeout_seconds, now=now
-            )
+                action, ctx, signing_secret=signing_secret, timeout_seconds=timeout_seconds,
+                now=now, allow_private_networks=allow_private_networks,
+            )  # fmt: skip
 
     elif kind == "task":
         name = action.get("name")

@@ -38,7 +38,9 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -101,10 +103,13 @@ def call(
     signing_secret: str,
     timeout_seconds: float,
     now: datetime,
+    allow_private_networks: bool = False,
 ) -> Attempt:
     """Send the webhook once (following allowed redirects) and classify the response.
 
-    Never raises for HTTP or network failures: they come back as a failed Attempt.
+    Never raises for HTTP or network failures: they come back as a failed Attempt. Unless
+    `allow_private_networks`, a destination that resolves to a loopback, private,
+    link-local (cloud metadata) or otherwise non-public address is refused, on every hop.
     """
     url = action.get("url")
     problem = url_problem(url)
@@ -118,6 +123,10 @@ def call(
     with requests.Session() as session:
         try:
             for _ in range(MAX_REDIRECTS + 1):
+                refused = None if allow_private_networks else destination_problem(url)
+                if refused:
+                    return Attempt(False, error=f"webhook to {host} refused: {refused}",
+                                   retryable=False)  # fmt: skip
                 remaining = max(0.001, deadline - time.monotonic())
                 response = session.request(
                     method,
@@ -154,6 +163,30 @@ def call(
         except requests.RequestException as exc:
             # str(exc) would repeat the full URL, query string and all: name the host only.
             return Attempt(False, error=f"webhook to {host} failed: {type(exc).__name__}")
+
+
+def destination_problem(url: str) -> str | None:
+    """Why the scheduler must not call `url`'s host, or None (multi-tenant SSRF guard).
+
+    Tenants choose webhook URLs; without this a URL could reach the service's own network
+    (`http://169.254.169.254/` metadata, `http://127.0.0.1:6379/`) and the response body,
+    stored in the run's result, would be readable by the tenant. The check resolves the
+    host and refuses when any address is not globally routable. A name that resolves to a
+    public address here and to a private one at connect time (DNS rebinding) is not caught:
+    operators who need that guarantee route webhooks through an egress proxy.
+    """
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return None  # unresolvable: the request fails as a (retryable) network error
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not (mapped or address).is_global:
+            return "its address is not public (set WEBHOOK_ALLOW_PRIVATE_NETWORKS to allow)"
+    return None
 
 
 def classify(

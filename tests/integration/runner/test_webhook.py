@@ -219,3 +219,28 @@ def test_a_non_http_url_is_refused_at_run_time(harness) -> None:
     run_id = harness.run(harness.trigger(action={"type": "webhook", "url": "file:///etc/passwd"}))
     assert harness.execute(run_id) == "failed"
     assert harness.row(run_id)["error"] == "webhook url must be an http or https URL"
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "localhost", "169.254.169.254", "10.1.2.3", "[::1]", "[::ffff:127.0.0.1]"]
+)
+def test_a_non_public_destination_is_refused_unless_the_operator_allows_it(
+    harness, receiver, host
+) -> None:
+    harness.configure(webhook_allow_private_networks=False)
+    port = receiver.url("/").split(":")[2].split("/")[0]
+    url = f"http://{host}:{port}/hook"
+    run_id = harness.run(harness.trigger(action={"type": "webhook", "url": url}, max_attempts=1))
+
+    assert harness.execute(run_id) == "failed"
+    error = harness.row(run_id)["error"]
+    assert error.endswith("refused: its address is not public (set "
+                          "WEBHOOK_ALLOW_PRIVATE_NETWORKS to allow)")  # fmt: skip
+    assert receiver.hits("/hook") == []
+
+
+def test_the_destination_check_resolves_the_host_and_accepts_only_public_addresses() -> None:
+    # Literals resolve without any network traffic.
+    assert webhook.destination_problem("https://8.8.8.8/hook") is None
+    for url in ("http://203.0.113.9/", "http://192.168.1.1/", "http://[fe80::1]/"):
+        assert webhook.destination_problem(url) is not None, url
