@@ -29,10 +29,11 @@ def test_preview_of_an_unsaved_schedule_across_spring_forward(acme):
     ]
 
 
-def test_preview_defaults_to_ten_fires_after_now(acme):
+def test_preview_defaults_to_ten_fires_after_now(acme, services, clock):
+    services.clock = clock.now
+    clock.set(datetime(2026, 1, 5, 12, 0, tzinfo=UTC))  # a fire instant: strictly after it
     fires = acme.post("/schedules/preview", json={"cron": "@hourly"}).get_json()["fires"]
-    assert len(fires) == 10
-    assert datetime.fromisoformat(fires[0]["utc"]) > datetime.now(UTC)
+    assert [f["utc"] for f in fires] == [f"2026-01-05T{h}:00:00Z" for h in range(13, 23)]
 
 
 def test_preview_of_a_one_time_schedule(acme):
