@@ -81,6 +81,7 @@ class TickStats:
     skipped: int = 0
     duplicates: int = 0
     parked: int = 0
+    backlog: int | None = None
     enqueued: int = 0
     recovered: int = 0
     failed_stale: int = 0
@@ -113,8 +114,12 @@ def run_tick(
     release_id: str,
     publish: Publish,
     options: TickOptions | None = None,
+    backlog: Callable[[], int] | None = None,
 ) -> TickStats:
     """Run one tick and return its statistics.
+
+    `backlog` tells how many run messages wait in the broker; while any do, the sweep does
+    not copy published-but-unstarted runs (see recovery.sweep).
 
     1. Fencing: a tick whose release is not the recorded deployment does nothing.
     2. Recovery: re-enqueue runs whose hand-off was lost, recover runs of dead workers.
@@ -133,7 +138,8 @@ def run_tick(
     if not fence.accepted:
         return _superseded(engine, stats)
 
-    broker_ok = _recover(engine, now=now, publish=publish, options=options, stats=stats)
+    broker_ok = _recover(engine, now=now, publish=publish, options=options, stats=stats,
+                         backlog=backlog)  # fmt: skip
     plans: dict[tuple, schedule.CatchupPlan] = {}
     with _HandOff(engine, now=now, publish=publish, stats=stats, enabled=broker_ok) as hand_off:
         while True:
@@ -209,11 +215,23 @@ def _superseded(engine: Engine, stats: TickStats) -> TickStats:
 
 
 def _recover(
-    engine: Engine, *, now: datetime, publish: Publish, options: TickOptions, stats: TickStats
+    engine: Engine,
+    *,
+    now: datetime,
+    publish: Publish,
+    options: TickOptions,
+    stats: TickStats,
+    backlog: Callable[[], int] | None,
 ) -> bool:
     """Run the recovery sweep; return False when the broker refused the hand-off."""
     try:
-        result = recovery.sweep(engine, now=now, publish=publish, options=options.recovery)
+        stats.backlog = backlog() if backlog is not None else None
+    except Exception:  # the broker is down: the sweep's publish will say so
+        logger.warning("broker backlog unknown", extra={"event": "backlog_unknown"},
+                       exc_info=True)  # fmt: skip
+    try:
+        result = recovery.sweep(engine, now=now, publish=publish, options=options.recovery,
+                                requeue_published=not stats.backlog)  # fmt: skip
     except recovery.BrokerUnavailable as exc:
         stats.broker_error = exc.message
         return False

@@ -68,7 +68,9 @@ CLAIM_UNPUBLISHED_PENDING = text("""
         WHERE status = 'pending'
           AND COALESCE(not_before, created_at) <= :now
           AND ((enqueued_at IS NULL AND created_at <= :grace_cutoff)
-               OR GREATEST(enqueued_at, COALESCE(not_before, enqueued_at)) <= :requeue_cutoff)
+               OR (:requeue_published
+                   AND GREATEST(enqueued_at, COALESCE(not_before, enqueued_at))
+                       <= :requeue_cutoff))
         ORDER BY created_at
         LIMIT :batch
         FOR UPDATE SKIP LOCKED
@@ -103,8 +105,14 @@ def sweep(
     now: datetime,
     publish: Callable[[Sequence[uuid.UUID]], Any],
     options: RecoveryOptions,
+    requeue_published: bool = True,
 ) -> SweepResult:
     """Recover stale runs and re-publish lost hand-offs; return what it did.
+
+    `requeue_published=False` leaves alone the runs that were published and not started:
+    while the broker still holds a backlog they are most likely waiting in it, and copying
+    them every `requeue_after_seconds` would multiply the backlog (the midnight flood of
+    DESIGN section 10). Runs never published are handed over either way.
 
     Raises BrokerUnavailable when publishing fails (the runs are left to the next sweep).
     """
@@ -126,6 +134,7 @@ def sweep(
                     "now": now,
                     "grace_cutoff": now - timedelta(seconds=options.grace_seconds),
                     "requeue_cutoff": now - timedelta(seconds=options.requeue_after_seconds),
+                    "requeue_published": requeue_published,
                     "batch": options.batch_size,
                 },
             ).all()

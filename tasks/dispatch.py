@@ -24,6 +24,7 @@ def tick(release_id: str | None = None, *, now: datetime | None = None) -> dict[
             release_id=release,
             publish=publish.enqueue_runs,
             options=dispatch.default_options(settings),
+            backlog=publish.queue_depth,
         )
     return stats.as_dict()
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from kombu.exceptions import ChannelError
+
 from tasks.celery_app import RUN_TASK, RUNS_QUEUE
 
 BATCH = 500
@@ -68,3 +70,16 @@ def enqueue_runs(run_ids: Iterable[uuid.UUID | str], *, eta: datetime | None = N
                 **{**properties, "correlation_id": run_id},
             )
     return len(ids)
+
+
+def queue_depth() -> int:
+    """How many run messages wait in the broker's runs queue (not counting ones a worker
+    holds for a later ETA). Raises the broker's error when it is unreachable."""
+    from tasks import celery
+
+    with celery.connection_for_read() as connection:
+        try:
+            declared = connection.default_channel.queue_declare(queue=RUNS_QUEUE, passive=True)
+        except ChannelError:  # never declared on this broker: nothing can be waiting in it
+            return 0
+        return int(declared.message_count)

@@ -90,6 +90,7 @@ def tick(engine: Engine, celery_app: object) -> Callable[..., dispatch.TickStats
             release_id=release,
             publish=publisher or publish.enqueue_runs,
             options=dispatch.TickOptions(**options),
+            backlog=publish.queue_depth,
         )
 
     return run

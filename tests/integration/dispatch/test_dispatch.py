@@ -337,3 +337,23 @@ def test_an_unplannable_trigger_is_parked_and_does_not_stop_the_others(
     assert [
         r.trigger_id for r in caplog.records if getattr(r, "event", "") == "trigger_parked"
     ] == [str(broken)]
+
+
+def test_a_published_run_not_started_is_copied_again_only_once_the_queue_has_drained(
+    make_triggers, tick, engine, queued, redis_client
+) -> None:
+    make_triggers(next_run_at=NOON, cron="0 * * * *")
+    tick(NOON + timedelta(seconds=1))
+    [run] = runs(engine)
+    assert queued() == [str(run["id"])]
+
+    # 10 minutes later it has not started: with its message still waiting in the queue (a
+    # backlog), copying it would only grow the backlog.
+    stats = tick(NOON + timedelta(minutes=10))
+    assert (stats.backlog, stats.recovered) == (1, 0)
+    assert queued() == [str(run["id"])]
+
+    redis_client.delete("runs")  # the message was lost (or consumed and dropped)
+    stats = tick(NOON + timedelta(minutes=11))
+    assert (stats.backlog, stats.recovered) == (0, 1)
+    assert queued() == [str(run["id"])]
