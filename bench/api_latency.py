@@ -7,7 +7,8 @@
    threads): create (POST /triggers), get (GET /triggers/{id} of random stored ids) and
    list (GET /triggers?limit=100, walking the keyset cursor through all pages and around).
 4. Prints p50/p99/max per operation in milliseconds against the issue's targets
-   (p99 < 50 ms for get and create, < 100 ms for list).
+   (p99 < 50 ms for get and create, < 100 ms for list); `--json PATH` also writes them, with
+   p90 and p95, for bench.run_all.
 
 Needs a PostgreSQL server (DATABASE_URL or local) and Redis (REDIS_URL or local); run it
 with `python scripts/devstack.py -- python -m bench.api_latency` to get embedded ones.
@@ -16,6 +17,7 @@ with `python scripts/devstack.py -- python -m bench.api_latency` to get embedded
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import socket
@@ -101,7 +103,7 @@ def stored_ids(url: str) -> list[str]:
         conn.close()
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> dict[str, list[float]]:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     with common.fresh_database("sched_bench_api") as url:
         common.insert_triggers(
@@ -154,6 +156,20 @@ def run(args: argparse.Namespace) -> None:
                 server.terminate()
                 server.wait(timeout=30)
     report(results, args)
+    return results
+
+
+def figures(results: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Percentiles in milliseconds per operation."""
+    return {
+        name: {
+            **{f"p{q}": percentile(values, q) for q in (50, 90, 95, 99)},
+            "max": max(values),
+            "mean": statistics.fmean(values),
+            "requests": len(values),
+        }
+        for name, values in results.items()
+    }
 
 
 def report(results: dict[str, list[float]], args: argparse.Namespace) -> None:
@@ -181,7 +197,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
-    run(parser.parse_args())
+    parser.add_argument("--json", help="also write the percentiles to this file")
+    args = parser.parse_args()
+    results = run(args)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(figures(results), fh)
 
 
 if __name__ == "__main__":

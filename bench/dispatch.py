@@ -47,9 +47,8 @@ def run_once(count: int, redis_url: str) -> dict[str, float]:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tasks.dispatch", "--once"], env=env, stdout=out, stderr=err
             )
-            # wait4 gives this one child's own peak RSS and CPU time.
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            # This one child's own peak RSS (VmHWM: wait4's maxrss would include ours) and CPU.
+            peak_rss_mb, cpu_seconds = common.wait_measured(proc)
             elapsed = time.perf_counter() - started
             out.seek(0)
             err.seek(0)
@@ -67,8 +66,8 @@ def run_once(count: int, redis_url: str) -> dict[str, float]:
         "seconds": elapsed,
         "tick_seconds": stats["duration_seconds"],
         "triggers_per_second": count / stats["duration_seconds"],
-        "peak_rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": peak_rss_mb,
+        "cpu_seconds": cpu_seconds,
     }
 
 

@@ -1,0 +1,257 @@
+"""Every benchmark, one report: `python -m bench.run_all [--quick]` (what `make bench` runs).
+
+1. Schedule engine (bench.schedule_bench), several processes.
+2. Dispatcher at N = 1,000, 10,000, 100,000 (bench.dispatch.run_once, a fresh database each).
+3. End-to-end lag of 1,000 runs due at once (bench.e2e_lag, through bench.e2e_runs).
+4. API latency under gunicorn (bench.api_latency).
+5. The side-by-side against celery beat and celery-redbeat (bench.peers).
+6. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
+
+Every figure is the median of several runs with their min and max. Redis traffic goes to
+logical database BENCH_REDIS_DB (15) of REDIS_URL; databases are created on DATABASE_URL's
+server and dropped afterwards. The full run takes about 16 minutes on 2 cores.
+
+`--quick` is a smoke run (small N, one run each, about a minute) written to
+bench/results/quick/ (ignored by git), so it never replaces the committed report.
+`--report-only` redraws the report and plots from the saved results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import redis
+
+from bench import common, dispatch, peers, plots, report
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+FULL = {
+    "schedule_runs": 5,
+    "dispatch": {1000: 5, 10_000: 5, 100_000: 3},
+    "e2e": {"runs": 1000, "concurrency": 8, "repeat": 3},
+    "api": {"triggers": 10_000, "requests": 2000, "repeat": 3},
+    "peers": {"counts": [1000, 10_000, 100_000], "repeat": 3, "repeat_large": 1, "timeout": 240},
+}
+QUICK = {
+    "schedule_runs": 1,
+    "dispatch": {1000: 1, 10_000: 1},
+    "e2e": {"runs": 200, "concurrency": 8, "repeat": 1},
+    "api": {"triggers": 2000, "requests": 200, "repeat": 1},
+    "peers": {"counts": [1000], "repeat": 1, "repeat_large": 1, "timeout": 60},
+}
+
+
+def say(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def _python(module: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run `python -m module args` from the repository root; return its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env or os.environ,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} failed ({done.returncode}): {done.stderr[-3000:]}")
+    return done.stdout
+
+
+def _json_run(module: str, *args: str) -> Any:
+    """Run a benchmark that writes its figures to `--json PATH`; return them."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        _python(module, *args, "--json", out.name)
+        return json.loads(Path(out.name).read_text())
+
+
+def schedule_engine(runs: int) -> dict[str, Any]:
+    samples = [_json_run("bench.schedule_bench", "--repeat", "1") for _ in range(runs)]
+    shapes = {
+        name: common.summary([s["shapes"][name]["per_100k"] for s in samples])
+        for name in samples[0]["shapes"]
+    }
+    worst = common.summary([s["worst_per_100k"] for s in samples])
+    say(f"schedule engine: worst shape {worst['median']:.3f} s per 100,000 instants")
+    return {"runs": runs, "per_100k_seconds": shapes, "worst_per_100k_seconds": worst}
+
+
+def dispatcher(plan: dict[int, int], redis_url: str) -> dict[str, Any]:
+    rows = {}
+    for count, runs in plan.items():
+        samples = []
+        for _ in range(runs):
+            samples.append(dispatch.run_once(count, redis_url))
+            last = samples[-1]
+            say(
+                f"dispatch N={count:,}: tick {last['tick_seconds']:.2f} s "
+                f"({last['triggers_per_second']:,.0f}/s), process {last['seconds']:.2f} s, "
+                f"peak RSS {last['peak_rss_mb']:.1f} MB"
+            )
+        row = {key: common.summary([s[key] for s in samples]) for key in samples[0]}
+        rows[str(count)] = {**row, "n": count, "runs": runs, "samples": samples}
+    return rows
+
+
+def end_to_end(plan: dict[str, int]) -> dict[str, Any]:
+    args = ["--runs", str(plan["runs"]), "--concurrency", str(plan["concurrency"])]
+    lines = _python("bench.e2e_runs", *args, "--repeat", str(plan["repeat"])).splitlines()
+    # e2e_lag's own JSON line (its results), then bench.e2e_runs' line with the raw lags.
+    outputs = [json.loads(line) for line in lines if line.startswith("{")]
+    runs = next(o["e2e_lag"] for o in outputs if "e2e_lag" in o)
+    lags = next((o["lags"] for o in outputs if "lags" in o), [])
+    for row in runs:
+        say(
+            f"e2e: p50 {row['lag_p50']:.2f} s, p99 {row['lag_p99']:.2f} s, "
+            f"{row['runs_per_second']:.0f} runs/s"
+        )
+    keys = ("lag_p50", "lag_p95", "lag_p99", "lag_max", "runs_per_second", "seconds")
+    summary = {key: common.summary([row[key] for row in runs]) for key in keys}
+    return {**plan, "samples": runs, "summary": summary, "lags": lags}
+
+
+def api(plan: dict[str, int]) -> dict[str, Any]:
+    samples = []
+    for _ in range(plan["repeat"]):
+        args = ["--triggers", str(plan["triggers"]), "--requests", str(plan["requests"])]
+        samples.append(_json_run("bench.api_latency", *args))
+        say(
+            "api p99: "
+            + ", ".join(f"{op} {samples[-1][op]['p99']:.1f} ms" for op in samples[-1])
+            + " (p50: "
+            + ", ".join(f"{op} {samples[-1][op]['p50']:.1f} ms" for op in samples[-1])
+            + ")"
+        )
+    summary = {
+        op: {
+            stat: common.summary([s[op][stat] for s in samples])
+            for stat in ("p50", "p90", "p95", "p99", "max")
+        }
+        for op in samples[0]
+    }
+    return {**plan, "samples": samples, "summary": summary}
+
+
+def servers(database_url: str, redis_url: str) -> dict[str, str]:
+    """Versions of the PostgreSQL and Redis servers the benchmarks ran against."""
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            postgres = cur.fetchone()[0]
+    finally:
+        conn.close()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        redis_version = client.info("server")["redis_version"]
+    finally:
+        client.close()
+    return {"postgresql_server": postgres, "redis_server": redis_version}
+
+
+def code_version() -> dict[str, Any]:
+    """The commit measured, and whether the product code had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "--", "app", "tasks", "web", "migrations")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "commit_subject": git("log", "-1", "--format=%s"),
+        "uncommitted_product_changes": [line[3:] for line in changed.splitlines()],
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    plan = QUICK if quick else FULL
+    redis_url = common.bench_redis_url()
+    os.environ["REDIS_URL"] = redis_url  # the benchmarks started below inherit it
+    database_url = os.environ.get("DATABASE_URL") or common.dbadmin.server_url()
+    results: dict[str, Any] = {
+        "quick": quick,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code": code_version(),
+        "machine": {
+            **common.machine(),
+            **servers(database_url, redis_url),
+            "load_average_at_start": os.getloadavg(),
+            "node": platform.node(),
+        },
+    }
+    started = time.monotonic()
+    steps = (
+        ("schedule", lambda: schedule_engine(plan["schedule_runs"])),
+        ("dispatch", lambda: dispatcher(plan["dispatch"], redis_url)),
+        ("e2e", lambda: end_to_end(plan["e2e"])),
+        ("api", lambda: api(plan["api"])),
+        ("peers", lambda: peers.compare(redis_url=redis_url, say=say, **plan["peers"])),
+    )
+    for name, step in steps:
+        say(f"{name}: starting")
+        step_started = time.monotonic()
+        results[name] = step()
+        results.setdefault("step_seconds", {})[name] = round(time.monotonic() - step_started, 1)
+        _save(results)
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    if code_version()["commit"] != results["code"]["commit"]:
+        # Commits landed while the benchmarks ran: the steps measured different code.
+        results["code"]["commit_at_end"] = code_version()["commit"]
+    results["total_seconds"] = round(time.monotonic() - started, 1)
+    _save(results)
+    return results
+
+
+def _folder(quick: bool) -> Path:
+    """bench/results, or for a smoke run bench/results/quick (ignored by git)."""
+    if not quick:
+        return RESULTS
+    folder = RESULTS / "quick"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".gitignore").write_text("*\n")
+    return folder
+
+
+def _save(results: dict[str, Any]) -> None:
+    folder = _folder(results["quick"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=1, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    parser.add_argument(
+        "--report-only", action="store_true", help="redraw from the saved results.json"
+    )
+    args = parser.parse_args(argv)
+    if args.report_only:
+        results = json.loads((_folder(args.quick) / "results.json").read_text())
+    else:
+        results = run(args.quick)
+    folder = _folder(args.quick)
+    images = plots.draw_all(results, folder)
+    path = report.write(results, folder, images)
+    say(f"wrote {path} and {len(images)} plots")
+    print(report.headline_markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
