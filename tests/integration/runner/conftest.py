@@ -7,7 +7,7 @@ import dataclasses
 import json
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -164,3 +164,13 @@ def receiver() -> Iterator[Receiver]:
 
 def later(moment: datetime, seconds: float) -> datetime:
     return moment + timedelta(seconds=seconds)
+
+
+@pytest.fixture()
+def publish(celery_app: object, harness: Harness) -> Callable[..., int]:
+    """tasks.publish.enqueue_runs into the test Redis, for tests with real worker processes
+    (which use the real clock, so the harness's clock is set to it)."""
+    from tasks import publish as publisher
+
+    harness.clock.set(datetime.now(UTC))
+    return publisher.enqueue_runs

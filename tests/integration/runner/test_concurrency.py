@@ -7,8 +7,8 @@ limiter can keep the count down.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
@@ -37,14 +37,6 @@ def pool(settings, tmp_path) -> Callable[..., Workers]:
     yield start
     for workers in started:
         workers.stop_all()
-
-
-@pytest.fixture()
-def publish(celery_app, harness) -> Iterator[Callable[..., int]]:
-    from tasks import publish as publisher
-
-    harness.clock.set(datetime.now(UTC))  # the workers use the real clock
-    yield publisher.enqueue_runs
 
 
 def make_runs(harness, *, count: int, tenant: str, sleep: float) -> list:

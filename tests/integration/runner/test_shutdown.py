@@ -3,13 +3,17 @@ gives back the rest, which runs again elsewhere. Nothing is lost or left `runnin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 
 import pytest
 
-from app import recovery
-from tests.integration.runner.workers import Workers, wait_for, worker_env
+from tests.integration.runner.workers import (
+    Workers,
+    status_is,
+    sweep_until_requeued,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -25,25 +29,13 @@ def workers(settings, tmp_path) -> Iterator[Workers]:
     manager.stop_all()
 
 
-@pytest.fixture()
-def publish(celery_app, harness) -> Callable[..., int]:
-    from tasks import publish as publisher
-
-    harness.clock.set(datetime.now(UTC))  # the workers use the real clock
-    return publisher.enqueue_runs
-
-
-def status(harness, run_id, wanted: str) -> Callable[[], dict | None]:
-    return lambda: (row := harness.row(run_id))["status"] == wanted and row
-
-
 def test_a_run_shorter_than_the_grace_period_finishes_before_the_worker_exits(
     harness, workers, publish
 ) -> None:
     run_id = harness.run(harness.trigger(payload={"sleep_seconds": 1}))
     workers.start("stopping")
     publish([run_id])
-    wait_for(status(harness, run_id, "running"), timeout=30)
+    wait_for(status_is(harness, run_id, "running"), timeout=30)
 
     took = workers.terminate("stopping", timeout=GRACE + 15)
 
@@ -58,23 +50,13 @@ def test_a_longer_run_is_given_back_and_runs_again_on_another_worker(
     run_id = harness.run(harness.trigger(payload={"sleep_seconds": 5}))
     workers.start("stopping")
     publish([run_id])
-    wait_for(status(harness, run_id, "running"), timeout=30)
+    wait_for(status_is(harness, run_id, "running"), timeout=30)
 
     took = workers.terminate("stopping", timeout=GRACE + 15)
     assert took < GRACE + 10, "the worker left within the platform's grace period"
 
     workers.start("next")
-    # The beat's sweep hands the run over once its heartbeat is stale (3 s in these workers).
-    options = recovery.RecoveryOptions(heartbeat_timeout_seconds=3)
-    wait_for(
-        lambda: (
-            recovery.sweep(
-                harness.engine, now=datetime.now(UTC), publish=publish, options=options
-            ).requeued
-        ),
-        timeout=20,
-        every=0.5,
-    )
-    row = wait_for(status(harness, run_id, "succeeded"), timeout=30)
+    sweep_until_requeued(harness, publish, timeout=20)
+    row = wait_for(status_is(harness, run_id, "succeeded"), timeout=30)
     assert row["attempt"] == 2
     assert row["worker"].startswith("next@")

@@ -3,15 +3,18 @@ delivery across processes, a retry re-published with an ETA, a timeout in a pref
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-from app import recovery
 from tests.integration.runner.receiver import Reply
-from tests.integration.runner.workers import Workers, wait_for, worker_env
+from tests.integration.runner.workers import (
+    Workers,
+    status_is,
+    sweep_until_requeued,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -21,23 +24,6 @@ def workers(settings, tmp_path_factory) -> Iterator[Workers]:
     manager = Workers(worker_env(settings), tmp_path_factory.mktemp("workers"))
     yield manager
     manager.stop_all()
-
-
-def status_is(harness, run_id, status: str) -> Callable[[], dict[str, Any] | None]:
-    def check() -> dict[str, Any] | None:
-        row = harness.row(run_id)
-        return row if row["status"] == status else None
-
-    return check
-
-
-@pytest.fixture()
-def publish(celery_app, harness) -> Callable[..., int]:
-    """tasks.publish.enqueue_runs, publishing to the test Redis."""
-    from tasks import publish as publisher
-
-    harness.clock.set(datetime.now(UTC))  # the workers use the real clock
-    return publisher.enqueue_runs
 
 
 def test_a_worker_killed_mid_run_hands_the_run_to_another_worker(harness, workers, publish) -> None:
@@ -50,18 +36,7 @@ def test_a_worker_killed_mid_run_hands_the_run_to_another_worker(harness, worker
 
     workers.kill("first")  # SIGKILL, mid-attempt: no chance to report anything
     workers.start("second")
-    # The dispatcher's recovery sweep (every tick) requeues the run once its heartbeat is
-    # older than the heartbeat timeout.
-    options = recovery.RecoveryOptions(heartbeat_timeout_seconds=3)
-    wait_for(
-        lambda: (
-            recovery.sweep(
-                harness.engine, now=datetime.now(UTC), publish=publish, options=options
-            ).requeued
-        ),
-        timeout=15,
-        every=0.5,
-    )
+    sweep_until_requeued(harness, publish, timeout=15)
     row = wait_for(status_is(harness, run_id, "succeeded"), timeout=30)
     assert row["attempt"] == 2
     assert row["worker"].startswith("second@")

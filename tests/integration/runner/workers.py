@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from app import config
+from app import config, recovery
 
 ROOT = Path(__file__).resolve().parents[3]
 CELERY = str(Path(sys.executable).parent / "celery")
@@ -107,3 +108,28 @@ def wait_for(check: Callable[[], T], *, timeout: float, every: float = 0.1) -> T
             return value
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def status_is(harness: Any, run_id: Any, status: str) -> Callable[[], dict[str, Any] | None]:
+    """A check for wait_for: the run's row once it has `status`, else None."""
+
+    def check() -> dict[str, Any] | None:
+        row = harness.row(run_id)
+        return row if row["status"] == status else None
+
+    return check
+
+
+def sweep_until_requeued(harness: Any, publish: Callable[..., Any], *, timeout: float) -> int:
+    """Run the dispatcher's recovery sweep (as every tick does) until it hands a run of a
+    lost worker to another one: after the workers' 3 s heartbeat timeout."""
+    options = recovery.RecoveryOptions(heartbeat_timeout_seconds=3)
+    return wait_for(
+        lambda: (
+            recovery.sweep(
+                harness.engine, now=datetime.now(UTC), publish=publish, options=options
+            ).requeued
+        ),
+        timeout=timeout,
+        every=0.5,
+    )
