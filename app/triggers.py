@@ -305,14 +305,7 @@ def cancel_run(session: Session, run_id: uuid.UUID, *, scope: str | None, now: d
 
 def preview(spec: schedule.TriggerSpec, *, after: datetime, count: int) -> list[datetime]:
     """Up to `count` fire instants (aware UTC) strictly after `after`, inside the window."""
-    if spec.start_at is not None and spec.start_at > after:
-        # A fire exactly at start_at counts: look from just before it.
-        after = spec.start_at - timedelta(microseconds=1)
-    if spec.run_at is not None:
-        fires = [spec.run_at] if spec.run_at > after else []
-    else:
-        fires = schedule.next_fires(spec.cron, spec.timezone, after, count)
-    return [fire for fire in fires if spec.end_at is None or fire <= spec.end_at][:count]
+    return schedule.trigger_fires(spec, after, count)
 
 
 def _validate(values: Mapping[str, Any], *, now: datetime, run_at_is_new: bool) -> None:

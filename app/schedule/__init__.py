@@ -3,7 +3,8 @@
 Public API (DESIGN sections 4 and 5):
 - `validate_cron`, `validate_timezone`: normalise or raise ScheduleError naming the field;
 - `next_fires`, `next_fire`: fire instants of a cron expression in a time zone;
-- `TriggerSpec`, `first_fire` (every write path's `next_run_at`), `fire_after`, `describe`;
+- `TriggerSpec`, `first_fire` (every write path's `next_run_at`), `fire_after`,
+  `trigger_fires` (previews), `describe`;
 - `CatchupPlan`, `plan_catchup`: the dispatcher's decision for a due trigger.
 
 All returned instants are aware UTC datetimes. Cron is evaluated on local wall-clock time
@@ -21,6 +22,7 @@ from app.schedule.spec import (
     first_fire,
     next_fire,
     next_fires,
+    trigger_fires,
 )
 from app.schedule.zones import validate as validate_timezone
 
@@ -33,6 +35,7 @@ __all__ = [
     "next_fire",
     "next_fires",
     "plan_catchup",
+    "trigger_fires",
     "validate_cron",
     "validate_timezone",
 ]

@@ -98,6 +98,11 @@ def iter_spec(spec: TriggerSpec, after: datetime) -> Iterator[datetime]:
         yield moment
 
 
+def trigger_fires(spec: TriggerSpec, after: datetime, count: int) -> list[datetime]:
+    """The trigger's next `count` fires strictly after `after`, inside its window (previews)."""
+    return list(itertools.islice(iter_spec(spec, after), count))
+
+
 def _in_window(spec: TriggerSpec, moment: datetime) -> bool:
     return (spec.start_at is None or moment >= spec.start_at) and (
         spec.end_at is None or moment <= spec.end_at
