@@ -162,10 +162,15 @@ def run_tick(
                 break
 
     stats.duration_seconds = round(time.monotonic() - started, 4)
-    if not stats.accepted:  # a restart committed while this tick ran
+    if stats.accepted:
+        # Fenced too: a restart that committed after the last batch makes this the old
+        # release's tick, whose stats must not pass for the new deployment's last tick.
+        with engine.begin() as conn:
+            stats.accepted = state.record_tick(
+                conn, release_id=release_id, now=now, stats=stats.as_dict()
+            )
+    if not stats.accepted:
         return _superseded(engine, stats)
-    with engine.begin() as conn:
-        state.record_tick(conn, now=now, stats=stats.as_dict())
     # An idle tick every few seconds is not news: it logs at debug level.
     busy = stats.due or stats.recovered or stats.failed_stale or stats.broker_error
     logger.log(

@@ -73,16 +73,25 @@ def restart(session: Executor, *, release_id: str, now: datetime) -> tuple[int, 
     return new - 1, new
 
 
-def record_tick(session: Executor, *, now: datetime, stats: dict[str, Any]) -> None:
-    """Stamp the end of an accepted tick with its statistics."""
-    session.execute(
+def record_tick(
+    session: Executor, *, release_id: str, now: datetime, stats: dict[str, Any]
+) -> bool:
+    """Stamp the end of a tick with its statistics, if `release_id` still owns dispatching.
+
+    Returns False (and records nothing) when a restart handed dispatching to another release
+    since the tick's last batch. One conditional UPDATE: a fence check (FOR SHARE) followed
+    by an UPDATE would deadlock two dispatchers finishing at once.
+    """
+    recorded = session.execute(
         text(
             "UPDATE scheduler_state SET last_tick_at = :now, "
             "last_tick_stats = CAST(:stats AS jsonb) || jsonb_build_object('superseded_total', "
-            "COALESCE((last_tick_stats->>'superseded_total')::bigint, 0)) WHERE id = 1"
+            "COALESCE((last_tick_stats->>'superseded_total')::bigint, 0)) "
+            "WHERE id = 1 AND (deployment_id IS NULL OR deployment_id = :release) RETURNING id"
         ),
-        {"now": now, "stats": _json(stats)},
-    )
+        {"now": now, "stats": _json(stats), "release": release_id},
+    ).first()
+    return recorded is not None
 
 
 def count_superseded_tick(session: Executor) -> None:

@@ -91,9 +91,10 @@ def test_the_scheduler_state_shows_generation_deployment_and_last_tick(admin, cl
     client.post(HOOK, headers={"X-Scheduler-Secret": SECRET})
     tick = datetime(2026, 1, 5, 12, 0, 30, tzinfo=UTC)
     with engine.begin() as conn:
-        state.record_tick(
-            conn, now=tick, stats={"due": 3, "dispatched": 3, "duration_seconds": 0.2}
-        )
+        assert state.record_tick(
+            conn, release_id="test-release", now=tick,
+            stats={"due": 3, "dispatched": 3, "duration_seconds": 0.2},
+        )  # fmt: skip
 
     body = admin.get("/admin/scheduler").get_json()
 

@@ -14,7 +14,7 @@ from tests.support import FakeClock
 
 def set_tick(engine, when, stats=None):
     with engine.begin() as conn:
-        state.record_tick(conn, now=when, stats=stats or {})
+        assert state.record_tick(conn, release_id="test-release", now=when, stats=stats or {})
 
 
 def test_healthy_when_everything_answers_and_the_tick_is_recent(client, services, engine):

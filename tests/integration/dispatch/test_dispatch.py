@@ -357,3 +357,11 @@ def test_a_published_run_not_started_is_copied_again_only_once_the_queue_has_dra
     stats = tick(NOON + timedelta(minutes=11))
     assert (stats.backlog, stats.recovered) == (0, 1)
     assert queued() == [str(run["id"])]
+
+
+def test_a_restart_after_the_last_batch_keeps_the_old_ticks_stats_out(engine) -> None:
+    with engine.begin() as conn:
+        assert state.record_tick(conn, release_id="a", now=NOON, stats={"due": 1})
+        state.restart(conn, release_id="b", now=NOON)
+        assert not state.record_tick(conn, release_id="a", now=NOON, stats={"due": 2})
+        assert state.get_state(conn).last_tick_stats["due"] == 1
