@@ -56,30 +56,33 @@ class Timestamp(fields.AwareDateTime):
         return None if value is None else iso_utc(value)
 
 
-class Cron(fields.String):
+class _ScheduleString(fields.String):
+    """A string validated (and normalised) by app.schedule, its error named by the field."""
+
+    max_length: int = 255
+    validate_with: Any = None
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if len(text) > self.max_length:
+            raise ma.ValidationError(f"must be at most {self.max_length} characters")
+        try:
+            return type(self).validate_with(text)
+        except errors.ScheduleError as exc:
+            raise ma.ValidationError(exc.message)
+
+
+class Cron(_ScheduleString):
     """A cron expression, validated and normalised by app.schedule."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if len(text) > 255:
-            raise ma.ValidationError("must be at most 255 characters")
-        try:
-            return schedule.validate_cron(text)
-        except errors.ScheduleError as exc:
-            raise ma.ValidationError(exc.message)
+    validate_with = staticmethod(schedule.validate_cron)
 
 
-class TimeZone(fields.String):
+class TimeZone(_ScheduleString):
     """An IANA time zone name, validated by app.schedule."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if len(text) > 64:
-            raise ma.ValidationError("must be at most 64 characters")
-        try:
-            return schedule.validate_timezone(text)
-        except errors.ScheduleError as exc:
-            raise ma.ValidationError(exc.message)
+    max_length = 64
+    validate_with = staticmethod(schedule.validate_timezone)
 
 
 class Action(fields.Dict):
