@@ -276,8 +276,11 @@ def call(
             return classify(response, text, truncated, host=host, now=now)
         finally:
             response.release_conn()
-    except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError):
-        return Attempt(False, error=f"webhook to {host} timed out after {timeout_seconds} s")
+    except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
+        # NewConnectionError (refused, unreachable) subclasses ConnectTimeoutError in urllib3 2.
+        if not isinstance(exc, urllib3.exceptions.NewConnectionError):
+            return Attempt(False, error=f"webhook to {host} timed out after {timeout_seconds} s")
+        return Attempt(False, error=f"webhook to {host} failed: {type(exc).__name__}")
     except urllib3.exceptions.HTTPError as exc:
         # str(exc) may repeat the URL, query string and all: name the host and kind only.
         return Attempt(False, error=f"webhook to {host} failed: {type(exc).__name__}")
