@@ -4,6 +4,11 @@ Webhooks signing, headers, Retry-After."""
 from __future__ import annotations
 
 import ipaddress
+import os
+import pathlib
+import re
+import shutil
+import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -167,3 +172,22 @@ def test_the_scheduler_headers_win_over_the_actions() -> None:
 )
 def test_retry_after_is_read_as_seconds_or_an_http_date(value, seconds) -> None:
     assert webhook.retry_after_seconds(value, now=NOW) == seconds
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+def test_the_readme_shell_recipe_computes_the_signature() -> None:
+    readme = (pathlib.Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("### Webhook signing secrets", 1)[1]
+    [script] = re.findall(r"```sh\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    secret, body = webhook_secrets.generate(), webhook.encode_body(CTX.payload)
+    env = {
+        "PATH": os.environ["PATH"],
+        "ID": "msg_1",
+        "TS": "1767614400",
+        "BODY": body.decode(),
+        "SECRET": secret,
+    }
+
+    out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, check=True)
+
+    assert "v1," + out.stdout.decode() == webhook.sign("msg_1", 1767614400, body, [secret])
