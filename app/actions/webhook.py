@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -48,10 +49,13 @@ from urllib3.util import parse_url
 
 from app.actions.registry import Attempt, RunContext, url_problem
 
+logger = logging.getLogger(__name__)
+
 MAX_BODY_BYTES = 4096
 MAX_LOCATION_CHARS = 300
 USER_AGENT = "trigger-scheduler/0.1"
 DEFAULT_PORTS = {"http": 80, "https": 443}
+REFUSED = "its address is not public (set WEBHOOK_ALLOW_PRIVATE_NETWORKS to allow)"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format marker, not a secret
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -138,9 +142,7 @@ def resolve(host: str, port: int, *, resolver: Resolver, allow_private_networks:
         for address in addresses:
             problem = address_problem(address)
             if problem:
-                raise Refused(
-                    f"{problem} (set WEBHOOK_ALLOW_PRIVATE_NETWORKS to allow private networks)"
-                )
+                raise Refused(problem)
     return addresses[0]
 
 
@@ -250,7 +252,13 @@ def call(
     except Unresolvable as exc:
         return Attempt(False, error=f"webhook to {host} failed: {exc}", retryable=True)
     except Refused as exc:
-        return Attempt(False, error=f"webhook to {host} refused: {exc}", retryable=False)
+        # Which private address a name has stays in the operator's log: telling the tenant
+        # would let it map the internal network through error messages.
+        logger.warning(
+            "webhook destination refused",
+            extra={"event": "webhook_refused", "host": host, "detail": str(exc)},
+        )
+        return Attempt(False, error=f"webhook to {host} refused: {REFUSED}", retryable=False)
     method = str(action.get("method") or "POST").upper()
     body = encode_body(ctx.payload)
     headers = request_headers(action, ctx, body, signing_secrets=signing_secrets, now=now)
