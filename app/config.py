@@ -92,7 +92,7 @@ class Settings:
     requeue_after_seconds: int = 300
     run_retention_days: int = 30
     idempotency_retention_hours: int = 24
-    webhook_signing_secret: str = ""
+    webhook_secret_grace_hours: int = 24
     webhook_allow_private_networks: bool = False
     log_level: str = "INFO"
     log_format: str = "json"
@@ -135,7 +135,10 @@ class Settings:
             requeue_after_seconds=_int(env, "REQUEUE_AFTER_SECONDS", 300, minimum=1),
             run_retention_days=_int(env, "RUN_RETENTION_DAYS", 30, minimum=1),
             idempotency_retention_hours=_int(env, "IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1),
-            webhook_signing_secret=env.get("WEBHOOK_SIGNING_SECRET", ""),
+            # How long a rotated-out signing secret keeps signing (Svix: 0 to 7 days).
+            webhook_secret_grace_hours=_int(
+                env, "WEBHOOK_SECRET_GRACE_HOURS", 24, minimum=0, maximum=168
+            ),
             webhook_allow_private_networks=_bool(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False),
             log_level=log_level,
             log_format=log_format,

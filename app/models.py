@@ -192,3 +192,28 @@ class IdempotencyRecord(Base):
         UniqueConstraint("tenant_id", "key"),
         Index("ix_idempotency_records_created_at", "created_at"),
     )
+
+
+class WebhookSecret(Base):
+    """A tenant's webhook signing secret (DESIGN section 13). Active while not revoked and
+    not past `expires_at`; the current one (no expiry) is unique per tenant."""
+
+    __tablename__ = "webhook_secrets"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    secret: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TZ, nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(TZ)
+    revoked_at: Mapped[datetime | None] = mapped_column(TZ)
+
+    __table_args__ = (
+        Index("ix_webhook_secrets_tenant_created", "tenant_id", "created_at"),
+        # At most one current secret per tenant: what makes ensure_first race-safe.
+        Index(
+            "uq_webhook_secrets_current",
+            "tenant_id",
+            unique=True,
+            postgresql_where=text("expires_at IS NULL AND revoked_at IS NULL"),
+        ),
+    )

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import actions, logs
+from app import actions, logs, webhook_secrets
 from app import limiter as limiter_mod
 from app import run_queries as q
 from app.config import Settings
@@ -265,13 +265,19 @@ def _attempt(start: _Start, rt: Runtime) -> actions.Attempt:
         attempt=start.attempt,
         payload=dict(trigger.payload or {}),
     )
+    now = rt.clock()
+    is_webhook = isinstance(trigger.action, dict) and trigger.action.get("type") == "webhook"
+    # Read at attempt time: a rotation or revocation applies to the very next attempt.
+    secrets = (
+        webhook_secrets.signing_secrets(rt.engine, run.tenant_id, now=now) if is_webhook else []
+    )
     with _heartbeats.watch(rt, run.id, start.attempt, start.lease):
         return actions.perform(
             trigger.action,
             ctx,
             timeout_seconds=trigger.timeout_seconds,
-            signing_secret=rt.settings.webhook_signing_secret,
-            now=rt.clock(),
+            signing_secrets=secrets,
+            now=now,
             allow_private_networks=rt.settings.webhook_allow_private_networks,
         )
 

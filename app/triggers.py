@@ -21,7 +21,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, aliased
 
-from app import errors, runs, schedule
+from app import errors, runs, schedule, webhook_secrets
 from app.models import FINISHED_STATUSES, Run, SchedulerState, Trigger
 
 EDITABLE_FIELDS = (
@@ -115,6 +115,9 @@ def create(
     trigger.version, trigger.created_at, trigger.updated_at = 1, now, now
     session.add(trigger)
     session.flush()
+    if trigger.action.get("type") == "webhook":
+        # The tenant's first webhook trigger makes its first signing secret, atomically.
+        webhook_secrets.ensure_first(session, tenant_id, now=now)
     return trigger
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from app import config, db
 from tests import support
 
-TABLES = ("runs", "triggers", "api_keys", "idempotency_records")
+TABLES = ("runs", "triggers", "api_keys", "idempotency_records", "webhook_secrets")
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,6 @@ def settings(database_url: str, redis_url: str) -> Iterator[config.Settings]:
         "REDIS_URL": redis_url,
         "RELEASE_ID": "test-release",
         "SCHEDULER_RESTART_SECRET": "test-restart-secret",
-        "WEBHOOK_SIGNING_SECRET": "test-signing-secret",
         # The webhook receivers of the tests listen on 127.0.0.1.
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
     }

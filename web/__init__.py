@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app import config, logs
-from web import admin, cli, context, errors, health, middleware, runs, triggers
+from web import admin, cli, context, errors, health, middleware, runs, triggers, webhook_secrets
 from web.schemas import PAYLOAD_LIMIT
 
 # The largest body we read: a 64 KiB payload plus room for the other fields. Anything
@@ -42,7 +42,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     middleware.init_app(app)
     api = errors.Api(app, spec_kwargs=SPEC)
     api.spec.components.schemas.pop("PaginationMetadata", None)  # flask-smorest's, unused
-    for blueprint in (triggers.blp, runs.blp, admin.blp, health.blp):
+    for blueprint in (triggers.blp, runs.blp, webhook_secrets.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     errors.register(app)
     cli.register(app)

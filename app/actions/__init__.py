@@ -10,7 +10,7 @@ How an attempt is bounded by `timeout_seconds` (a hung handler must not hold a w
 - Anywhere else (threads pool, tests calling the runner from threads), signals are not
   available, so the attempt runs in a daemon thread joined with the timeout. On timeout the
   thread is abandoned: it may go on running in the background, but the worker moves on.
-- Webhooks also pass the remaining time to `requests` as connect and read timeouts, and stop
+- Webhooks also pass the remaining time to urllib3 as connect and read timeouts, and stop
   reading a response body at the deadline, so they end on time in both modes.
 """
 
@@ -20,7 +20,7 @@ import contextvars
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -59,18 +59,19 @@ def perform(
     ctx: RunContext,
     *,
     timeout_seconds: float,
-    signing_secret: str,
+    signing_secrets: Sequence[str] = (),
     now: datetime,
     allow_private_networks: bool = False,
 ) -> Attempt:
     """Run one attempt of `action` for `ctx`, bounded by `timeout_seconds`. Never raises
-    for a failure of the action itself: every failure is a failed Attempt."""
+    for a failure of the action itself: every failure is a failed Attempt. A webhook is
+    signed with each of `signing_secrets` (the tenant's active secrets)."""
     kind = action.get("type") if isinstance(action, dict) else None
     if kind == "webhook":
 
         def work() -> Attempt:
             return webhook.call(
-                action, ctx, signing_secret=signing_secret, timeout_seconds=timeout_seconds,
+                action, ctx, signing_secrets=signing_secrets, timeout_seconds=timeout_seconds,
                 now=now, allow_private_networks=allow_private_networks,
             )  # fmt: skip
 

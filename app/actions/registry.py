@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from typing import Any
-from urllib.parse import urlsplit
+
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,9 @@ RESERVED_HEADERS = frozenset(
         "X-Trigger-Id",
         "X-Run-Id",
         "X-Scheduled-For",
-        "X-Signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
         "Content-Type",
         "Content-Length",
         "Host",
@@ -201,22 +205,44 @@ def _validate_webhook(action: dict[str, Any]) -> dict[str, str]:
 
 
 def url_problem(url: Any) -> str | None:
-    """Why `url` is not an acceptable webhook URL, or None when it is."""
+    """Why `url` is not an acceptable webhook URL, or None when it is.
+
+    The URL is read by `urllib3.util.parse_url`, the parser of the HTTP client that sends
+    the request: a second parser that disagrees (`urlsplit` reads
+    `http://127.0.0.1:80\\@example.com/` as example.com, urllib3 connects to 127.0.0.1) is how
+    the destination check was bypassed. Whatever the two parsers could read differently is
+    refused outright: userinfo, backslashes, whitespace and control characters, non-ASCII,
+    and `%` in the authority (percent-encoded hosts, IPv6 zone ids). Whether the host may be
+    called is decided at send time, from the addresses it resolves to (webhook.py).
+    """
     if not isinstance(url, str) or not url:
         return "is required"
     if len(url) > MAX_URL_LENGTH:
         return f"must be at most {MAX_URL_LENGTH} characters"
-    if any(c.isspace() for c in url):
-        return "must not contain whitespace"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("http", "https"):
+    if not url.isascii():
+        return "must be ASCII (percent-encode the path, punycode the host)"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "must not contain whitespace or control characters"
+    if "\\" in url:
+        return "must not contain backslashes"
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
         return "must be an http or https URL"
-    if not parts.hostname:
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority:
+        return "must not contain credentials (user@host); send them in action.headers"
+    if "%" in authority:
+        return "must not percent-encode the host or name an IPv6 zone"
+    try:
+        parts = parse_url(url)
+    except LocationParseError:
+        return "is not a valid URL"
+    if parts.auth is not None:
+        return "must not contain credentials (user@host); send them in action.headers"
+    if not parts.host or parts.host in ("[]", "."):
         return "must name a host"
+    if parts.port == 0:
+        return "must not use port 0"
     return None
 
 

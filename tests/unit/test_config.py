@@ -53,3 +53,11 @@ def test_handler_modules_are_a_comma_separated_list_of_module_names() -> None:
     assert settings.handler_modules == ("acme.handlers", "acme.more")
     with pytest.raises(ConfigError, match="^HANDLER_MODULES"):
         Settings.from_env({"HANDLER_MODULES": "acme/handlers.py"})
+
+
+def test_the_webhook_secret_grace_is_hours_up_to_a_week() -> None:
+    assert Settings.from_env({}).webhook_secret_grace_hours == 24
+    assert Settings.from_env({"WEBHOOK_SECRET_GRACE_HOURS": "0"}).webhook_secret_grace_hours == 0
+    for bad in ("169", "-1", "a day"):
+        with pytest.raises(ConfigError, match="^WEBHOOK_SECRET_GRACE_HOURS"):
+            Settings.from_env({"WEBHOOK_SECRET_GRACE_HOURS": bad})

@@ -22,7 +22,14 @@ from app import config, db, keys
 from web import context, create_app
 
 ECHO = {"type": "task", "name": "echo"}
-TABLES = ("triggers", "runs", "api_keys", "idempotency_records", "scheduler_state")
+TABLES = (
+    "triggers",
+    "runs",
+    "api_keys",
+    "idempotency_records",
+    "scheduler_state",
+    "webhook_secrets",
+)
 
 
 def iso(moment: datetime) -> str:

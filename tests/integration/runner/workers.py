@@ -27,7 +27,6 @@ def worker_env(settings: config.Settings, **overrides: str) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "RELEASE_ID": settings.release_id,
-        "WEBHOOK_SIGNING_SECRET": settings.webhook_signing_secret,
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
         "HEARTBEAT_SECONDS": "1",
         "HEARTBEAT_TIMEOUT_SECONDS": "3",

@@ -65,7 +65,7 @@ def test_valid_actions_have_no_errors(action: dict) -> None:
         ({"type": "webhook", "url": "https://"}, {"action.url": "must name a host"}),
         (
             {"type": "webhook", "url": "https://e.com/a b"},
-            {"action.url": "must not contain whitespace"},
+            {"action.url": "must not contain whitespace or control characters"},
         ),
         ({"type": "webhook", "url": "https://e.com:99999/"}, {"action.url": "is not a valid URL"}),
         (
@@ -89,8 +89,8 @@ def test_valid_actions_have_no_errors(action: dict) -> None:
             {"action.headers": "header names must be HTTP tokens"},
         ),
         (
-            {"type": "webhook", "url": "https://e.com", "headers": {"x-signature": "forged"}},
-            {"action.headers.x-signature": "is set by the scheduler and cannot be overridden"},
+            {"type": "webhook", "url": "https://e.com", "headers": {"webhook-id": "forged"}},
+            {"action.headers.webhook-id": "is set by the scheduler and cannot be overridden"},
         ),
         (
             {"type": "webhook", "url": "https://e.com", "timeout": 5},
@@ -108,3 +108,44 @@ def test_an_unknown_handler_name_is_rejected_and_the_known_ones_listed() -> None
     errors = registry.validate_action({"type": "task", "name": "nope"})
     assert errors["action.name"].startswith("unknown handler; known: ")
     assert "echo" in errors["action.name"]
+
+
+BUG_URL = "http://127.0.0.1:8080\\@example.com/"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (BUG_URL, "must not contain backslashes"),
+        ("http://example.com\\@127.0.0.1/", "must not contain backslashes"),
+        ("http://user:pass@example.com/", "must not contain credentials"),
+        ("http://user@example.com/", "must not contain credentials"),
+        ("http://example.com@127.0.0.1/", "must not contain credentials"),
+        ("http://%31%32%37.0.0.1/", "must not percent-encode the host"),
+        ("http://[::1%25eth0]/", "must not percent-encode the host"),
+        ("http://exa\tmple.com/", "must not contain whitespace"),
+        ("http://example.com/\n", "must not contain whitespace"),
+        ("http://example.com/\x00", "must not contain whitespace"),
+        ("http://exämple.com/", "must be ASCII"),
+        ("http://example.com:0/", "must not use port 0"),
+        ("http:/example.com/", "must be an http or https URL"),
+        ("javascript://example.com/", "must be an http or https URL"),
+    ],
+)
+def test_urls_two_parsers_could_read_differently_are_rejected(url: str, message: str) -> None:
+    problem = registry.url_problem(url)
+    assert problem is not None and problem.startswith(message), problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/hook?token=a%20b#frag",
+        "https://hooks.example.com:8443/a/b",
+        "http://127.0.0.1:8080/hook",  # judged at send time by its address
+        "http://[2606:4700::1111]/",
+        "http://2130706433/",  # likewise: resolves to 127.0.0.1, refused at send time
+    ],
+)
+def test_plain_urls_pass_validation(url: str) -> None:
+    assert registry.url_problem(url) is None

@@ -1,0 +1,129 @@
+"""Per-tenant webhook signing secrets (DESIGN section 13): list, rotate, revoke.
+
+A secret is `whsec_` + base64 of 32 random bytes, the Standard Webhooks format. It is
+active while not revoked and not past `expires_at`; every active secret signs each delivery,
+so a receiver that still holds the previous one keeps verifying through a rotation.
+
+- The current secret has no `expires_at`; a unique partial index allows one per tenant.
+- Rotating (`create`) gives the current one `expires_at = now + grace` and adds a new
+  current one; at most MAX_ACTIVE stay active, the oldest extras expire at once.
+- Revoking is immediate.
+- A tenant's first webhook trigger makes its first secret (`ensure_first`), in the same
+  transaction; so does a delivery finding none (triggers older than this table, or a tenant
+  that revoked its last secret), so a webhook is never sent unsigned.
+
+Writes for one tenant are serialised by a transaction-level advisory lock: two concurrent
+first triggers make one secret, two concurrent rotations keep one current secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from app import db, errors
+from app.models import WebhookSecret
+
+PREFIX = "whsec_"
+SECRET_BYTES = 32
+MAX_ACTIVE = 10
+
+
+def generate() -> str:
+    """A new secret: `whsec_` + base64 of 32 random bytes."""
+    return PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def list_active(session: Session, tenant_id: str, *, now: datetime) -> list[WebhookSecret]:
+    """The tenant's active secrets, newest first."""
+    query = (
+        select(WebhookSecret)
+        .where(WebhookSecret.tenant_id == tenant_id, _active(now))
+        .order_by(WebhookSecret.created_at.desc(), WebhookSecret.id.desc())
+    )
+    return list(session.scalars(query))
+
+
+def create(session: Session, tenant_id: str, *, now: datetime, grace: timedelta) -> WebhookSecret:
+    """Rotate: add a new current secret; the previous current one expires after `grace`.
+
+    Beyond MAX_ACTIVE active secrets, the oldest expire now (a leaked old key cannot be
+    kept alive by rotating often).
+    """
+    _lock(session, tenant_id)
+    session.execute(
+        update(WebhookSecret)
+        .where(WebhookSecret.tenant_id == tenant_id, _current())
+        .values(expires_at=now + grace)
+    )
+    secret = _insert(session, tenant_id, now=now)
+    extra = list_active(session, tenant_id, now=now)[MAX_ACTIVE:]
+    if extra:
+        session.execute(
+            update(WebhookSecret)
+            .where(WebhookSecret.id.in_([s.id for s in extra]))
+            .values(expires_at=now)
+        )
+    return secret
+
+
+def revoke(session: Session, secret_id: uuid.UUID, *, scope: str | None, now: datetime) -> None:
+    """Revoke an active secret now; NotFound when it is not an active secret of `scope`
+    (None: an admin, any tenant)."""
+    query = update(WebhookSecret).where(WebhookSecret.id == secret_id, _active(now))
+    if scope is not None:
+        query = query.where(WebhookSecret.tenant_id == scope)
+    if session.execute(query.values(revoked_at=now)).rowcount != 1:
+        raise errors.NotFound("webhook secret not found")
+
+
+def ensure_first(session: Session, tenant_id: str, *, now: datetime) -> WebhookSecret | None:
+    """Give the tenant a current secret if it has none; return the new one, or None when it
+    already had one (or another transaction made it first: the lock makes us wait for it)."""
+    _lock(session, tenant_id)
+    exists = session.scalar(
+        select(WebhookSecret.id).where(WebhookSecret.tenant_id == tenant_id, _current())
+    )
+    return None if exists is not None else _insert(session, tenant_id, now=now)
+
+
+def signing_secrets(engine: Engine, tenant_id: str, *, now: datetime) -> list[str]:
+    """The secrets a delivery for `tenant_id` is signed with, newest first (made first if
+    the tenant has none, so a webhook never leaves unsigned)."""
+    with db.session_scope(engine) as session:
+        active = list_active(session, tenant_id, now=now)
+        if not active:
+            ensure_first(session, tenant_id, now=now)
+            active = list_active(session, tenant_id, now=now)
+        return [s.secret for s in active]
+
+
+def _insert(session: Session, tenant_id: str, *, now: datetime) -> WebhookSecret:
+    secret = WebhookSecret(id=uuid.uuid4(), tenant_id=tenant_id, secret=generate(), created_at=now)
+    session.add(secret)
+    session.flush()
+    return secret
+
+
+def _lock(session: Session, tenant_id: str) -> None:
+    # Held until the transaction ends; keyed by tenant so tenants never wait on each other.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"webhook_secrets:{tenant_id}"},
+    )
+
+
+def _current():  # noqa: ANN202 - a SQL expression
+    return and_(WebhookSecret.expires_at.is_(None), WebhookSecret.revoked_at.is_(None))
+
+
+def _active(now: datetime):  # noqa: ANN202 - a SQL expression
+    return and_(
+        WebhookSecret.revoked_at.is_(None),
+        or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > now),
+    )
