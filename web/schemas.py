@@ -340,6 +340,20 @@ class RestartOut(ma.Schema):
     previous_generation = fields.Integer(required=True)
 
 
+class RestartIn(Strict):
+    """The release the deployer just shipped: the hook refuses (409) when the process that
+    answers runs another one, so a call reaching an old process changes nothing."""
+
+    release = fields.String(
+        required=True,
+        validate=[
+            validate.Length(1, 200),
+            validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII without spaces"),
+        ],
+        metadata={"description": "The deployed release (RELEASE_ID)", "example": "v42"},
+    )
+
+
 class RestartHeaders(ma.Schema):
     secret = fields.String(data_key="X-Scheduler-Secret", metadata={"description": "Deploy secret"})
 
