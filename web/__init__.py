@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app import config, logs
-from web import admin, cli, context, errors, health, middleware, runs, triggers
+from web import admin, cli, context, errors, health, json_input, middleware, runs, triggers
 from web.schemas import PAYLOAD_LIMIT
 
 # The largest body we read: a 64 KiB payload plus room for the other fields. Anything
@@ -32,6 +32,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
     )
+    app.json = json_input.StrictJSONProvider(app)
     app.json.sort_keys = False
     app.extensions[context.EXTENSION] = context.Services(
         settings=settings,
