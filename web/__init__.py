@@ -8,7 +8,18 @@ from __future__ import annotations
 from flask import Flask
 
 from app import config, logs
-from web import admin, cli, context, errors, health, json_input, middleware, runs, triggers
+from web import (
+    admin,
+    cli,
+    context,
+    errors,
+    health,
+    json_input,
+    middleware,
+    ratelimit,
+    runs,
+    triggers,
+)
 from web.schemas import PAYLOAD_LIMIT
 
 # The largest body we read: a 64 KiB payload plus room for the other fields. Anything
@@ -41,6 +52,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
         started_at=context.utcnow(),
     )
     middleware.init_app(app)
+    ratelimit.init_app(app, settings)
     api = errors.Api(app, spec_kwargs=SPEC)
     api.spec.components.schemas.pop("PaginationMetadata", None)  # flask-smorest's, unused
     for blueprint in (triggers.blp, runs.blp, admin.blp, health.blp):

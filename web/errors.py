@@ -34,6 +34,7 @@ CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_failed",
+    429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
 }
@@ -127,7 +128,7 @@ class Api(flask_smorest.Api):
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         status = error.code or 500
         data = getattr(error, "data", None) or {}
-        headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
+        headers = {k: v for k, v in error.get_headers() if k.lower() in ("allow", "retry-after")}
         if status == 422:
             return validation_failed(flatten(data.get("messages", {})))
         if status == 400:
@@ -141,6 +142,9 @@ class Api(flask_smorest.Api):
                 extra={"event": "unhandled_error"},
             )
             return envelope(status)
+        if status == 429:  # Flask-Limiter's description is the limit, e.g. "1200 per 1 minute"
+            message = f"Too many requests for this API key (limit: {error.description})."
+            return envelope(429, message, headers=headers)
         custom = error.description if error.description != type(error).description else None
         message = data.get("message") or custom or MESSAGES.get(status) or _describe(error)
         return envelope(status, message, headers=headers)
