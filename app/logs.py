@@ -22,7 +22,7 @@ import logging
 import re
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -64,15 +64,43 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
         "level": record.levelname.lower(),
         "logger": record.name,
-        "message": record.getMessage(),
+        "message": _message(record),
     }
     fields.update(_context.get({}))
     for key, value in vars(record).items():
         if key not in _RESERVED and not key.startswith("_"):
-            fields[key] = value
+            fields[key] = _safe(value)
     if record.exc_info and record.exc_info[1] is not None:
         fields["exc"] = format_exception(record.exc_info[1])
     return fields
+
+
+def _message(record: logging.LogRecord) -> str:
+    """record.getMessage() with database errors among its arguments described safely
+    (Celery logs a failed task as `... raised unexpected: %(exc)s`)."""
+    args = record.args
+    if not args:
+        return str(record.msg)
+    safe_args = (
+        {key: _safe(value) for key, value in args.items()}
+        if isinstance(args, Mapping)
+        else tuple(_safe(value) for value in args)
+    )
+    return str(record.msg) % safe_args
+
+
+def _safe(value: Any) -> Any:
+    """`value` with database errors replaced by their description; a mapping holding one
+    loses its `traceback` text too (Celery's failure context carries both)."""
+    if isinstance(value, BaseException):
+        return _describe(value) if _withheld(value) else value
+    if isinstance(value, Mapping):
+        leaky = any(isinstance(v, BaseException) and _withheld(v) for v in value.values())
+        return {
+            key: "(withheld)" if leaky and key == "traceback" else _safe(item)
+            for key, item in value.items()
+        }
+    return value
 
 
 def _withheld(error: BaseException) -> bool:

@@ -116,3 +116,24 @@ def test_other_errors_keep_their_message_and_chain() -> None:
         text = logs.format_exception(chained)
     assert text.index("KeyError: 'inner'") < text.index("RuntimeError: outer")
     assert "During handling of the above exception" in text
+
+
+def test_a_celery_task_failure_with_a_database_error_is_logged_without_its_text() -> None:
+    error = db_error()
+    context = {"id": "t1", "name": "run_trigger", "exc": error, "traceback": f"... {SECRET}"}
+    item = logging.LogRecord(
+        "celery.app.trace", logging.ERROR, __file__, 1,
+        "Task %(name)s[%(id)s] raised unexpected: %(exc)s", (context,),
+        (type(error), error, error.__traceback__),
+    )  # fmt: skip
+    item.data = context  # Celery passes the context as `extra={"data": context}` too
+
+    for formatter in (logs.JsonFormatter(), logs.KeyValueFormatter()):
+        line = formatter.format(item)
+        assert SECRET not in line and "s3cr3t" not in line
+        assert "raised unexpected: sqlalchemy.exc.IntegrityError" in line
+
+
+def test_messages_with_ordinary_arguments_are_formatted_as_usual() -> None:
+    item = logging.LogRecord("x", logging.INFO, __file__, 1, "%s of %d", ("one", 2), None)
+    assert json.loads(logs.JsonFormatter().format(item))["message"] == "one of 2"
