@@ -7,6 +7,7 @@ a process fails with one clear line rather than a traceback deep inside a driver
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_API_RATE_LIMIT = "1200/minute"
 # A shorter deploy secret can be guessed online; 24 characters of a generated secret cannot.
 MIN_RESTART_SECRET_LENGTH = 24
+RELEASE_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
 def _int(
@@ -85,6 +87,9 @@ def _release(env: Mapping[str, str]) -> str:
     for name in ("RELEASE_ID", "HEROKU_RELEASE_VERSION", "SOURCE_VERSION"):
         value = env.get(name, "").strip()
         if value:
+            # The restart hook's body must be able to name it (printable ASCII, no spaces).
+            if not RELEASE_PATTERN.match(value):
+                raise ConfigError(f"{name} must be 1-200 printable ASCII characters without spaces")
             return value
     return "dev"
 

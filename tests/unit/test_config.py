@@ -97,3 +97,9 @@ def test_a_short_restart_secret_is_refused_without_echoing_it() -> None:
     long_enough = "x" * 24
     assert Settings.from_env({"SCHEDULER_RESTART_SECRET": long_enough}).scheduler_restart_secret
     assert Settings.from_env({}).scheduler_restart_secret == ""  # unset: the hook is off
+
+
+@pytest.mark.parametrize("name", ["RELEASE_ID", "HEROKU_RELEASE_VERSION", "SOURCE_VERSION"])
+def test_a_release_the_restart_hook_could_not_name_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name} must be"):
+        Settings.from_env({name: "release two"})
