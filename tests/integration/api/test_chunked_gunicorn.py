@@ -46,12 +46,12 @@ def server(settings, engine, redis_client, tmp_path) -> Iterator[str]:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(f"{base}/openapi.json", timeout=1)
+                requests.get(f"{base}/openapi.json", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise AssertionError((tmp_path / "gunicorn.log").read_text()) from None
                 time.sleep(0.1)
@@ -73,10 +73,10 @@ def test_an_oversized_chunked_body_is_413_under_gunicorn(server, make_key, engin
     padded = valid + b" " * (MAX_CONTENT_LENGTH + 10 - len(valid))  # valid if cut at limit
 
     small = requests.post(
-        f"{server}/api/v1/triggers", data=chunks(valid), headers=headers, timeout=10
+        f"{server}/api/v1/triggers", data=chunks(valid), headers=headers, timeout=30
     )
     large = requests.post(
-        f"{server}/api/v1/triggers", data=chunks(padded), headers=headers, timeout=10
+        f"{server}/api/v1/triggers", data=chunks(padded), headers=headers, timeout=30
     )
 
     assert small.status_code == 201, small.text
