@@ -114,7 +114,7 @@ def create(
     TriggerLimitReached when the tenant already has `max_triggers` triggers."""
     _validate(values, now=now, run_at_is_new=True)
     if max_triggers is not None:
-        _check_capacity(session, tenant_id, max_triggers)
+        _check_capacity(session, tenant_id, limit=max_triggers)
     fields = {name: values[name] for name in EDITABLE_FIELDS if name in values}
     trigger = Trigger(
         id=uuid.uuid4(), tenant_id=tenant_id, **{"description": "", "payload": {}, **fields}
@@ -132,7 +132,7 @@ class TriggerLimitReached(errors.Conflict):
     """The tenant has as many triggers as it may have."""
 
 
-def _check_capacity(session: Session, tenant_id: str, limit: int) -> None:
+def _check_capacity(session: Session, tenant_id: str, *, limit: int) -> None:
     """Count the tenant's triggers under a transaction-scoped advisory lock on the tenant:
     two creates at `limit - 1` would otherwise both count `limit - 1` and both insert. The
     lock is held until the creating transaction ends, so the second counts the first."""
