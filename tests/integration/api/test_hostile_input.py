@@ -131,6 +131,10 @@ def query_mutations(schema: type[ma.Schema]) -> st.SearchStrategy:
             values.append(
                 st.text(max_size=12).filter(lambda t: not t.strip().lstrip("-+").isdigit())
             )
+        if isinstance(field, ma.fields.Boolean):
+            values.append(st.text(max_size=8).filter(
+                lambda t, f=field: t not in f.truthy | f.falsy
+            ))  # fmt: skip
         per_field.append(st.builds(lambda k, v: f"{k}={_q(v)}", st.just(key), st.one_of(values)))
     unknown = st.builds(lambda k, v: f"{_q(k)}={_q(v)}", st.text(min_size=1, max_size=10)
                         .filter(lambda k: k not in loaded), st.text(max_size=10))  # fmt: skip
