@@ -7,16 +7,23 @@ a process fails with one clear line rather than a traceback deep inside a driver
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import limits
 
 from app.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_API_RATE_LIMIT = "1200/minute"
+# A shorter deploy secret can be guessed online; 24 characters of a generated secret cannot.
+MIN_RESTART_SECRET_LENGTH = 24
+RELEASE_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
 def _int(
@@ -64,10 +71,25 @@ def _modules(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return names
 
 
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Flask-Limiter rate string such as `1200/minute` or `20/second;1000/hour`."""
+    raw = env.get(name, "").strip() or default
+    try:
+        parsed = limits.parse_many(raw)
+    except ValueError:
+        parsed = []
+    if not parsed:
+        raise ConfigError(f"{name} must be a rate such as 1200/minute, got {raw!r}")
+    return raw
+
+
 def _release(env: Mapping[str, str]) -> str:
     for name in ("RELEASE_ID", "HEROKU_RELEASE_VERSION", "SOURCE_VERSION"):
         value = env.get(name, "").strip()
         if value:
+            # The restart hook's body must be able to name it (printable ASCII, no spaces).
+            if not RELEASE_PATTERN.match(value):
+                raise ConfigError(f"{name} must be 1-200 printable ASCII characters without spaces")
             return value
     return "dev"
 
@@ -98,10 +120,13 @@ class Settings:
     log_format: str = "json"
     handler_modules: tuple[str, ...] = ()
     worker_shutdown_grace_seconds: int = 20
+    max_triggers_per_tenant: int = 10_000
+    api_rate_limit: str = DEFAULT_API_RATE_LIMIT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate the settings; raise ConfigError naming the first bad variable."""
+        """Read and validate the settings; raise ConfigError naming the first bad variable
+        (or, for settings that only make sense together, every variable of the pair)."""
         env = os.environ if env is None else env
         log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in LOG_LEVELS:
@@ -114,7 +139,7 @@ class Settings:
         interval = _int(env, "DISPATCH_INTERVAL_SECONDS", 60, minimum=1, maximum=60)
         if 60 % interval:
             raise ConfigError(f"DISPATCH_INTERVAL_SECONDS must divide 60, got {interval}")
-        return cls(
+        settings = cls(
             database_url=_url(
                 env, "DATABASE_URL", DEFAULT_DATABASE_URL, ("postgresql", "postgres")
             ),
@@ -146,7 +171,37 @@ class Settings:
             worker_shutdown_grace_seconds=_int(
                 env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20, minimum=0, maximum=3600
             ),
+            max_triggers_per_tenant=_int(env, "MAX_TRIGGERS_PER_TENANT", 10_000, minimum=1),
+            api_rate_limit=_rate_limit(env, "API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
         )
+        settings.cross_check()
+        return settings
+
+    def cross_check(self) -> None:
+        """Raise ConfigError naming the variables of the first pair that cannot work together.
+
+        1. The heartbeat renews the slot lease and proves a run alive: a heartbeat no more
+           often than the lease expires loses the slot to another run, and one no more often
+           than the timeout makes the sweep take over live runs.
+        2. A restart secret short enough to guess is refused (the hook hands over dispatch).
+        """
+        if self.heartbeat_seconds >= self.slot_lease_seconds:
+            raise ConfigError(
+                f"HEARTBEAT_SECONDS ({self.heartbeat_seconds}) must be less than "
+                f"SLOT_LEASE_SECONDS ({self.slot_lease_seconds})"
+            )
+        if self.heartbeat_seconds >= self.heartbeat_timeout_seconds:
+            raise ConfigError(
+                f"HEARTBEAT_SECONDS ({self.heartbeat_seconds}) must be less than "
+                f"HEARTBEAT_TIMEOUT_SECONDS ({self.heartbeat_timeout_seconds})"
+            )
+        secret = self.scheduler_restart_secret
+        if secret and len(secret) < MIN_RESTART_SECRET_LENGTH:
+            # Never echo the secret, not even its length.
+            raise ConfigError(
+                f"SCHEDULER_RESTART_SECRET must be at least {MIN_RESTART_SECRET_LENGTH} "
+                "characters (or unset to disable the restart hook)"
+            )
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -19,7 +19,16 @@ def get_engine(url: str | None = None) -> Engine:
     url = url or config.get_settings().sqlalchemy_url
     engine = _engines.get(url)
     if engine is None:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, future=True)
+        # hide_parameters: SQLAlchemy's error messages would otherwise carry the statement's
+        # values (payloads, webhook URLs and headers: tenants' secrets) into the logs.
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+            future=True,
+            hide_parameters=True,
+        )
         _engines[url] = engine
     return engine
 

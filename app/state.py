@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from app import errors
+
 Executor = Connection | Session
 
 
@@ -57,12 +59,31 @@ def check_fence(session: Executor, release_id: str) -> Fence:
     return Fence(accepted=accepted, generation=generation, deployment_id=deployment_id)
 
 
-def restart(session: Executor, *, release_id: str, now: datetime) -> tuple[int, int]:
-    """Bump the generation and hand dispatching to `release_id`.
+class ReleaseMismatch(errors.Conflict):
+    """The restart names another release than the one of the process serving it."""
+
+    def __init__(self, *, serving: str, requested: str) -> None:
+        super().__init__(
+            f"this process runs release {serving!r} but the restart names release "
+            f"{requested!r}; nothing changed (retry so the call reaches the new release)"
+        )
+        self.serving = serving
+        self.requested = requested
+
+
+def restart(
+    session: Executor, *, release_id: str, now: datetime, requested_release: str | None = None
+) -> tuple[int, int]:
+    """Bump the generation and hand dispatching to `release_id` (the caller's own release).
 
     Returns (previous_generation, new_generation). Calling it twice is safe: each call bumps
-    once, and the deployment stays the same release.
+    once, and the deployment stays the same release. Raises ReleaseMismatch, changing
+    nothing, when `requested_release` (the release the deployer just shipped; the hook and
+    the CLI always pass it) is not `release_id`: during a deploy overlap the call may reach
+    an old process, which must never hand dispatching back to its older code.
     """
+    if requested_release is not None and requested_release != release_id:
+        raise ReleaseMismatch(serving=release_id, requested=requested_release)
     new = session.execute(
         text(
             "UPDATE scheduler_state SET generation = generation + 1, deployment_id = :release, "

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select, true, tuple_
+from sqlalchemy import Select, func, select, text, true, tuple_
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, aliased
@@ -37,6 +37,8 @@ TIMING_FIELDS = SCHEDULE_FIELDS | {"start_at", "end_at", "enabled"}
 RUN_AT_GRACE = timedelta(seconds=60)
 
 Cursor = tuple[datetime, uuid.UUID]
+# pg_advisory_xact_lock(int, int) namespace for "trigger count of this tenant": ASCII "TCAP".
+TENANT_CAP_LOCK_NAMESPACE = 0x54434150
 
 
 class InvalidTrigger(errors.SchedulerError):
@@ -101,10 +103,18 @@ def compute_next_run_at(
 
 
 def create(
-    session: Session, *, tenant_id: str, values: Mapping[str, Any], now: datetime
+    session: Session,
+    *,
+    tenant_id: str,
+    values: Mapping[str, Any],
+    now: datetime,
+    max_triggers: int | None = None,
 ) -> Trigger:
-    """Insert a trigger from validated `values`; raise InvalidTrigger naming bad fields."""
+    """Insert a trigger from validated `values`; raise InvalidTrigger naming bad fields, or
+    TriggerLimitReached when the tenant already has `max_triggers` triggers."""
     _validate(values, now=now, run_at_is_new=True)
+    if max_triggers is not None:
+        _check_capacity(session, tenant_id, limit=max_triggers)
     fields = {name: values[name] for name in EDITABLE_FIELDS if name in values}
     trigger = Trigger(
         id=uuid.uuid4(), tenant_id=tenant_id, **{"description": "", "payload": {}, **fields}
@@ -119,6 +129,26 @@ def create(
         # The tenant's first webhook trigger makes its first signing secret, atomically.
         webhook_secrets.ensure_first(session, tenant_id, now=now)
     return trigger
+
+
+class TriggerLimitReached(errors.Conflict):
+    """The tenant has as many triggers as it may have."""
+
+
+def _check_capacity(session: Session, tenant_id: str, *, limit: int) -> None:
+    """Count the tenant's triggers under a transaction-scoped advisory lock on the tenant:
+    two creates at `limit - 1` would otherwise both count `limit - 1` and both insert. The
+    lock is held until the creating transaction ends, so the second counts the first."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:ns, hashtext(:tenant))"),
+        {"ns": TENANT_CAP_LOCK_NAMESPACE, "tenant": tenant_id},
+    )
+    count = session.scalar(select(func.count()).where(Trigger.tenant_id == tenant_id))
+    if count >= limit:
+        raise TriggerLimitReached(
+            f"this tenant has {count} triggers, the most it may have ({limit}); "
+            "delete some before creating more"
+        )
 
 
 def get(session: Session, trigger_id: uuid.UUID, *, scope: str | None) -> TriggerDetail:

@@ -41,7 +41,7 @@ def settings(database_url: str, redis_url: str) -> Iterator[config.Settings]:
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "RELEASE_ID": "test-release",
-        "SCHEDULER_RESTART_SECRET": "test-restart-secret",
+        "SCHEDULER_RESTART_SECRET": "test-restart-secret-0123456789",
         # The webhook receivers of the tests listen on 127.0.0.1.
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
     }

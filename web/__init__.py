@@ -8,7 +8,19 @@ from __future__ import annotations
 from flask import Flask
 
 from app import config, logs
-from web import admin, cli, context, errors, health, middleware, runs, triggers, webhook_secrets
+from web import (
+    admin,
+    cli,
+    context,
+    errors,
+    health,
+    json_input,
+    middleware,
+    ratelimit,
+    runs,
+    triggers,
+    webhook_secrets,
+)
 from web.schemas import PAYLOAD_LIMIT
 
 # The largest body we read: a 64 KiB payload plus room for the other fields. Anything
@@ -32,6 +44,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
     )
+    app.json = json_input.StrictJSONProvider(app)
     app.json.sort_keys = False
     app.extensions[context.EXTENSION] = context.Services(
         settings=settings,
@@ -40,6 +53,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
         started_at=context.utcnow(),
     )
     middleware.init_app(app)
+    ratelimit.init_app(app, settings)
     api = errors.Api(app, spec_kwargs=SPEC)
     api.spec.components.schemas.pop("PaginationMetadata", None)  # flask-smorest's, unused
     for blueprint in (triggers.blp, runs.blp, webhook_secrets.blp, admin.blp, health.blp):

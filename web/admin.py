@@ -4,19 +4,50 @@ from __future__ import annotations
 
 import logging
 
+from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import NotFound, Unauthorized
 
 from app import state
 from web import auth, context
 from web import schemas as s
-from web.errors import Blueprint
+from web.errors import Blueprint, InvalidFields, envelope
 
 logger = logging.getLogger(__name__)
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Operators")
 blp.before_request(auth.require_key)
 blp.before_request(auth.require_admin)
+
+
+@blp.before_request
+def require_restart_secret() -> None:
+    """Check the deploy secret before the hook's body is even parsed (an unauthenticated
+    caller learns nothing from validation errors). 404 when no secret is configured."""
+    if request.endpoint != "admin.SchedulerRestart":
+        return
+    configured = context.settings().scheduler_restart_secret
+    if not configured:
+        raise NotFound()
+    if not auth.secret_matches(request.headers.get("X-Scheduler-Secret"), configured):
+        logger.warning("restart refused", extra={"event": "scheduler_restart_refused"})
+        raise Unauthorized()
+    if not request.get_data(cache=True).strip():
+        # An old deploy script without a body: name the field it must now send.
+        raise InvalidFields({"release": "Missing data for required field."})
+
+
+@blp.errorhandler(state.ReleaseMismatch)
+def release_mismatch(exc: state.ReleaseMismatch) -> Response:
+    logger.warning(
+        "restart refused: release mismatch",
+        extra={
+            "event": "scheduler_restart_release_mismatch",
+            "release": exc.serving,
+            "requested_release": exc.requested,
+        },
+    )
+    return envelope(409, exc.message, code="release_mismatch")
 
 
 @blp.route("/scheduler")
@@ -32,23 +63,25 @@ class SchedulerState(MethodView):
 @blp.route("/scheduler/restart")
 @auth.public
 class SchedulerRestart(MethodView):
+    @blp.arguments(s.RestartIn)
     @blp.arguments(s.RestartHeaders, location="headers")
     @blp.response(200, s.RestartOut)
+    @blp.alt_response(409, description="The serving process runs another release")
     @blp.doc(security=[])
-    def post(self, headers: dict) -> dict:
+    def post(self, body: dict, headers: dict) -> dict:
         """The deploy hook: bump the generation and hand dispatching to this release.
 
-        Needs `X-Scheduler-Secret`, not an API key. 404 when no secret is configured.
+        Needs `X-Scheduler-Secret`, not an API key (404 when no secret is configured), and
+        the body `{"release": "<id>"}`: 409, changing nothing, when this process runs
+        another release (the call reached an old process during a deploy overlap).
         """
         settings = context.settings()
-        if not settings.scheduler_restart_secret:
-            raise NotFound()
-        if not auth.secret_matches(headers.get("secret"), settings.scheduler_restart_secret):
-            logger.warning("restart refused", extra={"event": "scheduler_restart_refused"})
-            raise Unauthorized()
         with context.session() as session:
             previous, generation = state.restart(
-                session, release_id=settings.release_id, now=context.now()
+                session,
+                release_id=settings.release_id,
+                requested_release=body["release"],
+                now=context.now(),
             )
         logger.info(
             "scheduler restarted",

@@ -71,11 +71,24 @@ def revoke_key(prefix_or_id: str) -> None:
 
 
 @scheduler_cli.command("restart")
-def restart_scheduler() -> None:
+@click.option(
+    "--release",
+    default=None,
+    help="The release deployed (default: this process's RELEASE_ID); refused if it differs.",
+)
+def restart_scheduler(release: str | None) -> None:
     """What the deploy hook does, for a Procfile `release:` phase: bump the generation."""
     release_id = context.settings().release_id
-    with context.session() as session:
-        previous, generation = state.restart(session, release_id=release_id, now=context.now())
+    try:
+        with context.session() as session:
+            previous, generation = state.restart(
+                session,
+                release_id=release_id,
+                requested_release=release or release_id,
+                now=context.now(),
+            )
+    except state.ReleaseMismatch as exc:
+        raise click.ClickException(exc.message)
     click.echo(
         json.dumps(
             {

@@ -8,7 +8,6 @@ that echoes an exception leaks connection strings).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +19,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from app import errors, triggers
+from web import json_input
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_failed",
+    429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
 }
@@ -127,7 +128,7 @@ class Api(flask_smorest.Api):
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         status = error.code or 500
         data = getattr(error, "data", None) or {}
-        headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
+        headers = {k: v for k, v in error.get_headers() if k.lower() in ("allow", "retry-after")}
         if status == 422:
             return validation_failed(flatten(data.get("messages", {})))
         if status == 400:
@@ -141,6 +142,9 @@ class Api(flask_smorest.Api):
                 extra={"event": "unhandled_error"},
             )
             return envelope(status)
+        if status == 429:  # Flask-Limiter's description is the limit, e.g. "1200 per 1 minute"
+            message = f"Too many requests for this API key (limit: {error.description})."
+            return envelope(429, message, headers=headers)
         custom = error.description if error.description != type(error).description else None
         message = data.get("message") or custom or MESSAGES.get(status) or _describe(error)
         return envelope(status, message, headers=headers)
@@ -152,8 +156,10 @@ def _describe(error: HTTPException) -> str:
 
 
 class JsonObjectParser(FlaskParser):
-    """Reads input strictly: a body must be present, be JSON, and be an object (else 400);
-    unknown query parameters are rejected like unknown body fields (422)."""
+    """Reads input strictly: a body must be present, be JSON (finite numbers, at most 32
+    levels deep: web.json_input) and be an object (else 400); a string PostgreSQL cannot
+    store (NUL, a lone surrogate), in a body or a query parameter, is a 422 naming its
+    field; unknown query parameters are rejected like unknown body fields (422)."""
 
     DEFAULT_UNKNOWN_BY_LOCATION = {
         **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
@@ -168,12 +174,27 @@ class JsonObjectParser(FlaskParser):
         if not req.is_json:
             raise BadRequest("The request body must be JSON (Content-Type: application/json).")
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("The request body is not valid JSON.")
+            body = json_input.loads(raw)
+        except json_input.InvalidJson as exc:
+            raise BadRequest(str(exc))
         if not isinstance(body, dict):
             raise BadRequest("The request body must be a JSON object.")
+        bad = json_input.bad_strings(body)
+        if bad:
+            raise InvalidFields(bad)
         return body
+
+    def load_querystring(self, req, schema: ma.Schema) -> Any:  # type: ignore[override]
+        query = super().load_querystring(req, schema)
+        bad: dict[str, str] = {}
+        for name, value in req.args.items(multi=True):
+            if json_input.unstorable(name):  # named by where it is: the name is the problem
+                bad["query"] = f"parameter names {json_input.UNSTORABLE_MESSAGE}"
+            elif json_input.unstorable(value):
+                bad[name] = json_input.UNSTORABLE_MESSAGE
+        if bad:
+            raise InvalidFields(bad)
+        return query
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -205,6 +226,15 @@ def register(app: Flask) -> None:
     @app.errorhandler(errors.PreconditionFailed)
     def precondition_failed(exc: errors.PreconditionFailed) -> Response:
         return envelope(412, exc.message)
+
+    @app.errorhandler(OverflowError)
+    def out_of_range(exc: OverflowError) -> Response:
+        # Only dates overflow here: an accepted instant near year 1 or 9998 whose schedule
+        # reaches past datetime's range (a window before 0001-01-01, fires after 9999).
+        logger.warning("date overflow", exc_info=exc, extra={"event": "date_overflow"})
+        return validation_failed(
+            {"body": "the schedule reaches a date outside years 1-9999; use a nearer date"}
+        )
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

@@ -1,11 +1,17 @@
-"""Request ids and one log line per request.
+"""Request ids, one log line per request, and the body size limit for streamed bodies.
 
 Every response carries `X-Request-Id` (the caller's, when it looks like an id, else a new
 one) and every log line written while serving the request carries it too (app.logs.bind).
+
+A body without Content-Length (`Transfer-Encoding: chunked`; gunicorn marks its input
+`wsgi.input_terminated`) is read here, up to one byte past MAX_CONTENT_LENGTH: Werkzeug
+stops reading such a stream at the limit and hands the view the truncated body, which
+could still parse (a payload padded past the limit with spaces) and be stored.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import time
@@ -13,6 +19,7 @@ import uuid
 from contextlib import ExitStack
 
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import logs
 
@@ -31,9 +38,26 @@ def request_id(incoming: str | None) -> str:
 
 
 def init_app(app: Flask) -> None:
+    app.before_request(_buffer_streamed_body)
     app.before_request(_start)
     app.after_request(_finish)
     app.teardown_request(_close)
+
+
+def _buffer_streamed_body() -> None:
+    """Read a body sent without Content-Length whole (413 past the limit), so the view sees
+    all of it or none of it."""
+    environ = request.environ
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None:
+        return  # Werkzeug enforces the limit against Content-Length itself
+    if not environ.get("wsgi.input_terminated"):
+        return  # Werkzeug reads no body at all from an unterminated stream of unknown size
+    body = environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
 
 
 def _start() -> None:

@@ -11,13 +11,15 @@ import binascii
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from app.triggers import Cursor
+from web import schemas
 from web.errors import InvalidFields
 
 T = TypeVar("T")
+INVALID = "is not a cursor this API returned"
 
 
 def encode(created_at: datetime, item_id: uuid.UUID) -> str:
@@ -33,11 +35,16 @@ def decode(cursor: str | None) -> Cursor | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, item_id = json.loads(raw)
         position = (datetime.fromisoformat(created_at), uuid.UUID(item_id))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise InvalidFields({"cursor": "is not a cursor this API returned"})
-    if position[0].tzinfo is None:
-        raise InvalidFields({"cursor": "is not a cursor this API returned"})
-    return position
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
+        raise InvalidFields({"cursor": INVALID})
+    # Ours hold aware UTC instants the API accepts. A forged one could overflow (year 1
+    # with a positive offset) or carry an offset PostgreSQL refuses (beyond +-15:59).
+    created_at = position[0]
+    if created_at.tzinfo is None or created_at.utcoffset() != timedelta(0):
+        raise InvalidFields({"cursor": INVALID})
+    if not schemas.MIN_YEAR <= created_at.year <= schemas.MAX_YEAR:
+        raise InvalidFields({"cursor": INVALID})
+    return created_at.astimezone(UTC), position[1]
 
 
 def page(

@@ -26,6 +26,7 @@ from web import context
 
 PAYLOAD_LIMIT = 64 * 1024  # bytes of compact JSON (DESIGN section 7)
 MAX_LIMIT = 200
+MIN_YEAR, MAX_YEAR = 1, 9998  # instants the API accepts (see Timestamp)
 MAX_IDEMPOTENCY_KEY = 150  # the run key `<uuid>:manual:<key>` must fit in 200 characters
 
 
@@ -48,9 +49,28 @@ class StrictBoolean(fields.Boolean):
 
 
 class Timestamp(fields.AwareDateTime):
-    """ISO-8601 with an offset in; ISO-8601 UTC with `Z` out."""
+    """ISO-8601 with an offset in; ISO-8601 UTC with `Z` out.
 
-    default_error_messages = {"invalid_awareness": "must include a UTC offset (e.g. Z or +02:00)"}
+    Only years 1-9998 in UTC are accepted: Python's datetime ends at 9999-12-31, so an
+    instant near either end overflows as soon as it is converted to UTC or a window is
+    added to it (a preview, a catch-up), which would be a 500 rather than a 422. The value
+    loads as UTC: Python accepts offsets up to +-23:59, PostgreSQL only up to +-15:59.
+    """
+
+    default_error_messages = {
+        "invalid_awareness": "must include a UTC offset (e.g. Z or +02:00)",
+        "out_of_range": f"must be between years {MIN_YEAR} and {MAX_YEAR} (UTC)",
+    }
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            utc = moment.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("out_of_range")
+        if not MIN_YEAR <= utc.year <= MAX_YEAR:
+            raise self.make_error("out_of_range")
+        return utc
 
     def _serialize(self, value: datetime | None, attr: Any, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else iso_utc(value)
@@ -338,6 +358,20 @@ class RestartOut(ma.Schema):
     generation = fields.Integer(required=True)
     deployment_id = fields.String(required=True)
     previous_generation = fields.Integer(required=True)
+
+
+class RestartIn(Strict):
+    """The release the deployer just shipped: the hook refuses (409) when the process that
+    answers runs another one, so a call reaching an old process changes nothing."""
+
+    release = fields.String(
+        required=True,
+        validate=[
+            validate.Length(1, 200),
+            validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII without spaces"),
+        ],
+        metadata={"description": "The deployed release (RELEASE_ID)", "example": "v42"},
+    )
 
 
 class RestartHeaders(ma.Schema):

@@ -30,7 +30,7 @@ from app import config
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "e2e-restart-secret"
+SECRET = "e2e-restart-secret-0123456789"
 TRIGGERS = 36
 SPACING = timedelta(seconds=1)
 
@@ -136,13 +136,15 @@ def make_key(env: dict[str, str]) -> str:
     return json.loads(result.stdout.strip().splitlines()[-1])["key"]
 
 
-def restart_hook(release: Release) -> dict:
+def restart_hook(release: Release, *, deployed: str | None = None, status: int = 200) -> dict:
+    """Call `release`'s hook naming the `deployed` release (default: its own)."""
     response = requests.post(
         release.url("/api/v1/admin/scheduler/restart"),
         headers={"X-Scheduler-Secret": SECRET},
+        json={"release": deployed or release.name},
         timeout=10,
     )
-    assert response.status_code == 200, response.text
+    assert response.status_code == status, response.text
     return response.json()
 
 
@@ -173,6 +175,9 @@ def test_a_deploy_overlap_loses_and_duplicates_nothing(stack_env, engine, tmp_pa
         b.start()
         b.wait_until_serving()
         time.sleep(3)  # A and B overlap; B's ticks are refused until the hook
+        # B's hook call reaching one of A's web processes is refused and changes nothing.
+        stale = restart_hook(a, deployed="B", status=409)
+        assert stale["error"]["code"] == "release_mismatch"
         hook = restart_hook(b)
         hooked_at = datetime.now(UTC)
         assert (hook["deployment_id"], hook["generation"]) == ("B", first["generation"] + 1)

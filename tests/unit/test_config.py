@@ -61,3 +61,53 @@ def test_the_webhook_secret_grace_is_hours_up_to_a_week() -> None:
     for bad in ("169", "-1", "a day"):
         with pytest.raises(ConfigError, match="^WEBHOOK_SECRET_GRACE_HOURS"):
             Settings.from_env({"WEBHOOK_SECRET_GRACE_HOURS": bad})
+
+
+def test_tenancy_limits_have_defaults_and_are_validated() -> None:
+    settings = Settings.from_env({})
+    assert settings.max_triggers_per_tenant == 10_000
+    assert settings.api_rate_limit == "1200/minute"
+    custom = Settings.from_env({"MAX_TRIGGERS_PER_TENANT": "3", "API_RATE_LIMIT": "5/second"})
+    assert (custom.max_triggers_per_tenant, custom.api_rate_limit) == (3, "5/second")
+    with pytest.raises(ConfigError, match="^MAX_TRIGGERS_PER_TENANT must be >= 1"):
+        Settings.from_env({"MAX_TRIGGERS_PER_TENANT": "0"})
+
+
+@pytest.mark.parametrize("value", ["fast", "1200", "1200/fortnight", "/minute", "-1/second"])
+def test_an_unparseable_rate_limit_names_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match="^API_RATE_LIMIT must be a rate"):
+        Settings.from_env({"API_RATE_LIMIT": value})
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"HEARTBEAT_SECONDS": "60", "SLOT_LEASE_SECONDS": "60"}, ("HEARTBEAT", "SLOT_LEASE")),
+        ({"HEARTBEAT_SECONDS": "90", "SLOT_LEASE_SECONDS": "120"}, ("HEARTBEAT", "TIMEOUT")),
+        ({"HEARTBEAT_SECONDS": "5", "HEARTBEAT_TIMEOUT_SECONDS": "5"}, ("HEARTBEAT", "TIMEOUT")),
+    ],
+)
+def test_inconsistent_heartbeat_settings_name_both_variables(
+    env: dict[str, str], names: tuple[str, str]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    first, second = names
+    message = str(info.value)
+    assert message.startswith(f"{first}_SECONDS ("), message
+    assert f" {second}" in message or f"_{second}" in message, message
+
+
+def test_a_short_restart_secret_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError, match="^SCHEDULER_RESTART_SECRET") as info:
+        Settings.from_env({"SCHEDULER_RESTART_SECRET": "hunter2-is-too-short"})
+    assert "hunter2" not in str(info.value)
+    long_enough = "x" * 24
+    assert Settings.from_env({"SCHEDULER_RESTART_SECRET": long_enough}).scheduler_restart_secret
+    assert Settings.from_env({}).scheduler_restart_secret == ""  # unset: the hook is off
+
+
+@pytest.mark.parametrize("name", ["RELEASE_ID", "HEROKU_RELEASE_VERSION", "SOURCE_VERSION"])
+def test_a_release_the_restart_hook_could_not_name_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name} must be"):
+        Settings.from_env({name: "release two"})

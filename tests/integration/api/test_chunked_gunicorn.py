@@ -1,0 +1,88 @@
+"""A chunked request body under the real server (gunicorn), where Werkzeug alone would cut
+an oversized stream at MAX_CONTENT_LENGTH and hand the view the truncated body."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from tests.integration.api.conftest import trigger_body
+from web import MAX_CONTENT_LENGTH
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def server(settings, engine, redis_client, tmp_path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "RELEASE_ID": settings.release_id,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    log = (tmp_path / "gunicorn.log").open("w")
+    proc = subprocess.Popen(
+        ["gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "web:create_app()"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"{base}/openapi.json", timeout=5)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError((tmp_path / "gunicorn.log").read_text()) from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def chunks(body: bytes, size: int = 8192) -> Iterator[bytes]:
+    """A generator body: requests sends it with Transfer-Encoding: chunked."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_an_oversized_chunked_body_is_413_under_gunicorn(server, make_key, engine):
+    headers = {"Authorization": f"Bearer {make_key()}", "Content-Type": "application/json"}
+    valid = json.dumps(trigger_body(name="padded")).encode()
+    padded = valid + b" " * (MAX_CONTENT_LENGTH + 10 - len(valid))  # valid if cut at limit
+
+    small = requests.post(
+        f"{server}/api/v1/triggers", data=chunks(valid), headers=headers, timeout=30
+    )
+    large = requests.post(
+        f"{server}/api/v1/triggers", data=chunks(padded), headers=headers, timeout=30
+    )
+
+    assert small.status_code == 201, small.text
+    assert small.request.headers.get("Transfer-Encoding") == "chunked"
+    assert large.status_code == 413, large.text
+    assert large.json()["error"]["code"] == "payload_too_large"
+    with engine.connect() as conn:
+        names = conn.execute(text("SELECT name FROM triggers")).scalars().all()
+    assert names == ["padded"]  # only the small one
