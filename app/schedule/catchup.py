@@ -29,7 +29,8 @@ way its `next_run_at` becomes None.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from app.schedule import spec as schedule_spec
@@ -39,11 +40,28 @@ POLICIES = ("latest", "all", "none")
 
 @dataclass(frozen=True)
 class CatchupPlan:
-    """What to do with a due trigger."""
+    """What to do with a due trigger. Fires are nominal (the runs' `scheduled_for`)."""
 
     run: list[datetime]  # fires to create `pending` runs for, oldest first
     skipped: list[datetime]  # fires to record as `skipped` runs, oldest first (bounded)
-    next_run_at: datetime | None  # None: nothing more (one-time done, or past end_at)
+    next_run_at: datetime | None  # when the next fire is due (jittered); None: nothing more
+    next_fire: datetime | None = None  # the next fire itself (nominal); None: nothing more
+    run_due: list[datetime] = field(default_factory=list)  # when each `run` fire was due
+
+
+def _plan(
+    run: list[datetime],
+    skipped: list[datetime],
+    next_fire: datetime | None,
+    spec: schedule_spec.TriggerSpec,
+) -> CatchupPlan:
+    return CatchupPlan(
+        run=run,
+        skipped=skipped,
+        next_run_at=None if next_fire is None else schedule_spec.due_at(spec, next_fire),
+        next_fire=next_fire,
+        run_due=[schedule_spec.due_at(spec, fire) for fire in run],
+    )
 
 
 def plan_catchup(
@@ -56,50 +74,68 @@ def plan_catchup(
     tick_seconds: int,
     max_fires: int,
 ) -> CatchupPlan:
-    """Decide the fires of a trigger whose `next_run_at` (`first_due`) is <= `now`.
+    """Decide the fires of a trigger whose next fire `first_due` (nominal) is due by `now`.
 
-    1. Nothing is due (`first_due` > now): no fire, `next_run_at` stays `first_due`.
+    With jitter, a fire f is due at `due_at(spec, f)` >= f, and every comparison with `now`
+    (due, on time, missed, out of window) is made on that instant, so a fire delayed by its
+    jitter is neither early nor counted late. Without jitter both instants are the fire.
+
+    1. Nothing is due (`first_due` is due after now): no fire, the next fire stays.
     2. A one-time trigger: run or skip `run_at` by the window; `next_run_at` None.
-    3. A cron trigger: apply `policy` (module docstring); `next_run_at` is the first fire
-       after `now` in the trigger's window, except when `max_fires` capped the run list
-       (only `all` in practice): then it is the first fire left, still <= now.
+    3. A cron or interval trigger: apply `policy` (module docstring); the next fire is the
+       first one not yet due, except when `max_fires` capped the run list (only `all` in
+       practice): then it is the first fire left, already due.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown catch-up policy {policy!r}")
     if max_fires < 1:
         raise ValueError("max_fires must be >= 1")
-    if first_due > now:
-        return CatchupPlan(run=[], skipped=[], next_run_at=first_due)
-    late = now - timedelta(seconds=tick_seconds)  # older fires are missed
+    due = functools.partial(schedule_spec.due_at, spec)
+    if due(first_due) > now:
+        return _plan([], [], first_due, spec)
+    late = now - timedelta(seconds=tick_seconds)  # fires due before this are missed
     # Older fires never run. The window is at least a tick, so on-time fires always run.
     horizon = min(late, now - timedelta(seconds=window_seconds))
     if spec.run_at is not None:
         return _plan_one_time(spec, now=now, horizon=horizon)
+    # A fire due by now lies in [due - jitter, due]: the nominal fires to look at.
+    spread = timedelta(seconds=spec.jitter_seconds)
 
-    if policy == "latest" and first_due < late:
-        newest = schedule_spec.last_fires(spec, first_due, now, limit=1)
-        run = [f for f in newest if f >= horizon]
-        return CatchupPlan(
-            run=run,
-            skipped=[f for f in newest if f < horizon],
-            next_run_at=schedule_spec.fire_after(spec, now),
+    if policy == "latest" and due(first_due) < late:
+        # The newest fire due by now: the last fire up to now, or the one before it when
+        # the last one's jitter has not elapsed yet (jitter < period: at most one such).
+        recent = schedule_spec.last_fires(spec, first_due, now, limit=2)
+        newest = [f for f in recent if due(f) <= now][-1:]
+        return _plan(
+            run=[f for f in newest if due(f) >= horizon],
+            skipped=[f for f in newest if due(f) < horizon],
+            next_fire=schedule_spec.fire_after(spec, newest[0] if newest else first_due),
+            spec=spec,
         )
     # `all` runs everything in the window; `latest` without a missed fire and `none` run the
     # on-time fires only (both bounds are normally equal for `latest`).
-    run_from = max(first_due, late if policy == "none" else horizon)
-    candidates = schedule_spec.fires_between(spec, run_from, now, limit=max_fires + 1)
+    threshold = late if policy == "none" else horizon
+    scan_from = max(first_due, threshold - spread)
+    # Fires before `scan_from` are due before the threshold: skipped, found looking back a
+    # bounded number of fires. From `scan_from` on each fire is classified by its due time.
     skipped = schedule_spec.last_fires(
-        spec, first_due, run_from - timedelta(microseconds=1), limit=max_fires
+        spec, first_due, scan_from - timedelta(microseconds=1), limit=max_fires
     )
-    if len(candidates) > max_fires:
-        # Capped: resume at the first fire not handled; the next tick continues from it and
-        # its out-of-window part has already been recorded here.
-        return CatchupPlan(
-            run=candidates[:max_fires], skipped=skipped, next_run_at=candidates[max_fires]
-        )
-    return CatchupPlan(
-        run=candidates, skipped=skipped, next_run_at=schedule_spec.fire_after(spec, now)
-    )
+    candidates: list[datetime] = []
+    next_fire: datetime | None = None
+    for fire in schedule_spec.iter_spec(spec, scan_from - timedelta(microseconds=1)):
+        if due(fire) > now:
+            next_fire = fire
+            break
+        if due(fire) < threshold:
+            skipped.append(fire)
+        elif len(candidates) == max_fires:
+            # Capped: resume at the first fire not handled; the next tick continues from
+            # it and its out-of-window part has already been recorded here.
+            return _plan(candidates, skipped[-max_fires:], fire, spec)
+        else:
+            candidates.append(fire)
+    return _plan(candidates, skipped[-max_fires:], next_fire, spec)
 
 
 def _plan_one_time(
@@ -107,10 +143,10 @@ def _plan_one_time(
 ) -> CatchupPlan:
     assert spec.run_at is not None
     if schedule_spec.first_fire(spec, now) is None:  # outside its window: never fires
-        return CatchupPlan(run=[], skipped=[], next_run_at=None)
+        return _plan([], [], None, spec)
     run_at = spec.run_at.astimezone(UTC)
     if run_at > now:
-        return CatchupPlan(run=[], skipped=[], next_run_at=run_at)
+        return _plan([], [], run_at, spec)
     if run_at >= horizon:
-        return CatchupPlan(run=[run_at], skipped=[], next_run_at=None)
-    return CatchupPlan(run=[], skipped=[run_at], next_run_at=None)
+        return _plan([run_at], [], None, spec)
+    return _plan([], [run_at], None, spec)
