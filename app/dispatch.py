@@ -30,8 +30,11 @@ logger = logging.getLogger(__name__)
 Publish = Callable[[Sequence[uuid.UUID]], Any]
 
 # Bulk statements, one round trip per batch whatever its size.
+# `next_run_at` is when the next fire is due (jitter included): the claim and its index use
+# it; planning starts from `next_fire_at`, the nominal fire (DESIGN section 11).
 CLAIM_DUE_TRIGGERS = """
-    SELECT id, tenant_id, cron, timezone, run_at, start_at, end_at, next_run_at,
+    SELECT id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
+           anchor_at, jitter_seconds, COALESCE(next_fire_at, next_run_at),
            catchup_policy, catchup_window_seconds
     FROM triggers
     WHERE enabled AND next_run_at <= %(now)s
@@ -41,23 +44,42 @@ CLAIM_DUE_TRIGGERS = """
 """
 INSERT_RUNS = """
     INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key, status,
-                      generation, created_at, finished_at)
+                      generation, created_at, finished_at, due_at)
     VALUES %s
     ON CONFLICT DO NOTHING
     RETURNING id, status
 """
 INSERT_RUNS_TEMPLATE = (
     "(%s::uuid, %s::uuid, %s, %s::timestamptz, 'scheduled', %s, %s, %s, %s::timestamptz, "
-    "%s::timestamptz)"
+    "%s::timestamptz, %s::timestamptz)"
 )
 ADVANCE_TRIGGERS = """
     UPDATE triggers AS t
-    SET next_run_at = v.next_run_at, last_scheduled_for = COALESCE(v.last, t.last_scheduled_for),
-        enabled = v.enabled
-    FROM (VALUES %s) AS v (id, next_run_at, last, enabled)
+    SET next_run_at = v.next_run_at, next_fire_at = v.next_fire_at,
+        last_scheduled_for = COALESCE(v.last, t.last_scheduled_for), enabled = v.enabled
+    FROM (VALUES %s) AS v (id, next_run_at, next_fire_at, last, enabled)
     WHERE t.id = v.id
 """
-ADVANCE_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz, %s::boolean)"
+ADVANCE_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::boolean)"
+# Reconciliation (every tick): enabled triggers that should have a next fire but have none
+# (a bulk path, a hand edit, a restore). Not those past end_at, nor dispatched one-time ones.
+CLAIM_UNSCHEDULED = """
+    SELECT id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
+           anchor_at, jitter_seconds
+    FROM triggers
+    WHERE enabled AND next_run_at IS NULL
+      AND (end_at IS NULL OR end_at > %(now)s)
+      AND (run_at IS NULL OR last_scheduled_for IS NULL)
+    ORDER BY id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+"""
+SET_NEXT = """
+    UPDATE triggers AS t SET next_run_at = v.next_run_at, next_fire_at = v.next_fire_at
+    FROM (VALUES %s) AS v (id, next_run_at, next_fire_at)
+    WHERE t.id = v.id
+"""
+SET_NEXT_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz)"
 PLAN_CACHE_SIZE = 10_000
 STAMP_ENQUEUED = "UPDATE runs SET enqueued_at = %(now)s WHERE id = ANY(%(ids)s::uuid[])"
 
@@ -81,6 +103,7 @@ class TickStats:
     skipped: int = 0
     duplicates: int = 0
     parked: int = 0
+    reconciled: int = 0
     backlog: int | None = None
     enqueued: int = 0
     recovered: int = 0
@@ -123,6 +146,7 @@ def run_tick(
 
     1. Fencing: a tick whose release is not the recorded deployment does nothing.
     2. Recovery: re-enqueue runs whose hand-off was lost, recover runs of dead workers.
+       Reconciliation: give a next fire to enabled triggers that lack one (`_reconcile`).
     3. Batches of due triggers, each in its own transaction (claim with SKIP LOCKED, plan the
        fires, insert runs, advance next_run_at), each handed to `publish` after its commit,
        until none is due or the time budget is spent.
@@ -140,6 +164,7 @@ def run_tick(
 
     broker_ok = _recover(engine, now=now, publish=publish, options=options, stats=stats,
                          backlog=backlog)  # fmt: skip
+    _reconcile(engine, now=now, options=options, stats=stats)
     plans: dict[tuple, schedule.CatchupPlan] = {}
     with _HandOff(engine, now=now, publish=publish, stats=stats, enabled=broker_ok) as hand_off:
         while True:
@@ -197,6 +222,7 @@ _LOGGED = (
     "broker_error",
     "budget_exhausted",
     "parked",
+    "reconciled",
 )
 
 
@@ -243,6 +269,48 @@ def _recover(
     stats.recovered = result.requeued
     stats.failed_stale = result.failed
     return True
+
+
+def _reconcile(engine: Engine, *, now: datetime, options: TickOptions, stats: TickStats) -> None:
+    """Give a next fire to enabled triggers that should have one but have `next_run_at` NULL.
+
+    No write path of ours leaves such a row (they all call schedule.first_fire through
+    app.triggers.compute_next_run_at), but a bulk load, a hand edit or a restore can, and the
+    dispatcher would never see it again: a trigger that silently stops. One bounded batch
+    per tick, SKIP LOCKED (a row being edited is the editor's to schedule). Missed fires are
+    not replayed: the next fire is the first after `now`. A row that cannot be planned (a
+    zone a tzdata upgrade removed) is logged and left for an operator.
+    """
+    with engine.begin() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(CLAIM_UNSCHEDULED, {"now": now, "batch": options.batch_size})
+            updates = []
+            for row in cursor.fetchall():
+                try:
+                    spec = spec_of_row(row)
+                    fire = schedule.first_fire(spec, now)
+                except Exception:
+                    logger.exception(
+                        "trigger without a next run cannot be scheduled",
+                        extra={"event": "reconcile_failed", "trigger_id": str(row[0]),
+                               "tenant_id": row[1]},
+                    )  # fmt: skip
+                    continue
+                if fire is None:
+                    continue
+                due = schedule.due_at(spec, fire)
+                updates.append((str(row[0]), due, fire))
+                logger.warning(
+                    "trigger had no next run; rescheduled",
+                    extra={"event": "trigger_reconciled", "trigger_id": str(row[0]),
+                           "tenant_id": row[1], "next_run_at": due.isoformat()},
+                )  # fmt: skip
+            if updates:
+                execute_values(cursor, SET_NEXT, updates, template=SET_NEXT_TEMPLATE)
+        finally:
+            cursor.close()
+    stats.reconciled += len(updates)
 
 
 def _dispatch_batch(
@@ -319,14 +387,16 @@ def _plan_batch(
     """
     run_rows: list[tuple] = []
     advances: list[tuple] = []
-    for trigger_id, tenant_id, *schedule_key in rows:
+    for row in rows:
+        trigger_id, tenant_id = row[:2]
         trigger = str(trigger_id)
-        plan = plans.get(tuple(schedule_key))
+        schedule_key = _schedule_key(row)
+        plan = plans.get(schedule_key)
         if plan is None:
             if len(plans) >= PLAN_CACHE_SIZE:  # memory stays bounded whatever the mix
                 plans.clear()
             try:
-                plan = _plan(schedule_key, now=now, options=options)
+                plan = _plan(row, now=now, options=options)
             except Exception:
                 # One unplannable row (a zone a tzdata upgrade removed, a row edited by
                 # hand) must not roll back its batch: it would lead every later batch and
@@ -337,9 +407,9 @@ def _plan_batch(
                            "tenant_id": tenant_id},
                 )  # fmt: skip
                 stats.parked += 1
-                advances.append((trigger, None, None, True))
+                advances.append((trigger, None, None, None, True))
                 continue
-            plans[tuple(schedule_key)] = plan
+            plans[schedule_key] = plan
         for status, fires in (("pending", plan.run), ("skipped", plan.skipped)):
             finished_at = now if status == "skipped" else None
             run_rows.extend(
@@ -353,30 +423,52 @@ def _plan_batch(
                     generation,
                     now,
                     finished_at,
+                    plan.due_at(fire),
                 )
                 for fire in fires
             )
         if plan.run:
-            stats.max_lag_seconds = max(stats.max_lag_seconds, (now - plan.run[0]).total_seconds())
+            lag = (now - plan.run_due[0]).total_seconds()
+            stats.max_lag_seconds = max(stats.max_lag_seconds, lag)
         last = max(plan.run + plan.skipped, default=None)
-        # A one-time trigger is done once dispatched; a cron trigger past end_at keeps its
-        # row enabled but has no next run (DESIGN section 4).
+        # A one-time trigger is done once dispatched; a cron or interval trigger past end_at
+        # keeps its row enabled but has no next run (DESIGN section 4).
         run_at = schedule_key[2]
         enabled = not (run_at is not None and plan.next_run_at is None)
-        advances.append((trigger, plan.next_run_at, last, enabled))
+        advances.append((trigger, plan.next_run_at, plan.next_fire, last, enabled))
     return run_rows, advances
 
 
-def _plan(schedule_key: list, *, now: datetime, options: TickOptions) -> schedule.CatchupPlan:
-    cron, timezone, run_at, start_at, end_at, next_run_at, policy, window = schedule_key
-    spec = schedule.TriggerSpec(
-        cron=cron, timezone=timezone, run_at=run_at, start_at=start_at, end_at=end_at
-    )
+def _schedule_key(row: Sequence) -> tuple:
+    """The part of a claimed row the plan depends on. The trigger id is in it only for a
+    jittered trigger (its delays are its own); others share plans with their lookalikes."""
+    trigger_id, _tenant, cron, timezone, run_at, start_at, end_at, *rest = row
+    interval, anchor, jitter, first, policy, window = rest
+    key = str(trigger_id) if jitter else ""
+    return (cron, timezone, run_at, start_at, end_at, interval, anchor, jitter, key, first,
+            policy, window)  # fmt: skip
+
+
+def spec_of_row(row: Sequence) -> schedule.TriggerSpec:
+    """The TriggerSpec of a row starting (id, tenant_id, cron, timezone, run_at, start_at,
+    end_at, interval_seconds, anchor_at, jitter_seconds)."""
+    trigger_id, _tenant, cron, timezone, run_at, start_at, end_at, interval, anchor, jitter = row[
+        :10
+    ]
+    return schedule.TriggerSpec(
+        cron=cron, timezone=timezone, run_at=run_at, start_at=start_at, end_at=end_at,
+        interval_seconds=interval, anchor_at=anchor, jitter_seconds=jitter or 0,
+        jitter_key=str(trigger_id),
+    )  # fmt: skip
+
+
+def _plan(row: Sequence, *, now: datetime, options: TickOptions) -> schedule.CatchupPlan:
+    first, policy, window = row[10:13]
     return schedule.plan_catchup(
-        spec,
+        spec_of_row(row),
         policy=policy,
         window_seconds=window,
-        first_due=next_run_at,
+        first_due=first,
         now=now,
         tick_seconds=options.tick_seconds,
         max_fires=options.catchup_max_fires,

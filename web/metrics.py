@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(minutes=15)  # recent runs for the lag histogram and finished counts
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
-TICK_OUTCOMES = ("due", "dispatched", "skipped")
+TICK_OUTCOMES = ("due", "dispatched", "skipped", "reconciled")
 
 _LAG = "GREATEST(0, EXTRACT(EPOCH FROM (enqueued_at - scheduled_for)))"
 # Two indexed halves: unfinished runs (ix_runs_unfinished) and recently finished ones
@@ -143,7 +143,7 @@ def families(snapshot: dict[str, Any], *, now: datetime) -> Iterator[Metric]:
 
     outcomes = GaugeMetricFamily(
         "scheduler_last_tick_triggers",
-        "Fires the last tick found due, dispatched and skipped",
+        "Fires the last tick found due, dispatched and skipped; triggers it reconciled",
         labels=["outcome"],
     )
     for outcome in TICK_OUTCOMES:

@@ -47,6 +47,11 @@ class CatchupPlan:
     next_run_at: datetime | None  # when the next fire is due (jittered); None: nothing more
     next_fire: datetime | None = None  # the next fire itself (nominal); None: nothing more
     run_due: list[datetime] = field(default_factory=list)  # when each `run` fire was due
+    due: dict[datetime, datetime] = field(default_factory=dict)  # fire -> due, run and skipped
+
+    def due_at(self, fire: datetime) -> datetime:
+        """When `fire` (one of `run` or `skipped`) was due."""
+        return self.due.get(fire, fire)
 
 
 def _plan(
@@ -61,6 +66,7 @@ def _plan(
         next_run_at=None if next_fire is None else schedule_spec.due_at(spec, next_fire),
         next_fire=next_fire,
         run_due=[schedule_spec.due_at(spec, fire) for fire in run],
+        due={fire: schedule_spec.due_at(spec, fire) for fire in run + skipped},
     )
 
 
