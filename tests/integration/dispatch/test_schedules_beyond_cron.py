@@ -1,0 +1,106 @@
+"""The dispatcher with interval and jittered triggers, jitter changes, and reconciliation."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+
+from app import db, schedule, triggers
+from tests.integration.dispatch.conftest import runs, trigger
+
+NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+ECHO = {"type": "task", "name": "echo"}
+
+
+def create(engine, now: datetime, **values) -> dict:
+    with db.session_scope(engine) as session:
+        made = triggers.create(
+            session, tenant_id="acme", now=now, values={"name": "t", "action": ECHO, **values}
+        )
+        return {"id": made.id, "spec": triggers.spec_of(made)}
+
+
+def patch(engine, trigger_id, now: datetime, **changes) -> None:
+    with db.session_scope(engine) as session:
+        triggers.update(session, trigger_id, scope=None, changes=changes, if_match=None, now=now)
+
+
+def test_an_interval_trigger_runs_at_each_anchor_multiple(engine, tick, queued) -> None:
+    made = create(engine, NOON, interval_seconds=5400, anchor_at=NOON - timedelta(minutes=20))
+    # fires at 11:40 + k * 90 min: 13:10, 14:40, ...
+    assert trigger(engine, made["id"])["next_run_at"] == datetime(2026, 1, 5, 13, 10, tzinfo=UTC)
+    assert tick(datetime(2026, 1, 5, 13, 9, 59, tzinfo=UTC)).dispatched == 0
+    assert tick(datetime(2026, 1, 5, 13, 10, 1, tzinfo=UTC)).dispatched == 1
+    [run] = runs(engine)
+    assert run["scheduled_for"] == run["due_at"] == datetime(2026, 1, 5, 13, 10, tzinfo=UTC)
+    row = trigger(engine, made["id"])
+    assert row["next_run_at"] == row["next_fire_at"] == datetime(2026, 1, 5, 14, 40, tzinfo=UTC)
+
+
+def test_a_jittered_fire_is_claimed_when_due_and_keeps_its_nominal_key(engine, tick) -> None:
+    made = create(engine, NOON, cron="0 * * * *", jitter_seconds=3600)
+    fire = datetime(2026, 1, 5, 13, 0, tzinfo=UTC)
+    due = schedule.due_at(made["spec"], fire)
+    assert due - fire > timedelta(seconds=60)  # a real delay for this trigger id
+    row = trigger(engine, made["id"])
+    assert (row["next_fire_at"], row["next_run_at"]) == (fire, due)
+
+    assert tick(fire + timedelta(seconds=1)).due == 0  # nominal time: not yet
+    assert tick(due - timedelta(seconds=1)).due == 0
+    assert tick(due + timedelta(seconds=1)).dispatched == 1
+    [run] = runs(engine)
+    assert (run["scheduled_for"], run["due_at"]) == (fire, due)
+    assert run["idempotency_key"] == f"{made['id']}:2026-01-05T13:00:00Z"
+    following = fire + timedelta(hours=1)
+    row = trigger(engine, made["id"])
+    assert (row["next_fire_at"], row["next_run_at"]) == (
+        following, schedule.due_at(made["spec"], following)
+    )  # fmt: skip
+
+
+def test_changing_the_jitter_never_runs_a_fire_twice_or_not_at_all(engine, tick) -> None:
+    made = create(engine, NOON, cron="*/10 * * * *", jitter_seconds=500)
+    clock = NOON
+    jitters = [0, 600, 17, 599, 0, 300, 1, 450]
+    # Every 20 s for 4 hours, with the jitter changed every 30 minutes (before and after
+    # fires are dispatched alike): each fire from 12:10 to 15:50 runs exactly once.
+    step = 0
+    while clock < NOON + timedelta(hours=4):
+        clock += timedelta(seconds=20)
+        if clock.minute % 30 == 0 and clock.second == 0:
+            step += 1
+            patch(engine, made["id"], clock, jitter_seconds=jitters[step % len(jitters)])
+        tick(clock, tick_seconds=20)
+    fired = [r["scheduled_for"] for r in runs(engine)]
+    expected = [NOON + timedelta(minutes=10 * k) for k in range(1, 24)]
+    assert fired[: len(expected)] == expected
+    assert len(fired) == len(set(fired))
+    assert all(r["status"] == "pending" for r in runs(engine))  # none skipped as late
+
+
+def test_reconciliation_schedules_an_enabled_trigger_without_next_run(
+    engine, tick, make_triggers, caplog
+) -> None:
+    [lost] = make_triggers(next_run_at=None, cron="*/5 * * * *")
+    [over] = make_triggers(next_run_at=None, cron="*/5 * * * *")
+    [done] = make_triggers(next_run_at=None, cron=None, run_at=NOON - timedelta(hours=1))
+    [paused] = make_triggers(next_run_at=None, cron="*/5 * * * *", enabled=False)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE triggers SET end_at = :t WHERE id = :id"),
+                     {"t": NOON - timedelta(minutes=1), "id": over})  # fmt: skip
+        conn.execute(text("UPDATE triggers SET last_scheduled_for = run_at, enabled = true "
+                          "WHERE id = :id"), {"id": done})  # fmt: skip
+
+    with caplog.at_level(logging.WARNING, logger="app.dispatch"):
+        stats = tick(NOON + timedelta(minutes=1, seconds=3))
+    assert stats.reconciled == 1
+    row = trigger(engine, lost)
+    assert row["next_run_at"] == row["next_fire_at"] == NOON + timedelta(minutes=5)
+    assert [r.event for r in caplog.records if getattr(r, "event", "") == "trigger_reconciled"]
+    for other in (over, done, paused):
+        assert trigger(engine, other)["next_run_at"] is None
+    assert runs(engine) == []  # missed fires are not replayed; the next one runs
+    assert tick(NOON + timedelta(minutes=5, seconds=1)).dispatched == 1
+    assert tick(NOON + timedelta(minutes=5, seconds=2)).reconciled == 0
