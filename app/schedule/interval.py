@@ -43,6 +43,14 @@ def iter_fires(anchor: datetime, seconds: int, after: datetime) -> Iterator[date
         moment += step
 
 
+def fire_after(anchor: datetime, seconds: int, after: datetime) -> datetime | None:
+    """The first `anchor + k * seconds` strictly after `after` (None past datetime's range);
+    `iter_fires` without the generator, for the dispatcher's advance of many triggers."""
+    step = timedelta(seconds=seconds)
+    moment = anchor + ((after - anchor) // step + 1) * step
+    return moment.astimezone(UTC) if moment < _LAST else None
+
+
 def describe(seconds: int) -> str:
     """Whole units, largest first: 5400 -> '1 hour 30 minutes', 90 -> '1 minute 30 seconds'."""
     parts = []

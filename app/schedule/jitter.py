@@ -11,12 +11,16 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
 
 def offset(key: str, fire: datetime, jitter_seconds: int) -> timedelta:
     """The delay of the nominal `fire` of the trigger `key`: whole seconds in [0, jitter)."""
     if jitter_seconds <= 0:
         return timedelta(0)
-    moment = fire.astimezone(UTC).isoformat()
+    # The fire as whole microseconds since the epoch: the same for any zone it is given in.
+    moment = (fire - _EPOCH) // _MICROSECOND
     digest = hashlib.blake2b(f"{key}|{moment}".encode(), digest_size=8).digest()
     return timedelta(seconds=int.from_bytes(digest, "big") % jitter_seconds)
 

@@ -193,7 +193,12 @@ def fire_after(spec: TriggerSpec, after: datetime) -> datetime | None:
     """The trigger's next fire strictly after `after` inside its window; None when there is
     none (a one-time trigger whose `run_at` <= `after`, or past `end_at`)."""
     _check_after(after)
-    if spec.run_at is not None or spec.interval_seconds is not None:
+    if spec.interval_seconds is not None:
+        moment = interval.fire_after(spec.anchor, spec.interval_seconds, _lower_bound(spec, after))
+        if moment is None or (spec.end_at is not None and moment > spec.end_at):
+            return None
+        return moment
+    if spec.run_at is not None:
         return next(iter_spec(spec, after), None)
     assert spec.cron is not None
     moment = next_fire(spec.cron, spec.timezone, _lower_bound(spec, after))
