@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
 
 from app import schedule
 from app.errors import ScheduleError
-from tests.unit.schedule.helpers import fires
+from tests.unit.schedule.helpers import fires, random_extended_expression
 
 
 @pytest.mark.parametrize(
@@ -206,3 +207,31 @@ def test_extensions_follow_the_dst_rules_of_plain_expressions() -> None:
         "2026-11-01T05:30Z",
         "2026-12-06T06:30Z",
     ]
+
+
+@pytest.mark.parametrize(
+    ("expr", "text"),
+    [
+        ("0 9 L * *", "At 09:00 AM, on the last day of the month, UTC"),
+        ("0 9 LW * *", "At 09:00 AM, on the last weekday of the month, UTC"),
+        ("0 9 15,L * *", "At 09:00 AM, on day 15 and the last day of the month, UTC"),
+        ("0 9 * * MON#2,FRI#1",
+         "At 09:00 AM, on the second Monday and the first Friday of the month, UTC"),
+        ("0 18 * * 5L", "At 06:00 PM, on the last Friday of the month, UTC"),
+        ("30 8 L 2 *", "At 08:30 AM, on the last day of the month, only in February, UTC"),
+        # neither day field starts with '*': OR; one does: AND (Debian's rule, kept)
+        ("0 9 1 * 1#2",
+         "At 09:00 AM, on day 1 of the month, or on the second Monday of the month, UTC"),
+        ("0 9 */2 * 1#2",
+         "At 09:00 AM, every 2 days, and only on the second Monday of the month, UTC"),
+    ],
+)  # fmt: skip
+def test_extensions_are_described_in_words(expr: str, text: str) -> None:
+    assert schedule.describe(schedule.TriggerSpec(cron=expr)) == text
+
+
+def test_every_random_expression_with_extensions_has_a_description() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        text = schedule.describe(schedule.TriggerSpec(cron=random_extended_expression(rng)))
+        assert text.endswith(", UTC") and " L " not in text and "#" not in text
