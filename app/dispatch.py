@@ -23,7 +23,7 @@ from typing import Any
 from psycopg2.extras import execute_values
 from sqlalchemy import Engine
 
-from app import config, recovery, schedule, state
+from app import config, reconcile, recovery, schedule, state
 
 logger = logging.getLogger(__name__)
 
@@ -61,25 +61,6 @@ ADVANCE_TRIGGERS = """
     WHERE t.id = v.id
 """
 ADVANCE_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::boolean)"
-# Reconciliation (every tick): enabled triggers that should have a next fire but have none
-# (a bulk path, a hand edit, a restore). Not those past end_at, nor dispatched one-time ones.
-CLAIM_UNSCHEDULED = """
-    SELECT id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
-           anchor_at, jitter_seconds
-    FROM triggers
-    WHERE enabled AND next_run_at IS NULL
-      AND (end_at IS NULL OR end_at > %(now)s)
-      AND (run_at IS NULL OR last_scheduled_for IS NULL)
-    ORDER BY id
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-"""
-SET_NEXT = """
-    UPDATE triggers AS t SET next_run_at = v.next_run_at, next_fire_at = v.next_fire_at
-    FROM (VALUES %s) AS v (id, next_run_at, next_fire_at)
-    WHERE t.id = v.id
-"""
-SET_NEXT_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz)"
 PLAN_CACHE_SIZE = 10_000
 STAMP_ENQUEUED = "UPDATE runs SET enqueued_at = %(now)s WHERE id = ANY(%(ids)s::uuid[])"
 
@@ -146,7 +127,7 @@ def run_tick(
 
     1. Fencing: a tick whose release is not the recorded deployment does nothing.
     2. Recovery: re-enqueue runs whose hand-off was lost, recover runs of dead workers.
-       Reconciliation: give a next fire to enabled triggers that lack one (`_reconcile`).
+       Reconciliation: give a next fire to enabled triggers that lack one (app/reconcile.py).
     3. Batches of due triggers, each in its own transaction (claim with SKIP LOCKED, plan the
        fires, insert runs, advance next_run_at), each handed to `publish` after its commit,
        until none is due or the time budget is spent.
@@ -164,7 +145,7 @@ def run_tick(
 
     broker_ok = _recover(engine, now=now, publish=publish, options=options, stats=stats,
                          backlog=backlog)  # fmt: skip
-    _reconcile(engine, now=now, options=options, stats=stats)
+    stats.reconciled = reconcile.reconcile(engine, now=now, batch_size=options.batch_size)
     plans: dict[tuple, schedule.CatchupPlan] = {}
     with _HandOff(engine, now=now, publish=publish, stats=stats, enabled=broker_ok) as hand_off:
         while True:
@@ -269,48 +250,6 @@ def _recover(
     stats.recovered = result.requeued
     stats.failed_stale = result.failed
     return True
-
-
-def _reconcile(engine: Engine, *, now: datetime, options: TickOptions, stats: TickStats) -> None:
-    """Give a next fire to enabled triggers that should have one but have `next_run_at` NULL.
-
-    No write path of ours leaves such a row (they all call schedule.first_fire through
-    app.triggers.compute_next_run_at), but a bulk load, a hand edit or a restore can, and the
-    dispatcher would never see it again: a trigger that silently stops. One bounded batch
-    per tick, SKIP LOCKED (a row being edited is the editor's to schedule). Missed fires are
-    not replayed: the next fire is the first after `now`. A row that cannot be planned (a
-    zone a tzdata upgrade removed) is logged and left for an operator.
-    """
-    with engine.begin() as conn:
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute(CLAIM_UNSCHEDULED, {"now": now, "batch": options.batch_size})
-            updates = []
-            for row in cursor.fetchall():
-                try:
-                    spec = spec_of_row(row)
-                    fire = schedule.first_fire(spec, now)
-                except Exception:
-                    logger.exception(
-                        "trigger without a next run cannot be scheduled",
-                        extra={"event": "reconcile_failed", "trigger_id": str(row[0]),
-                               "tenant_id": row[1]},
-                    )  # fmt: skip
-                    continue
-                if fire is None:
-                    continue
-                due = schedule.due_at(spec, fire)
-                updates.append((str(row[0]), due, fire))
-                logger.warning(
-                    "trigger had no next run; rescheduled",
-                    extra={"event": "trigger_reconciled", "trigger_id": str(row[0]),
-                           "tenant_id": row[1], "next_run_at": due.isoformat()},
-                )  # fmt: skip
-            if updates:
-                execute_values(cursor, SET_NEXT, updates, template=SET_NEXT_TEMPLATE)
-        finally:
-            cursor.close()
-    stats.reconciled += len(updates)
 
 
 def _dispatch_batch(
@@ -449,23 +388,10 @@ def _schedule_key(row: Sequence) -> tuple:
             policy, window)  # fmt: skip
 
 
-def spec_of_row(row: Sequence) -> schedule.TriggerSpec:
-    """The TriggerSpec of a row starting (id, tenant_id, cron, timezone, run_at, start_at,
-    end_at, interval_seconds, anchor_at, jitter_seconds)."""
-    trigger_id, _tenant, cron, timezone, run_at, start_at, end_at, interval, anchor, jitter = row[
-        :10
-    ]
-    return schedule.TriggerSpec(
-        cron=cron, timezone=timezone, run_at=run_at, start_at=start_at, end_at=end_at,
-        interval_seconds=interval, anchor_at=anchor, jitter_seconds=jitter or 0,
-        jitter_key=str(trigger_id),
-    )  # fmt: skip
-
-
 def _plan(row: Sequence, *, now: datetime, options: TickOptions) -> schedule.CatchupPlan:
     first, policy, window = row[10:13]
     return schedule.plan_catchup(
-        spec_of_row(row),
+        reconcile.spec_of_row(row),
         policy=policy,
         window_seconds=window,
         first_due=first,

@@ -20,7 +20,7 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from app import errors, keys, state, triggers
+from app import backfill, errors, keys, state, triggers
 from app.models import PAUSED_NOTE_LENGTH, ApiKey, Trigger
 from web import context
 from web import schemas as s
@@ -199,7 +199,7 @@ def resume_trigger(trigger_id: str, as_json: bool) -> None:
 def backfill_trigger(trigger_id: str, start: datetime, end: datetime, as_json: bool) -> None:
     """Create a backfill run for every fire in [start, end) that has no run yet."""
     with context.session() as session:
-        result = triggers.backfill(
+        result = backfill.backfill(
             session, _trigger_id(trigger_id), scope=None, start=_aware(start), end=_aware(end),
             now=context.now(),
         )  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 
-from app import errors, idempotency, triggers
+from app import backfill, errors, idempotency, triggers
 from app.models import Run
 from web import auth, context, pagination
 from web import schemas as s
@@ -136,7 +136,7 @@ class TriggerBackfill(MethodView):
         in the future). A fire that already has a run keeps it: a repeated call creates
         nothing more."""
         with context.session() as session:
-            result = triggers.backfill(
+            result = backfill.backfill(
                 session, trigger_id, scope=context.scope(), start=body["start"],
                 end=body["end"], now=context.now(),
             )  # fmt: skip

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from app.schedule.catchup import CatchupPlan, plan_catchup
 from app.schedule.cron import validate as validate_cron
+from app.schedule.describe import describe
 from app.schedule.spec import (
     TriggerSpec,
-    describe,
     due_at,
     fire_after,
     fires_in_range,

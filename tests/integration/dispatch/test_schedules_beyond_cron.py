@@ -97,7 +97,7 @@ def test_reconciliation_schedules_an_enabled_trigger_without_next_run(
         conn.execute(text("UPDATE triggers SET last_scheduled_for = run_at, enabled = true "
                           "WHERE id = :id"), {"id": done})  # fmt: skip
 
-    with caplog.at_level(logging.WARNING, logger="app.dispatch"):
+    with caplog.at_level(logging.WARNING, logger="app.reconcile"):
         stats = tick(NOON + timedelta(minutes=1, seconds=3))
     assert stats.reconciled == 1
     row = trigger(engine, lost)
