@@ -121,8 +121,8 @@ def spec_of(values: Trigger | Mapping[str, Any]) -> schedule.TriggerSpec:
 def compute_next_run_at(
     spec: schedule.TriggerSpec, *, enabled: bool, now: datetime
 ) -> tuple[datetime | None, datetime | None]:
-    """THE (next_run_at, next_fire_at) of a trigger: its first fire after `now` and when that
-    fire is due (jitter included); (None, None) when disabled or over."""
+    """THE (next_run_at, next_fire_at) of a trigger: when its first fire after `now` is due
+    (jitter included), and that fire; (None, None) when disabled or over."""
     fire = schedule.first_fire(spec, now) if enabled else None
     return (None, None) if fire is None else (schedule.due_at(spec, fire), fire)
 
@@ -427,9 +427,9 @@ def _check_spec(values: Mapping[str, Any], *, trigger_id: uuid.UUID | None) -> d
     except errors.ScheduleError as exc:
         return {exc.field: exc.message}
     period = schedule.period_seconds(spec)
-    jitter = values.get("jitter_seconds") or 0
-    if period is not None and jitter > min(period, 3600):
-        bound = int(min(period, 3600))
+    if period is not None and spec.jitter_seconds > schedule.jitter_limit(period):
+        # Within the period, jittered fires stay in order: the dispatcher's plan relies on it.
+        bound = schedule.jitter_limit(period)
         return {"jitter_seconds": f"must be at most {bound} (the schedule's period, at most 3600)"}
     return {}
 

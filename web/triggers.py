@@ -71,7 +71,10 @@ class TriggerCollection(MethodView):
                 claim = idempotency.claim(session, tenant_id=tenant, key=key, request_hash=digest)
                 if claim.is_replay:
                     return _json(claim.body, claim.status, replayed=True)
-            trigger = triggers.create(session, tenant_id=tenant, values=values, now=context.now())
+            trigger = triggers.create(
+                session, tenant_id=tenant, values=values, now=context.now(),
+                actor=context.principal().prefix,
+            )  # fmt: skip
             body = s.TriggerOut().dump(triggers.TriggerDetail(trigger, None))
             if key is not None:
                 idempotency.complete(session, claim, status=201, body=body)

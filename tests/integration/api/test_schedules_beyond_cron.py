@@ -255,3 +255,12 @@ def test_cli_pause_with_a_note_and_backfill(runner, acme, at_noon, engine, publi
     assert done.exit_code == 0, done.output
     assert json.loads(done.output) == {"created": 2, "existing": 0}
     assert len(published()) == 2
+
+
+def test_a_trigger_created_paused_records_its_note_and_who(acme, at_noon):
+    body = acme.create(enabled=False, paused_note="waiting for the vendor")
+    assert (body["paused_note"], body["paused_at"]) == (
+        "waiting for the vendor", "2026-01-05T12:00:30Z"
+    )  # fmt: skip
+    assert body["paused_by"] and acme.key.startswith(body["paused_by"])
+    assert body["next_run_at"] is None
