@@ -25,6 +25,11 @@ skipped ones are found by `spec.last_fires`, which looks back a bounded number o
 A one-time trigger runs once when it is on time or missed by no more than the window (under
 every policy: there is no later fire to wait for), else it is recorded as skipped; either
 way its `next_run_at` becomes None.
+
+Jitter (DESIGN section 11): a fire f is due at f + its delay, and "due", "on time", "missed"
+and "out of window" above are all judged on that instant, never on f, so a fire delayed by
+its jitter is neither run early nor counted late. Since the jitter is below the schedule's
+period, at most one fire up to `now` is not yet due: it becomes the next fire.
 """
 
 from __future__ import annotations
@@ -115,7 +120,11 @@ def plan_catchup(
         return _plan(
             run=[f for f in newest if due(f) >= horizon],
             skipped=[f for f in newest if due(f) < horizon],
-            next_fire=schedule_spec.fire_after(spec, newest[0] if newest else first_due),
+            next_fire=(
+                schedule_spec.fire_after(spec, newest[0])
+                if newest
+                else _first_not_due(spec, first_due, now=now)
+            ),
             spec=spec,
         )
     # `all` runs everything in the window; `latest` without a missed fire and `none` run the
@@ -142,6 +151,20 @@ def plan_catchup(
         else:
             candidates.append(fire)
     return _plan(candidates, skipped[-max_fires:], next_fire, spec)
+
+
+def _first_not_due(
+    spec: schedule_spec.TriggerSpec, first: datetime, *, now: datetime
+) -> datetime | None:
+    """The first fire at or after `first` that is not due by `now` (None: no more fires).
+
+    Reached only when no fire in [first, now] is due, so the first fire found is the one: it
+    keeps a trigger whose `next_fire_at` is not a fire of its schedule (a hand edit) moving.
+    """
+    for fire in schedule_spec.iter_spec(spec, first - timedelta(microseconds=1)):
+        if schedule_spec.due_at(spec, fire) > now:
+            return fire
+    return None
 
 
 def _plan_one_time(

@@ -268,3 +268,11 @@ def test_jittered_catch_up_classifies_each_fire_by_its_due_instant() -> None:
                 assert handled == due
             for fire in result.run:
                 assert schedule.due_at(hourly, fire) >= now - timedelta(seconds=7200)
+
+
+def test_a_next_fire_that_is_not_a_fire_of_the_schedule_moves_on_without_running() -> None:
+    # next_fire_at edited by hand to 12:07 on a quarter-hour interval: nothing is due.
+    quarter = interval(900)
+    for policy in ("latest", "all", "none"):
+        assert plan(quarter, policy=policy, first_due="2026-01-05T12:07Z",
+                    now="2026-01-05T12:14Z") == ([], [], "2026-01-05T12:15Z")  # fmt: skip
