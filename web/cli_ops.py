@@ -64,6 +64,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _schedule_cell(trigger: dict[str, Any]) -> str:
+    if trigger["cron"]:
+        return trigger["cron"]
+    if trigger["interval_seconds"]:
+        return f"every {trigger['interval_seconds']}s"
+    return f"once {trigger['run_at']}"
+
+
 def _echo(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
     click.echo(json.dumps(data, default=str) if as_json else render(data))
 
@@ -95,7 +103,7 @@ def list_triggers(tenant: str | None, enabled: bool | None, limit: int, as_json:
     data = s.TriggerOut(many=True).dump(rows)
     _echo(data, as_json, lambda items: _table(
         ("id", "tenant", "name", "schedule", "enabled", "next_run_at", "last_run"),
-        ((t["id"], t["tenant_id"], t["name"], t["cron"] or f"once {t['run_at']}",
+        ((t["id"], t["tenant_id"], t["name"], _schedule_cell(t),
           t["enabled"], t["next_run_at"], (t["last_run"] or {}).get("status"))
          for t in items),
     ))  # fmt: skip

@@ -123,7 +123,8 @@ class Strict(ma.Schema):
 
 class TriggerPatch(Strict):
     """Every writable trigger field, all optional (the PATCH body). Send `null` to clear
-    cron, run_at, start_at or end_at (switching between cron and run_at needs both)."""
+    cron, run_at, interval_seconds, anchor_at, start_at, end_at or paused_note (switching
+    between cron, run_at and interval_seconds sets one and clears the other)."""
 
     name = fields.String(validate=validate.Length(1, 200))
     description = fields.String(validate=validate.Length(max=2000))
@@ -172,7 +173,8 @@ class TriggerPatch(Strict):
 
 
 class TriggerCreate(TriggerPatch):
-    """A new trigger: `name`, `action` and exactly one of `cron` / `run_at`."""
+    """A new trigger: `name`, `action` and exactly one of `cron`, `run_at` and
+    `interval_seconds`."""
 
     name = fields.String(required=True, validate=validate.Length(1, 200))
     action = Action(required=True, metadata={"example": {"type": "task", "name": "echo"}})

@@ -264,3 +264,11 @@ def test_a_trigger_created_paused_records_its_note_and_who(acme, at_noon):
     )  # fmt: skip
     assert body["paused_by"] and acme.key.startswith(body["paused_by"])
     assert body["next_run_at"] is None
+
+
+def test_cli_list_shows_an_interval_schedule(runner, acme, at_noon):
+    made = acme.create(cron=None, interval_seconds=3600, name="hourly")
+    table = runner.invoke(args=["triggers", "list"])
+    assert table.exit_code == 0, table.output
+    [row] = [line for line in table.output.splitlines() if line.startswith(made["id"])]
+    assert "every 3600s" in row
