@@ -77,6 +77,12 @@ def downgrade() -> None:
     op.create_check_constraint(op.f("ck_runs_kind"), "runs", "kind IN ('scheduled', 'manual')")
     op.drop_column("runs", "due_at")
 
+    # The older dispatcher plans from next_run_at: give it the nominal fire back, or a
+    # jittered trigger's next fire would be taken for a later instant and skipped.
+    op.execute(
+        "UPDATE triggers SET next_run_at = next_fire_at "
+        "WHERE next_fire_at IS NOT NULL AND next_run_at IS DISTINCT FROM next_fire_at"
+    )
     op.drop_constraint(op.f("ck_triggers_jitter"), "triggers", type_="check")
     op.drop_constraint(op.f("ck_triggers_interval_seconds"), "triggers", type_="check")
     op.drop_constraint(op.f("ck_triggers_one_schedule"), "triggers", type_="check")

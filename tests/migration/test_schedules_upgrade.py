@@ -62,7 +62,7 @@ def test_an_existing_trigger_keeps_firing_across_the_upgrade(database: str) -> N
     assert tuple(after) == (NOON + timedelta(minutes=5), NOON + timedelta(minutes=5))
 
 
-def test_downgrade_keeps_backfill_runs_as_manual_and_refuses_to_drop_interval_triggers(
+def test_downgrade_keeps_backfill_runs_jittered_fires_and_refuses_to_drop_interval_triggers(
     database: str,
 ) -> None:
     support.migrate(database, "head")
@@ -88,9 +88,19 @@ def test_downgrade_keeps_backfill_runs_as_manual_and_refuses_to_drop_interval_tr
             command.downgrade(cfg, "0001")
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM triggers"))
+            conn.execute(
+                text(
+                    "INSERT INTO triggers (id, tenant_id, name, cron, action, jitter_seconds, "
+                    "next_fire_at, next_run_at) VALUES (:id, 'acme', 'jittered', '0 * * * *', "
+                    "'{}'::jsonb, 600, :fire, :due)"
+                ),
+                {"id": uuid.uuid4(), "fire": NOON, "due": NOON + timedelta(seconds=321)},
+            )
         command.downgrade(cfg, "0001")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT kind FROM runs")).scalar_one() == "manual"
+            # the older dispatcher plans from next_run_at: it holds the nominal fire again
+            assert conn.execute(text("SELECT next_run_at FROM triggers")).scalar_one() == NOON
         command.upgrade(cfg, "head")
     finally:
         engine.dispose()
