@@ -272,3 +272,26 @@ def test_cli_list_shows_an_interval_schedule(runner, acme, at_noon):
     assert table.exit_code == 0, table.output
     [row] = [line for line in table.output.splitlines() if line.startswith(made["id"])]
     assert "every 3600s" in row
+
+
+def test_dispatch_lag_counts_from_when_a_run_was_due(acme, client, services, engine):
+    # A run delayed 20 minutes by its jitter and a backfill of a fire from yesterday, both
+    # enqueued a second after they were due / created: neither is a 20 min or 1 day lag.
+    now = datetime.now(UTC).replace(microsecond=0)
+    services.clock = lambda: now
+    made = acme.create()
+    with engine.begin() as conn:
+        for kind, scheduled_for, due_at in (
+            ("scheduled", now - timedelta(minutes=21), now - timedelta(minutes=1)),
+            ("backfill", now - timedelta(days=1), now - timedelta(days=1)),
+        ):
+            conn.execute(
+                text("INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, due_at, kind, "
+                     "idempotency_key, created_at, enqueued_at) VALUES (:id, :t, 'acme', :sf, "
+                     ":due, :kind, :key, :created, :enq)"),
+                {"id": uuid.uuid4(), "t": made["id"], "sf": scheduled_for, "due": due_at,
+                 "kind": kind, "key": f"{made['id']}:{kind}", "created": now - timedelta(minutes=1),
+                 "enq": now - timedelta(minutes=1) + timedelta(seconds=1)},
+            )  # fmt: skip
+    text_body = client.get("/metrics").get_data(as_text=True)
+    assert 'scheduler_dispatch_lag_seconds_bucket{le="1.0"} 2.0' in text_body
