@@ -34,7 +34,7 @@ Publish = Callable[[Sequence[uuid.UUID]], Any]
 # it; planning starts from `next_fire_at`, the nominal fire (DESIGN section 11).
 CLAIM_DUE_TRIGGERS = """
     SELECT id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
-           anchor_at, jitter_seconds, COALESCE(next_fire_at, next_run_at),
+           anchor_at, jitter_seconds, COALESCE(next_fire_at, next_run_at), next_run_at,
            catchup_policy, catchup_window_seconds
     FROM triggers
     WHERE enabled AND next_run_at <= %(now)s
@@ -382,14 +382,14 @@ def _schedule_key(row: Sequence) -> tuple:
     """The part of a claimed row the plan depends on. The trigger id is in it only for a
     jittered trigger (its delays are its own); others share plans with their lookalikes."""
     trigger_id, _tenant, cron, timezone, run_at, start_at, end_at, *rest = row
-    interval, anchor, jitter, first, policy, window = rest
+    interval, anchor, jitter, first, first_due_at, policy, window = rest
     key = str(trigger_id) if jitter else ""
     return (cron, timezone, run_at, start_at, end_at, interval, anchor, jitter, key, first,
-            policy, window)  # fmt: skip
+            first_due_at, policy, window)  # fmt: skip
 
 
 def _plan(row: Sequence, *, now: datetime, options: TickOptions) -> schedule.CatchupPlan:
-    first, policy, window = row[10:13]
+    first, first_due_at, policy, window = row[10:14]
     return schedule.plan_catchup(
         reconcile.spec_of_row(row),
         policy=policy,
@@ -398,6 +398,7 @@ def _plan(row: Sequence, *, now: datetime, options: TickOptions) -> schedule.Cat
         now=now,
         tick_seconds=options.tick_seconds,
         max_fires=options.catchup_max_fires,
+        first_due_at=first_due_at,
     )
 
 

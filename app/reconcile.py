@@ -53,6 +53,23 @@ def spec_of_row(row: Sequence) -> schedule.TriggerSpec:
     )  # fmt: skip
 
 
+_failures_logged: set[str] = set()  # a row that cannot be planned is retried every tick
+
+
+def _log_failure_once(row: Sequence) -> None:
+    """Log an unplannable row once per process, not on every tick (it stays for an operator;
+    the dispatcher parked it with the same log line's cause)."""
+    if str(row[0]) in _failures_logged:
+        return
+    if len(_failures_logged) > 10_000:  # bounded memory whatever happens
+        _failures_logged.clear()
+    _failures_logged.add(str(row[0]))
+    logger.exception(
+        "trigger without a next run cannot be scheduled",
+        extra={"event": "reconcile_failed", "trigger_id": str(row[0]), "tenant_id": row[1]},
+    )
+
+
 def reconcile(engine: Engine, *, now: datetime, batch_size: int) -> int:
     """Give a next fire to enabled triggers that should have one but have `next_run_at` NULL;
     return how many got one.
@@ -62,7 +79,8 @@ def reconcile(engine: Engine, *, now: datetime, batch_size: int) -> int:
     dispatcher would never see it again: a trigger that silently stops. One bounded batch
     per tick, SKIP LOCKED (a row being edited is the editor's to schedule). Missed fires are
     not replayed: the next fire is the first after `now`. A row that cannot be planned (a
-    zone a tzdata upgrade removed) is logged and left for an operator.
+    zone a tzdata upgrade removed) is logged once and left for an operator; such rows are
+    looked at again every tick (bounded by the batch size).
     """
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()
@@ -74,11 +92,7 @@ def reconcile(engine: Engine, *, now: datetime, batch_size: int) -> int:
                     spec = spec_of_row(row)
                     fire = schedule.first_fire(spec, now)
                 except Exception:
-                    logger.exception(
-                        "trigger without a next run cannot be scheduled",
-                        extra={"event": "reconcile_failed", "trigger_id": str(row[0]),
-                               "tenant_id": row[1]},
-                    )  # fmt: skip
+                    _log_failure_once(row)
                     continue
                 if fire is None:
                     continue

@@ -252,8 +252,9 @@ def _reschedule(trigger: Trigger, changed: set[str], *, now: datetime) -> None:
 
     - Only the jitter changed: the next fire stays the same fire and only its due instant
       moves. A fire already dispatched has a run (its key) and lies before `next_fire_at`,
-      the next one is not dispatched yet, so no fire runs twice and none is lost, even when
-      the new due instant is already past (the next tick runs it).
+      the next one is not dispatched yet, so no fire runs twice. None is lost either: a new
+      due instant already past becomes `now`, so the fire is due, not missed (a catch-up
+      policy would otherwise drop it as late), and the next tick runs it.
     - Only the window (or jitter) moved: a fire already due but not yet dispatched (the tick
       skipped this locked row, or a backlog) keeps its place if the new window has it.
     - Otherwise: the first fire after `now`.
@@ -261,7 +262,7 @@ def _reschedule(trigger: Trigger, changed: set[str], *, now: datetime) -> None:
     pending = trigger.next_fire_at or trigger.next_run_at
     if changed == {"jitter_seconds"} and pending is not None:
         trigger.next_fire_at = pending
-        trigger.next_run_at = schedule.due_at(spec_of(trigger), pending)
+        trigger.next_run_at = max(schedule.due_at(spec_of(trigger), pending), now)
         return
     after = now
     if pending is not None and not (SCHEDULE_FIELDS | {"enabled"}) & changed:

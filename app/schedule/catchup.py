@@ -34,7 +34,6 @@ period, at most one fire up to `now` is not yet due: it becomes the next fire.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -84,8 +83,13 @@ def plan_catchup(
     now: datetime,
     tick_seconds: int,
     max_fires: int,
+    first_due_at: datetime | None = None,
 ) -> CatchupPlan:
     """Decide the fires of a trigger whose next fire `first_due` (nominal) is due by `now`.
+
+    `first_due_at` is when `first_due` is due if not its own jittered instant: a jitter
+    change made after that instant had passed makes the fire due at the change (the
+    trigger's stored `next_run_at`), so the change cannot turn it into a missed fire.
 
     With jitter, a fire f is due at `due_at(spec, f)` >= f, and every comparison with `now`
     (due, on time, missed, out of window) is made on that instant, so a fire delayed by its
@@ -101,7 +105,12 @@ def plan_catchup(
         raise ValueError(f"unknown catch-up policy {policy!r}")
     if max_fires < 1:
         raise ValueError("max_fires must be >= 1")
-    due = functools.partial(schedule_spec.due_at, spec)
+
+    def due(fire: datetime) -> datetime:
+        if first_due_at is not None and fire == first_due:
+            return first_due_at
+        return schedule_spec.due_at(spec, fire)
+
     if due(first_due) > now:
         return _plan([], [], first_due, spec)
     late = now - timedelta(seconds=tick_seconds)  # fires due before this are missed
@@ -131,12 +140,18 @@ def plan_catchup(
     # on-time fires only (both bounds are normally equal for `latest`).
     threshold = late if policy == "none" else horizon
     scan_from = max(first_due, threshold - spread)
-    # Fires before `scan_from` are due before the threshold: skipped, found looking back a
-    # bounded number of fires. From `scan_from` on each fire is classified by its due time.
-    skipped = schedule_spec.last_fires(
-        spec, first_due, scan_from - timedelta(microseconds=1), limit=max_fires
-    )
     candidates: list[datetime] = []
+    lookback_from = first_due
+    if first_due < scan_from and due(first_due) >= threshold:
+        # Only with `first_due_at`: a jitter change made the first fire due recently.
+        candidates.append(first_due)
+        lookback_from = first_due + timedelta(microseconds=1)
+    # Other fires before `scan_from` are due before the threshold: skipped, found looking
+    # back a bounded number of fires. From `scan_from` on each fire is classified by its
+    # due time.
+    skipped = schedule_spec.last_fires(
+        spec, lookback_from, scan_from - timedelta(microseconds=1), limit=max_fires
+    )
     next_fire: datetime | None = None
     for fire in schedule_spec.iter_spec(spec, scan_from - timedelta(microseconds=1)):
         if due(fire) > now:

@@ -108,3 +108,17 @@ def test_reconciliation_schedules_an_enabled_trigger_without_next_run(
     assert runs(engine) == []  # missed fires are not replayed; the next one runs
     assert tick(NOON + timedelta(minutes=5, seconds=1)).dispatched == 1
     assert tick(NOON + timedelta(minutes=5, seconds=2)).reconciled == 0
+
+
+def test_reconciliation_logs_an_unplannable_row_once_and_goes_on(
+    engine, tick, make_triggers, caplog
+) -> None:
+    [broken] = make_triggers(next_run_at=None, cron="*/5 * * * *", timezone="Nowhere/Land")
+    [lost] = make_triggers(next_run_at=None, cron="*/5 * * * *")
+    with caplog.at_level(logging.WARNING, logger="app.reconcile"):
+        assert tick(NOON).reconciled == 1
+        assert tick(NOON + timedelta(seconds=10)).reconciled == 0
+    failures = [r for r in caplog.records if getattr(r, "event", "") == "reconcile_failed"]
+    assert [r.trigger_id for r in failures] == [str(broken)]
+    assert trigger(engine, lost)["next_run_at"] == NOON + timedelta(minutes=5)
+    assert trigger(engine, broken)["next_run_at"] is None
