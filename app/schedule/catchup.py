@@ -34,6 +34,8 @@ period, at most one fire up to `now` is not yet due: it becomes the next fire.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -62,15 +64,15 @@ def _plan(
     run: list[datetime],
     skipped: list[datetime],
     next_fire: datetime | None,
-    spec: schedule_spec.TriggerSpec,
+    due: Callable[[datetime], datetime],
 ) -> CatchupPlan:
     return CatchupPlan(
         run=run,
         skipped=skipped,
-        next_run_at=None if next_fire is None else schedule_spec.due_at(spec, next_fire),
+        next_run_at=None if next_fire is None else due(next_fire),
         next_fire=next_fire,
-        run_due=[schedule_spec.due_at(spec, fire) for fire in run],
-        due={fire: schedule_spec.due_at(spec, fire) for fire in run + skipped},
+        run_due=[due(fire) for fire in run],
+        due={fire: due(fire) for fire in run + skipped},
     )
 
 
@@ -112,7 +114,7 @@ def plan_catchup(
         return schedule_spec.due_at(spec, fire)
 
     if due(first_due) > now:
-        return _plan([], [], first_due, spec)
+        return _plan([], [], first_due, due)
     late = now - timedelta(seconds=tick_seconds)  # fires due before this are missed
     # Older fires never run. The window is at least a tick, so on-time fires always run.
     horizon = min(late, now - timedelta(seconds=window_seconds))
@@ -134,7 +136,7 @@ def plan_catchup(
                 if newest
                 else _first_not_due(spec, first_due, now=now)
             ),
-            spec=spec,
+            due=due,
         )
     # `all` runs everything in the window; `latest` without a missed fire and `none` run the
     # on-time fires only (both bounds are normally equal for `latest`).
@@ -162,10 +164,10 @@ def plan_catchup(
         elif len(candidates) == max_fires:
             # Capped: resume at the first fire not handled; the next tick continues from
             # it and its out-of-window part has already been recorded here.
-            return _plan(candidates, skipped[-max_fires:], fire, spec)
+            return _plan(candidates, skipped[-max_fires:], fire, due)
         else:
             candidates.append(fire)
-    return _plan(candidates, skipped[-max_fires:], next_fire, spec)
+    return _plan(candidates, skipped[-max_fires:], next_fire, due)
 
 
 def _first_not_due(
@@ -186,11 +188,12 @@ def _plan_one_time(
     spec: schedule_spec.TriggerSpec, *, now: datetime, horizon: datetime
 ) -> CatchupPlan:
     assert spec.run_at is not None
+    due = functools.partial(schedule_spec.due_at, spec)  # a one-time trigger has no jitter
     if schedule_spec.first_fire(spec, now) is None:  # outside its window: never fires
-        return _plan([], [], None, spec)
+        return _plan([], [], None, due)
     run_at = spec.run_at.astimezone(UTC)
     if run_at > now:
-        return _plan([], [], run_at, spec)
+        return _plan([], [], run_at, due)
     if run_at >= horizon:
-        return _plan([run_at], [], None, spec)
-    return _plan([], [run_at], None, spec)
+        return _plan([run_at], [], None, due)
+    return _plan([], [run_at], None, due)
