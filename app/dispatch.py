@@ -23,15 +23,18 @@ from typing import Any
 from psycopg2.extras import execute_values
 from sqlalchemy import Engine
 
-from app import config, recovery, schedule, state
+from app import config, reconcile, recovery, schedule, state
 
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[uuid.UUID]], Any]
 
 # Bulk statements, one round trip per batch whatever its size.
+# `next_run_at` is when the next fire is due (jitter included): the claim and its index use
+# it; planning starts from `next_fire_at`, the nominal fire (DESIGN section 11).
 CLAIM_DUE_TRIGGERS = """
-    SELECT id, tenant_id, cron, timezone, run_at, start_at, end_at, next_run_at,
+    SELECT id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
+           anchor_at, jitter_seconds, COALESCE(next_fire_at, next_run_at), next_run_at,
            catchup_policy, catchup_window_seconds
     FROM triggers
     WHERE enabled AND next_run_at <= %(now)s
@@ -41,23 +44,23 @@ CLAIM_DUE_TRIGGERS = """
 """
 INSERT_RUNS = """
     INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key, status,
-                      generation, created_at, finished_at)
+                      generation, created_at, finished_at, due_at)
     VALUES %s
     ON CONFLICT DO NOTHING
     RETURNING id, status
 """
 INSERT_RUNS_TEMPLATE = (
     "(%s::uuid, %s::uuid, %s, %s::timestamptz, 'scheduled', %s, %s, %s, %s::timestamptz, "
-    "%s::timestamptz)"
+    "%s::timestamptz, %s::timestamptz)"
 )
 ADVANCE_TRIGGERS = """
     UPDATE triggers AS t
-    SET next_run_at = v.next_run_at, last_scheduled_for = COALESCE(v.last, t.last_scheduled_for),
-        enabled = v.enabled
-    FROM (VALUES %s) AS v (id, next_run_at, last, enabled)
+    SET next_run_at = v.next_run_at, next_fire_at = v.next_fire_at,
+        last_scheduled_for = COALESCE(v.last, t.last_scheduled_for), enabled = v.enabled
+    FROM (VALUES %s) AS v (id, next_run_at, next_fire_at, last, enabled)
     WHERE t.id = v.id
 """
-ADVANCE_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz, %s::boolean)"
+ADVANCE_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::boolean)"
 PLAN_CACHE_SIZE = 10_000
 STAMP_ENQUEUED = "UPDATE runs SET enqueued_at = %(now)s WHERE id = ANY(%(ids)s::uuid[])"
 
@@ -81,6 +84,7 @@ class TickStats:
     skipped: int = 0
     duplicates: int = 0
     parked: int = 0
+    reconciled: int = 0
     backlog: int | None = None
     enqueued: int = 0
     recovered: int = 0
@@ -123,6 +127,7 @@ def run_tick(
 
     1. Fencing: a tick whose release is not the recorded deployment does nothing.
     2. Recovery: re-enqueue runs whose hand-off was lost, recover runs of dead workers.
+       Reconciliation: give a next fire to enabled triggers that lack one (app/reconcile.py).
     3. Batches of due triggers, each in its own transaction (claim with SKIP LOCKED, plan the
        fires, insert runs, advance next_run_at), each handed to `publish` after its commit,
        until none is due or the time budget is spent.
@@ -140,6 +145,7 @@ def run_tick(
 
     broker_ok = _recover(engine, now=now, publish=publish, options=options, stats=stats,
                          backlog=backlog)  # fmt: skip
+    stats.reconciled = reconcile.reconcile(engine, now=now, batch_size=options.batch_size)
     plans: dict[tuple, schedule.CatchupPlan] = {}
     with _HandOff(engine, now=now, publish=publish, stats=stats, enabled=broker_ok) as hand_off:
         while True:
@@ -197,6 +203,7 @@ _LOGGED = (
     "broker_error",
     "budget_exhausted",
     "parked",
+    "reconciled",
 )
 
 
@@ -319,14 +326,16 @@ def _plan_batch(
     """
     run_rows: list[tuple] = []
     advances: list[tuple] = []
-    for trigger_id, tenant_id, *schedule_key in rows:
+    for row in rows:
+        trigger_id, tenant_id = row[:2]
         trigger = str(trigger_id)
-        plan = plans.get(tuple(schedule_key))
+        schedule_key = _schedule_key(row)
+        plan = plans.get(schedule_key)
         if plan is None:
             if len(plans) >= PLAN_CACHE_SIZE:  # memory stays bounded whatever the mix
                 plans.clear()
             try:
-                plan = _plan(schedule_key, now=now, options=options)
+                plan = _plan(row, now=now, options=options)
             except Exception:
                 # One unplannable row (a zone a tzdata upgrade removed, a row edited by
                 # hand) must not roll back its batch: it would lead every later batch and
@@ -337,9 +346,9 @@ def _plan_batch(
                            "tenant_id": tenant_id},
                 )  # fmt: skip
                 stats.parked += 1
-                advances.append((trigger, None, None, True))
+                advances.append((trigger, None, None, None, True))
                 continue
-            plans[tuple(schedule_key)] = plan
+            plans[schedule_key] = plan
         for status, fires in (("pending", plan.run), ("skipped", plan.skipped)):
             finished_at = now if status == "skipped" else None
             run_rows.extend(
@@ -353,33 +362,43 @@ def _plan_batch(
                     generation,
                     now,
                     finished_at,
+                    plan.due_at(fire),
                 )
                 for fire in fires
             )
         if plan.run:
-            stats.max_lag_seconds = max(stats.max_lag_seconds, (now - plan.run[0]).total_seconds())
+            lag = (now - plan.run_due[0]).total_seconds()
+            stats.max_lag_seconds = max(stats.max_lag_seconds, lag)
         last = max(plan.run + plan.skipped, default=None)
-        # A one-time trigger is done once dispatched; a cron trigger past end_at keeps its
-        # row enabled but has no next run (DESIGN section 4).
+        # A one-time trigger is done once dispatched; a cron or interval trigger past end_at
+        # keeps its row enabled but has no next run (DESIGN section 4).
         run_at = schedule_key[2]
         enabled = not (run_at is not None and plan.next_run_at is None)
-        advances.append((trigger, plan.next_run_at, last, enabled))
+        advances.append((trigger, plan.next_run_at, plan.next_fire, last, enabled))
     return run_rows, advances
 
 
-def _plan(schedule_key: list, *, now: datetime, options: TickOptions) -> schedule.CatchupPlan:
-    cron, timezone, run_at, start_at, end_at, next_run_at, policy, window = schedule_key
-    spec = schedule.TriggerSpec(
-        cron=cron, timezone=timezone, run_at=run_at, start_at=start_at, end_at=end_at
-    )
+def _schedule_key(row: Sequence) -> tuple:
+    """The part of a claimed row the plan depends on. The trigger id is in it only for a
+    jittered trigger (its delays are its own); others share plans with their lookalikes."""
+    trigger_id, _tenant, cron, timezone, run_at, start_at, end_at, *rest = row
+    interval, anchor, jitter, first, first_due_at, policy, window = rest
+    key = str(trigger_id) if jitter else ""
+    return (cron, timezone, run_at, start_at, end_at, interval, anchor, jitter, key, first,
+            first_due_at, policy, window)  # fmt: skip
+
+
+def _plan(row: Sequence, *, now: datetime, options: TickOptions) -> schedule.CatchupPlan:
+    first, first_due_at, policy, window = row[10:14]
     return schedule.plan_catchup(
-        spec,
+        reconcile.spec_of_row(row),
         policy=policy,
         window_seconds=window,
-        first_due=next_run_at,
+        first_due=first,
         now=now,
         tick_seconds=options.tick_seconds,
         max_fires=options.catchup_max_fires,
+        first_due_at=first_due_at,
     )
 
 

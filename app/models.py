@@ -33,9 +33,12 @@ NAMING = {
 
 RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "skipped")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled", "skipped")
-RUN_KINDS = ("scheduled", "manual")
+RUN_KINDS = ("scheduled", "manual", "backfill")
 OVERLAP_POLICIES = ("allow", "skip")
 CATCHUP_POLICIES = ("latest", "all", "none")
+INTERVAL_SECONDS = (60, 366 * 86400)  # DESIGN section 11
+MAX_JITTER_SECONDS = 3600
+PAUSED_NOTE_LENGTH = 500
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -74,14 +77,29 @@ class Trigger(Base):
     max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="3")
     retry_backoff_seconds: Mapped[int] = mapped_column(Integer, nullable=False, server_default="10")
     timeout_seconds: Mapped[int] = mapped_column(Integer, nullable=False, server_default="60")
+    # When the dispatcher claims the trigger: its next fire plus that fire's jitter (the
+    # indexed due column). `next_fire_at` is the fire itself, the runs' `scheduled_for`:
+    # both null, or both set (equal without jitter). A jitter change moves only next_run_at.
     next_run_at: Mapped[datetime | None] = mapped_column(TZ)
+    next_fire_at: Mapped[datetime | None] = mapped_column(TZ)
     last_scheduled_for: Mapped[datetime | None] = mapped_column(TZ)
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    anchor_at: Mapped[datetime | None] = mapped_column(TZ)
+    jitter_seconds: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    paused_note: Mapped[str | None] = mapped_column(String(PAUSED_NOTE_LENGTH))
+    paused_at: Mapped[datetime | None] = mapped_column(TZ)
+    paused_by: Mapped[str | None] = mapped_column(String(100))
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
 
     __table_args__ = (
-        CheckConstraint("(cron IS NULL) <> (run_at IS NULL)", name="cron_xor_run_at"),
+        CheckConstraint("num_nonnulls(cron, run_at, interval_seconds) = 1", name="one_schedule"),
+        CheckConstraint(
+            f"interval_seconds BETWEEN {INTERVAL_SECONDS[0]} AND {INTERVAL_SECONDS[1]}",
+            name="interval_seconds",
+        ),
+        CheckConstraint(f"jitter_seconds BETWEEN 0 AND {MAX_JITTER_SECONDS}", name="jitter"),
         CheckConstraint(_in("overlap_policy", OVERLAP_POLICIES), name="overlap_policy"),
         CheckConstraint(_in("catchup_policy", CATCHUP_POLICIES), name="catchup_policy"),
         CheckConstraint("catchup_window_seconds >= 0", name="catchup_window"),
@@ -108,6 +126,8 @@ class Run(Base):
     trigger_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     tenant_id: Mapped[str] = mapped_column(String(100), nullable=False)
     scheduled_for: Mapped[datetime] = mapped_column(TZ, nullable=False)
+    # When the fire was due: scheduled_for plus the trigger's jitter (null for manual runs).
+    due_at: Mapped[datetime | None] = mapped_column(TZ)
     kind: Mapped[str] = mapped_column(String(10), nullable=False, server_default="scheduled")
     idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
     status: Mapped[str] = mapped_column(String(10), nullable=False, server_default="pending")

@@ -6,6 +6,9 @@ permission error, so ids leak nothing.
 
 `next_run_at` is computed in exactly one place, :func:`compute_next_run_at`, which every write
 path calls (DESIGN section 10: a write path that forgets it leaves a trigger that never fires).
+It sets two columns: `next_fire_at`, the next nominal fire, and `next_run_at`, when it is due
+(the fire plus the trigger's jitter; the same instant without jitter). The dispatcher claims by
+`next_run_at` and plans from `next_fire_at` (DESIGN section 11).
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from app.models import FINISHED_STATUSES, Run, SchedulerState, Trigger
 EDITABLE_FIELDS = (
     "name", "description", "cron", "timezone", "run_at", "start_at", "end_at", "enabled",
     "action", "payload", "overlap_policy", "catchup_policy", "catchup_window_seconds",
-    "max_attempts", "retry_backoff_seconds", "timeout_seconds",
+    "max_attempts", "retry_backoff_seconds", "timeout_seconds", "interval_seconds",
+    "anchor_at", "jitter_seconds", "paused_note",
 )  # fmt: skip
 # A change to these moves the fires themselves: pending runs of the old schedule are cancelled.
-SCHEDULE_FIELDS = frozenset({"cron", "run_at", "timezone"})
-# A change to these (schedule, window, enabled) recomputes next_run_at; nothing else does.
-TIMING_FIELDS = SCHEDULE_FIELDS | {"start_at", "end_at", "enabled"}
+SCHEDULE_FIELDS = frozenset({"cron", "run_at", "timezone", "interval_seconds", "anchor_at"})
+# A change to these (schedule, window, enabled, jitter) recomputes next_run_at; nothing else.
+TIMING_FIELDS = SCHEDULE_FIELDS | {"start_at", "end_at", "enabled", "jitter_seconds"}
+SCHEDULE_KINDS = ("cron", "run_at", "interval_seconds")
 # A one-time trigger may be created this far in the past (clock skew, slow clients).
 RUN_AT_GRACE = timedelta(seconds=60)
 
@@ -66,12 +71,27 @@ def check_fields(
     end_at: datetime | None,
     now: datetime,
     run_at_is_new: bool,
+    has_interval: bool = False,
+    jitter_seconds: int | None = None,
+    paused_note: str | None = None,
+    enabled: bool = True,
 ) -> dict[str, str]:
     """The cross-field problems of a trigger's schedule, as {field: message} (empty if none)."""
     problems: dict[str, str] = {}
-    if has_cron == has_run_at:
-        message = "give cron or run_at, not both" if has_cron else "cron or run_at is required"
-        problems["cron"] = problems["run_at"] = message
+    given = [name for name, has in zip(SCHEDULE_KINDS, (has_cron, has_run_at, has_interval),
+                                       strict=True) if has]  # fmt: skip
+    if len(given) != 1:
+        message = (
+            f"give exactly one of cron, run_at and interval_seconds, not {' and '.join(given)}"
+            if given
+            else "one of cron, run_at and interval_seconds is required"
+        )
+        for name in given or SCHEDULE_KINDS:
+            problems[name] = message
+    if jitter_seconds and has_run_at and not (has_cron or has_interval):
+        problems["jitter_seconds"] = "a one-time trigger (run_at) takes no jitter"
+    if paused_note is not None and enabled:
+        problems["paused_note"] = "only a paused trigger (enabled: false) carries a note"
     for name, value in (("run_at", run_at), ("start_at", start_at), ("end_at", end_at)):
         if value is not None and value.tzinfo is None:
             problems[name] = "must include a UTC offset"
@@ -86,20 +106,41 @@ def check_fields(
 def spec_of(values: Trigger | Mapping[str, Any]) -> schedule.TriggerSpec:
     """The schedule part of a trigger (a model or a mapping of its fields)."""
     get = values.get if isinstance(values, Mapping) else lambda name: getattr(values, name)
+    trigger_id = get("id")
     return schedule.TriggerSpec(
         cron=get("cron"),
         timezone=get("timezone") or "UTC",
         run_at=get("run_at"),
         start_at=get("start_at"),
         end_at=get("end_at"),
+        interval_seconds=get("interval_seconds"),
+        anchor_at=get("anchor_at"),
+        jitter_seconds=get("jitter_seconds") or 0,
+        jitter_key="" if trigger_id is None else str(trigger_id),
     )
 
 
 def compute_next_run_at(
     spec: schedule.TriggerSpec, *, enabled: bool, now: datetime
-) -> datetime | None:
-    """THE next_run_at of a trigger: its first fire after `now`, or None when disabled/over."""
-    return schedule.first_fire(spec, now) if enabled else None
+) -> tuple[datetime | None, datetime | None]:
+    """THE (next_run_at, next_fire_at) of a trigger: when its first fire after `now` is due
+    (jitter included), and that fire; (None, None) when disabled or over."""
+    fire = schedule.first_fire(spec, now) if enabled else None
+    return (None, None) if fire is None else (schedule.due_at(spec, fire), fire)
+
+
+def _set_next(trigger: Trigger, *, now: datetime) -> None:
+    trigger.next_run_at, trigger.next_fire_at = compute_next_run_at(
+        spec_of(trigger), enabled=trigger.enabled, now=now
+    )
+
+
+def _set_pause(trigger: Trigger, *, note: str | None, actor: str | None, now: datetime) -> None:
+    """Stamp who paused a trigger and when (DESIGN section 11); clear it all on resume."""
+    if trigger.enabled:
+        trigger.paused_note = trigger.paused_at = trigger.paused_by = None
+    else:
+        trigger.paused_note, trigger.paused_at, trigger.paused_by = note, now, actor
 
 
 def create(
@@ -109,9 +150,13 @@ def create(
     values: Mapping[str, Any],
     now: datetime,
     max_triggers: int | None = None,
+    actor: str | None = None,
 ) -> Trigger:
     """Insert a trigger from validated `values`; raise InvalidTrigger naming bad fields, or
-    TriggerLimitReached when the tenant already has `max_triggers` triggers."""
+    TriggerLimitReached when the tenant already has `max_triggers` triggers.
+
+    `actor` (the API key's prefix) is recorded as `paused_by` when it is created disabled.
+    """
     _validate(values, now=now, run_at_is_new=True)
     if max_triggers is not None:
         _check_capacity(session, tenant_id, limit=max_triggers)
@@ -121,7 +166,9 @@ def create(
     )
     trigger.enabled = values.get("enabled", True)
     trigger.timezone = values.get("timezone") or "UTC"
-    trigger.next_run_at = compute_next_run_at(spec_of(trigger), enabled=trigger.enabled, now=now)
+    trigger.jitter_seconds = values.get("jitter_seconds") or 0
+    _set_pause(trigger, note=values.get("paused_note"), actor=actor, now=now)
+    _set_next(trigger, now=now)
     trigger.version, trigger.created_at, trigger.updated_at = 1, now, now
     session.add(trigger)
     session.flush()
@@ -192,40 +239,64 @@ def update(
     changes: Mapping[str, Any],
     if_match: int | None,
     now: datetime,
+    actor: str | None = None,
 ) -> TriggerDetail:
     """Apply a partial update and return the trigger with its last run.
 
     1. Lock the row; a version other than `if_match` raises PreconditionFailed (412).
     2. Keep only the fields whose value changes; none changed: return it as is.
     3. Validate the merged trigger (InvalidTrigger), bump `version`, stamp `updated_at`.
-    4. A changed schedule, window or `enabled` recomputes `next_run_at`.
-    5. Disabling it or changing its schedule cancels its pending runs.
+    4. Pausing stamps `paused_at` and `paused_by` (`actor`, the key's prefix) with the note;
+       resuming clears them.
+    5. A changed schedule, window, jitter or `enabled` recomputes `next_run_at`.
+    6. Disabling it or changing its schedule cancels its pending runs.
     """
     trigger = _lock(session, trigger_id, scope=scope, if_match=if_match)
     changed = {
         k: v for k, v in changes.items() if k in EDITABLE_FIELDS and getattr(trigger, k) != v
     }
+    if changed.get("enabled") is True and "paused_note" not in changes:
+        changed["paused_note"] = None  # resuming clears the note
     if not changed:
         return get(session, trigger.id, scope=scope)
     merged = {**{name: getattr(trigger, name) for name in EDITABLE_FIELDS}, **changed}
-    _validate(merged, now=now, run_at_is_new="run_at" in changed)
+    _validate(merged, now=now, run_at_is_new="run_at" in changed, trigger_id=trigger.id)
     for name, value in changed.items():
         setattr(trigger, name, value)
     trigger.version += 1
     trigger.updated_at = now
+    if "enabled" in changed:
+        _set_pause(trigger, note=trigger.paused_note, actor=actor, now=now)
     if TIMING_FIELDS & changed.keys():
-        after = now
-        if trigger.next_run_at is not None and not (SCHEDULE_FIELDS | {"enabled"}) & changed.keys():
-            # Only the window moved: a fire already due but not yet dispatched (the tick
-            # skipped this locked row, or a backlog) keeps its place if the new window has it.
-            after = min(now, trigger.next_run_at - timedelta(microseconds=1))
-        trigger.next_run_at = compute_next_run_at(spec_of(trigger), enabled=trigger.enabled,
-                                                  now=after)  # fmt: skip
+        _reschedule(trigger, TIMING_FIELDS & changed.keys(), now=now)
     if SCHEDULE_FIELDS & changed.keys() or changed.get("enabled") is False:
         session.flush()
         runs.cancel_pending_for_trigger(session, trigger.id, now=now)
     session.flush()
     return get(session, trigger.id, scope=scope)
+
+
+def _reschedule(trigger: Trigger, changed: set[str], *, now: datetime) -> None:
+    """Recompute next_run_at / next_fire_at after a timing change (update, step 5).
+
+    - Only the jitter changed: the next fire stays the same fire and only its due instant
+      moves. A fire already dispatched has a run (its key) and lies before `next_fire_at`,
+      the next one is not dispatched yet, so no fire runs twice. None is lost either: a new
+      due instant already past becomes `now`, so the fire is due, not missed (a catch-up
+      policy would otherwise drop it as late), and the next tick runs it.
+    - Only the window (or jitter) moved: a fire already due but not yet dispatched (the tick
+      skipped this locked row, or a backlog) keeps its place if the new window has it.
+    - Otherwise: the first fire after `now`.
+    """
+    pending = trigger.next_fire_at or trigger.next_run_at
+    if changed == {"jitter_seconds"} and pending is not None:
+        trigger.next_fire_at = pending
+        trigger.next_run_at = max(schedule.due_at(spec_of(trigger), pending), now)
+        return
+    after = now
+    if pending is not None and not (SCHEDULE_FIELDS | {"enabled"}) & changed:
+        after = min(now, pending - timedelta(microseconds=1))
+    _set_next(trigger, now=after)
 
 
 def delete(
@@ -341,7 +412,13 @@ def preview(spec: schedule.TriggerSpec, *, after: datetime, count: int) -> list[
     return schedule.trigger_fires(spec, after, count)
 
 
-def _validate(values: Mapping[str, Any], *, now: datetime, run_at_is_new: bool) -> None:
+def _validate(
+    values: Mapping[str, Any],
+    *,
+    now: datetime,
+    run_at_is_new: bool,
+    trigger_id: uuid.UUID | None = None,
+) -> None:
     problems: dict[str, str] = {}
     for name, validate in (
         ("cron", schedule.validate_cron),
@@ -361,10 +438,30 @@ def _validate(values: Mapping[str, Any], *, now: datetime, run_at_is_new: bool) 
             end_at=values.get("end_at"),
             now=now,
             run_at_is_new=run_at_is_new,
+            has_interval=values.get("interval_seconds") is not None,
+            jitter_seconds=values.get("jitter_seconds"),
+            paused_note=values.get("paused_note"),
+            enabled=values.get("enabled", True),
         )
     )
+    if not problems:
+        problems.update(_check_spec(values, trigger_id=trigger_id))
     if problems:
         raise InvalidTrigger(problems)
+
+
+def _check_spec(values: Mapping[str, Any], *, trigger_id: uuid.UUID | None) -> dict[str, str]:
+    """Problems only the whole schedule shows: the interval's range, jitter over its bound."""
+    try:
+        spec = spec_of({**values, "id": trigger_id})
+    except errors.ScheduleError as exc:
+        return {exc.field: exc.message}
+    period = schedule.period_seconds(spec)
+    if period is not None and spec.jitter_seconds > schedule.jitter_limit(period):
+        # Within the period, jittered fires stay in order: the dispatcher's plan relies on it.
+        bound = schedule.jitter_limit(period)
+        return {"jitter_seconds": f"must be at most {bound} (the schedule's period, at most 3600)"}
+    return {}
 
 
 def _visible(query: Select, scope: str | None, trigger_id: uuid.UUID) -> Select:

@@ -27,9 +27,12 @@ logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(minutes=15)  # recent runs for the lag histogram and finished counts
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
-TICK_OUTCOMES = ("due", "dispatched", "skipped")
+TICK_OUTCOMES = ("due", "dispatched", "skipped", "reconciled")
 
-_LAG = "GREATEST(0, EXTRACT(EPOCH FROM (enqueued_at - scheduled_for)))"
+# Lag from when a run was due: its fire plus jitter (due_at), or, for a backfill of past
+# fires, when it was created (its scheduled_for is the past fire it stands for).
+_DUE = "CASE WHEN kind = 'backfill' THEN created_at ELSE COALESCE(due_at, scheduled_for) END"
+_LAG = f"GREATEST(0, EXTRACT(EPOCH FROM (enqueued_at - {_DUE})))"
 # Two indexed halves: unfinished runs (ix_runs_unfinished) and recently finished ones
 # (ix_runs_finished_at). A run enqueued in the window is in exactly one of them.
 LAG_HISTOGRAM = text(
@@ -143,7 +146,7 @@ def families(snapshot: dict[str, Any], *, now: datetime) -> Iterator[Metric]:
 
     outcomes = GaugeMetricFamily(
         "scheduler_last_tick_triggers",
-        "Fires the last tick found due, dispatched and skipped",
+        "Fires the last tick found due, dispatched and skipped; triggers it reconciled",
         labels=["outcome"],
     )
     for outcome in TICK_OUTCOMES:

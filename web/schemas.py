@@ -21,7 +21,15 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import errors, schedule, triggers
 from app.actions import registry
-from app.models import CATCHUP_POLICIES, OVERLAP_POLICIES, RUN_STATUSES
+from app.models import (
+    CATCHUP_POLICIES,
+    INTERVAL_SECONDS,
+    MAX_JITTER_SECONDS,
+    OVERLAP_POLICIES,
+    PAUSED_NOTE_LENGTH,
+    RUN_KINDS,
+    RUN_STATUSES,
+)
 from web import context
 
 PAYLOAD_LIMIT = 64 * 1024  # bytes of compact JSON (DESIGN section 7)
@@ -135,7 +143,8 @@ class Strict(ma.Schema):
 
 class TriggerPatch(Strict):
     """Every writable trigger field, all optional (the PATCH body). Send `null` to clear
-    cron, run_at, start_at or end_at (switching between cron and run_at needs both)."""
+    cron, run_at, interval_seconds, anchor_at, start_at, end_at or paused_note (switching
+    between cron, run_at and interval_seconds sets one and clears the other)."""
 
     name = fields.String(validate=validate.Length(1, 200))
     description = fields.String(validate=validate.Length(max=2000))
@@ -153,6 +162,27 @@ class TriggerPatch(Strict):
     max_attempts = StrictInteger(validate=validate.Range(1, 20))
     retry_backoff_seconds = StrictInteger(validate=validate.Range(0, 86400))
     timeout_seconds = StrictInteger(validate=validate.Range(1, 86400))
+    interval_seconds = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(*INTERVAL_SECONDS),
+        metadata={"description": "Fire every N seconds from anchor_at (60 s to 366 days)",
+                  "example": 5400},
+    )  # fmt: skip
+    anchor_at = Timestamp(
+        allow_none=True,
+        metadata={"description": "Interval fires are anchor_at + k * interval_seconds, for "
+                                 "every integer k (default the Unix epoch)"},
+    )  # fmt: skip
+    jitter_seconds = StrictInteger(
+        validate=validate.Range(0, MAX_JITTER_SECONDS),
+        metadata={"description": "Delay each cron or interval fire by a stable offset in "
+                                 "[0, jitter_seconds) (at most min(period, 3600))"},
+    )  # fmt: skip
+    paused_note = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=PAUSED_NOTE_LENGTH),
+        metadata={"description": "Why the trigger is paused; only with enabled: false"},
+    )
 
     @ma.pre_load
     def limit_payload(self, data: Any, **kwargs: Any) -> Any:
@@ -163,7 +193,8 @@ class TriggerPatch(Strict):
 
 
 class TriggerCreate(TriggerPatch):
-    """A new trigger: `name`, `action` and exactly one of `cron` / `run_at`."""
+    """A new trigger: `name`, `action` and exactly one of `cron`, `run_at` and
+    `interval_seconds`."""
 
     name = fields.String(required=True, validate=validate.Length(1, 200))
     action = Action(required=True, metadata={"example": {"type": "task", "name": "echo"}})
@@ -177,6 +208,7 @@ class TriggerCreate(TriggerPatch):
     max_attempts = StrictInteger(load_default=3, validate=validate.Range(1, 20))
     retry_backoff_seconds = StrictInteger(load_default=10, validate=validate.Range(0, 86400))
     timeout_seconds = StrictInteger(load_default=60, validate=validate.Range(1, 86400))
+    jitter_seconds = StrictInteger(load_default=0, validate=validate.Range(0, MAX_JITTER_SECONDS))
 
     @ma.validates_schema(pass_original=True, skip_on_field_errors=False)
     def check_schedule(self, data: dict, original: Any, **kwargs: Any) -> None:
@@ -194,6 +226,10 @@ def _check_schedule(data: dict, original: Any, *, run_at_is_new: bool) -> None:
         end_at=data.get("end_at"),
         now=context.now(),
         run_at_is_new=run_at_is_new,
+        has_interval=original.get("interval_seconds") is not None,
+        jitter_seconds=data.get("jitter_seconds"),
+        paused_note=data.get("paused_note"),
+        enabled=data.get("enabled", True),
     )
     if problems:
         raise ma.ValidationError(problems)
@@ -203,9 +239,15 @@ class RunOut(ma.Schema):
     id = fields.UUID(required=True)
     trigger_id = fields.UUID(required=True)
     tenant_id = fields.String(required=True)
-    kind = fields.String(required=True, metadata={"enum": ["scheduled", "manual"]})
+    kind = fields.String(required=True, metadata={"enum": list(RUN_KINDS)})
     status = fields.String(required=True, metadata={"enum": list(RUN_STATUSES)})
     scheduled_for = Timestamp(required=True)
+    due_at = Timestamp(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When the fire was due: scheduled_for plus the trigger's "
+                                 "jitter (null for manual runs)"},
+    )  # fmt: skip
     idempotency_key = fields.String(required=True)
     attempt = fields.Integer(required=True)
     generation = fields.Integer(required=True)
@@ -235,7 +277,24 @@ class TriggerOut(ma.Schema):
     max_attempts = fields.Integer(required=True)
     retry_backoff_seconds = fields.Integer(required=True)
     timeout_seconds = fields.Integer(required=True)
-    next_run_at = Timestamp(required=True, allow_none=True)
+    interval_seconds = fields.Integer(required=True, allow_none=True)
+    anchor_at = Timestamp(required=True, allow_none=True)
+    jitter_seconds = fields.Integer(required=True)
+    paused_note = fields.String(required=True, allow_none=True)
+    paused_at = Timestamp(required=True, allow_none=True)
+    paused_by = fields.String(
+        required=True, allow_none=True, metadata={"description": "The pausing API key's prefix"}
+    )
+    next_run_at = Timestamp(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When the next fire is due (its jitter included)"},
+    )
+    next_fire_at = Timestamp(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The next fire itself: its runs' scheduled_for"},
+    )
     schedule_description = fields.String(required=True)
     last_run = fields.Nested(RunOut, required=True, allow_none=True)
     version = fields.Integer(required=True)
@@ -311,11 +370,15 @@ class PreviewQuery(ma.Schema):
 
 
 class PreviewIn(Strict):
-    """An unsaved schedule: `cron` (with `timezone`) or `run_at`, and an optional window."""
+    """An unsaved schedule: `cron` (with `timezone`), `run_at` or `interval_seconds` (with
+    `anchor_at`), an optional window and jitter (drawn as for a trigger with no id yet)."""
 
     cron = Cron(allow_none=True)
     timezone = TimeZone(load_default="UTC")
     run_at = Timestamp(allow_none=True)
+    interval_seconds = StrictInteger(allow_none=True, validate=validate.Range(*INTERVAL_SECONDS))
+    anchor_at = Timestamp(allow_none=True)
+    jitter_seconds = StrictInteger(load_default=0, validate=validate.Range(0, MAX_JITTER_SECONDS))
     start_at = Timestamp(allow_none=True)
     end_at = Timestamp(allow_none=True)
     after = Timestamp()
@@ -329,6 +392,12 @@ class PreviewIn(Strict):
 class Fire(ma.Schema):
     utc = fields.String(required=True, metadata={"example": "2026-03-08T07:00:00Z"})
     local = fields.String(required=True, metadata={"example": "2026-03-08T03:00:00-04:00"})
+    jittered_utc = fields.String(
+        metadata={"description": "When the fire is due, its jitter included (only with "
+                                 "jitter): the run's scheduled_for stays `utc`",
+                  "example": "2026-03-08T07:04:31Z"},
+    )  # fmt: skip
+    jittered_local = fields.String(metadata={"example": "2026-03-08T03:04:31-04:00"})
 
 
 class PreviewOut(ma.Schema):
@@ -337,12 +406,31 @@ class PreviewOut(ma.Schema):
 
 
 def preview_out(spec: schedule.TriggerSpec, fires: list[datetime]) -> dict:
-    """The preview body: each fire in UTC (`Z`) and in the schedule's local time."""
+    """The preview body: each fire in UTC (`Z`) and in the schedule's local time, and with
+    jitter the instant it is due, both ways."""
     zone = ZoneInfo(spec.timezone)
-    return {
-        "description": describe(spec),
-        "fires": [{"utc": iso_utc(f), "local": f.astimezone(zone).isoformat()} for f in fires],
-    }
+    items = []
+    for fire in fires:
+        item = {"utc": iso_utc(fire), "local": fire.astimezone(zone).isoformat()}
+        if spec.jitter_seconds:
+            due = schedule.due_at(spec, fire)
+            item.update(jittered_utc=iso_utc(due), jittered_local=due.astimezone(zone).isoformat())
+        items.append(item)
+    return {"description": describe(spec), "fires": items}
+
+
+class BackfillIn(Strict):
+    """A past range to run again: every fire f with start <= f < end (at most 1,000)."""
+
+    start = Timestamp(required=True, metadata={"example": "2026-11-29T00:00:00Z"})
+    end = Timestamp(required=True, metadata={"example": "2026-11-30T00:00:00Z"})
+
+
+class BackfillOut(ma.Schema):
+    created = fields.Integer(required=True, metadata={"description": "Runs created"})
+    existing = fields.Integer(
+        required=True, metadata={"description": "Fires that already had a run (not run again)"}
+    )
 
 
 class SchedulerStateOut(ma.Schema):

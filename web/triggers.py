@@ -1,4 +1,5 @@
-"""Triggers: create (idempotent), list, read, update (If-Match), delete, run now, preview."""
+"""Triggers: create (idempotent), list, read, update (If-Match), delete, run now, backfill,
+preview."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 
-from app import errors, idempotency, triggers
+from app import backfill, errors, idempotency, triggers
 from app.models import Run
 from web import auth, context, pagination
 from web import schemas as s
@@ -73,6 +74,7 @@ class TriggerCollection(MethodView):
             trigger = triggers.create(
                 session, tenant_id=tenant, values=values, now=context.now(),
                 max_triggers=context.settings().max_triggers_per_tenant,
+                actor=context.principal().prefix,
             )  # fmt: skip
             body = s.TriggerOut().dump(triggers.TriggerDetail(trigger, None))
             if key is not None:
@@ -98,6 +100,7 @@ class TriggerItem(MethodView):
             detail = triggers.update(
                 session, trigger_id, scope=context.scope(), changes=changes,
                 if_match=if_match(headers.get("if_match")), now=context.now(),
+                actor=context.principal().prefix,
             )  # fmt: skip
         return detail, 200, _etag(detail.trigger.version)
 
@@ -128,6 +131,24 @@ class TriggerRunNow(MethodView):
         return run
 
 
+@blp.route("/triggers/<uuid:trigger_id>/backfill")
+class TriggerBackfill(MethodView):
+    @blp.arguments(s.BackfillIn)
+    @blp.response(202, s.BackfillOut)
+    def post(self, body: dict, trigger_id: uuid.UUID) -> dict:
+        """Run every fire in [start, end) again as a `backfill` run (at most 1,000; end not
+        in the future). A fire that already has a run keeps it: a repeated call creates
+        nothing more."""
+        with context.session() as session:
+            result = backfill.backfill(
+                session, trigger_id, scope=context.scope(), start=body["start"],
+                end=body["end"], now=context.now(),
+            )  # fmt: skip
+        if result.runs:
+            hand_off(*result.runs)
+        return {"created": result.created, "existing": result.existing}
+
+
 @blp.route("/triggers/<uuid:trigger_id>/preview")
 class TriggerPreview(MethodView):
     @blp.arguments(s.PreviewQuery, location="query")
@@ -153,25 +174,27 @@ class SchedulePreview(MethodView):
         return s.preview_out(spec, triggers.preview(spec, after=after, count=body["count"]))
 
 
-def hand_off(run: Run) -> None:
-    """Publish a committed run, then stamp `enqueued_at`.
+def hand_off(*handed: Run) -> None:
+    """Publish committed runs (one message each, one call), then stamp `enqueued_at`.
 
-    A broker failure is logged and the request still succeeds: the run stays `pending` in
-    the database and the dispatcher's recovery sweep enqueues it (DESIGN section 5).
+    A broker failure is logged and the request still succeeds: the runs stay `pending` in
+    the database and the dispatcher's recovery sweep enqueues them (DESIGN section 5).
     """
+    ids = [run.id for run in handed]
     try:
-        context.services().publish([run.id])
+        context.services().publish(ids)
     except Exception:
         logger.warning(
             "enqueue failed; the recovery sweep will enqueue the run",
             exc_info=True,
-            extra={"event": "enqueue_failed", "run_id": str(run.id)},
+            extra={"event": "enqueue_failed", "run_id": str(ids[0]), "runs": len(ids)},
         )
         return
     now = context.now()
     with context.session() as session:
-        triggers.mark_enqueued(session, [run.id], now=now)
-    run.enqueued_at = run.enqueued_at or now
+        triggers.mark_enqueued(session, ids, now=now)
+    for run in handed:
+        run.enqueued_at = run.enqueued_at or now
 
 
 def if_match(value: str | None) -> int | None:

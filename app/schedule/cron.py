@@ -4,8 +4,17 @@ The grammar is Debian cron's (and cronsim's, our reference): per field a comma l
 `*`, `N`, `A-B`, each optionally followed by `/STEP`; month and day-of-week also take
 names (`JAN`, `MON`), and day-of-week 7 is Sunday. `N/STEP` means `N-max/STEP` (as cronsim
 reads it) and `A-A/STEP` means `A` (cronsim reads `A/STEP` there). Macros `@hourly @daily
-@midnight @weekly @monthly @yearly @annually` stand for their 5-field form. Quartz and croniter
-extensions (`L`, `W`, `#`, `?`, `H`) are rejected.
+@midnight @weekly @monthly @yearly @annually` stand for their 5-field form.
+
+Extensions, with cronsim's meanings (DESIGN section 11), as items of a comma list:
+- day-of-month `L` (the last day of the month) and `LW` (the last weekday, Monday-Friday, of
+  the month);
+- day-of-week `D#N` (the Nth such weekday of the month, N 1-5; `D` a number or a name) and
+  `DL` (the last such weekday of the month; `D` a number 0-7, as cronsim takes it).
+They take no step and no range (cronsim silently ignores a step on `L`; we reject it). They
+do not change the day-field rule: `L` does not start with '*', so `0 0 L * MON` is "the last
+day or a Monday". Other Quartz and croniter extensions (`W` alone, `?`, `H`, `L-3`) are
+rejected.
 
 croniter is deliberately not used for the expansion: croniter 7 expands several valid forms
 differently from Debian cron (`6-6` in day-of-week becomes every day, `12-12/11` in month adds
@@ -42,9 +51,12 @@ MACROS = {
 }
 _NUMBER = re.compile(r"[0-9]+")
 _ITEM = re.compile(r"^(\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/(.*))?$")
-# Quartz / croniter extensions that Debian cron does not have.
-_UNSUPPORTED_CHARS = re.compile(r"[?#()]")
+# Quartz / croniter extensions that neither Debian cron nor cronsim has.
+_UNSUPPORTED_CHARS = re.compile(r"[?()]")
 _UNSUPPORTED_TOKEN = re.compile(r"\d*[LW]|LW|L-\d+|H")
+_LAST_DAY, _LAST_WEEKDAY = "L", "LW"
+_NTH = re.compile(r"^([0-9A-Za-z]+)#(.*)$")
+_LAST_DOW = re.compile(r"^([0-9]+)L$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,22 +79,60 @@ class CronExpr:
     # instant whose wall-clock time matches.
     pinned: bool
     seconds_of_day: tuple[int, ...]  # sorted hour*3600 + minute*60 of every matching time
+    # The extensions: day-of-month `L` / `LW`; day-of-week `D#N` as (D, N) and `DL` as D.
+    month_ends: frozenset[str] = frozenset()
+    nth_weekdays: frozenset[tuple[int, int]] = frozenset()
+    last_weekdays: frozenset[int] = frozenset()
+
+    @property
+    def extended(self) -> bool:
+        """True when an extension (`L`, `LW`, `#`, `DL`) appears in a day field."""
+        return bool(self.month_ends or self.nth_weekdays or self.last_weekdays)
 
     def month_days(self, year: int, month: int) -> tuple[int, ...]:
         """The days of `month` in `year` that match the day fields, in order."""
-        return _month_days(self.day_and, self.days, self.weekdays, year, month)
+        return _month_days(
+            _DayRule(self.day_and, self.days, self.weekdays, self.month_ends,
+                     self.nth_weekdays, self.last_weekdays),
+            year,
+            month,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _DayRule:
+    day_and: bool
+    days: frozenset[int]
+    weekdays: frozenset[int]
+    month_ends: frozenset[str]
+    nth_weekdays: frozenset[tuple[int, int]]
+    last_weekdays: frozenset[int]
+
+
+def _last_weekday_of_month(first_weekday: int, length: int) -> int:
+    """The date of the month's last Monday-Friday (cronsim's `last_weekday`)."""
+    last = (first_weekday + length - 1) % 7  # Monday = 0
+    return length - {6: 2, 5: 1}.get(last, 0)
 
 
 @lru_cache(maxsize=65536)
-def _month_days(
-    day_and: bool, days: frozenset[int], weekdays: frozenset[int], year: int, month: int
-) -> tuple[int, ...]:
+def _month_days(rule: _DayRule, year: int, month: int) -> tuple[int, ...]:
     first_weekday, length = calendar.monthrange(year, month)  # Monday = 0
+    dom_days = set(rule.days)
+    if _LAST_DAY in rule.month_ends:
+        dom_days.add(length)
+    if _LAST_WEEKDAY in rule.month_ends:
+        dom_days.add(_last_weekday_of_month(first_weekday, length))
     matched = []
     for day in range(1, length + 1):
-        in_dom = day in days
-        in_dow = (first_weekday + day) % 7 in weekdays  # shifted so that Sunday = 0
-        if (in_dom and in_dow) if day_and else (in_dom or in_dow):
+        in_dom = day in dom_days
+        weekday = (first_weekday + day) % 7  # shifted so that Sunday = 0
+        in_dow = (
+            weekday in rule.weekdays
+            or (weekday, (day + 6) // 7) in rule.nth_weekdays
+            or (weekday in rule.last_weekdays and day + 7 > length)
+        )
+        if (in_dom and in_dow) if rule.day_and else (in_dom or in_dow):
             matched.append(day)
     return tuple(matched)
 
@@ -112,14 +162,50 @@ def _value(index: int, text: str, token: str) -> int:
     return value
 
 
-def _parse_field(index: int, text: str) -> set[int]:
-    """The values of field `index`; `text` is as the user wrote it (named in errors)."""
+def _extension(index: int, text: str, item: str, found: dict[str, set]) -> bool:
+    """Record `item` in `found` if it is an extension of its field; False if it is not one."""
+    upper = item.upper()
+    if index == 2 and upper in (_LAST_DAY, _LAST_WEEKDAY):
+        found["month_ends"].add(upper)
+        return True
+    if index == 2 and upper.split("/")[0] in (_LAST_DAY, _LAST_WEEKDAY):
+        raise _fail(index, text, f"'{item}': '{upper.split('/')[0]}' takes no step")
+    if index != 4:
+        if "#" in item:
+            raise _fail(index, text, "'#' is only allowed in the day-of-week field")
+        return False
+    nth = _NTH.match(item)
+    if nth is not None:
+        weekday, count = nth.groups()
+        if "-" in weekday or "/" in count:
+            raise _fail(index, text, f"'{item}': '#' takes one weekday and no range or step")
+        if not _NUMBER.fullmatch(count) or not 1 <= int(count) <= 5:
+            raise _fail(index, text, f"'{item}': the week number after '#' must be 1-5")
+        found["nth_weekdays"].add((_value(index, text, weekday) % 7, int(count)))
+        return True
+    last = _LAST_DOW.match(item)
+    if last is not None:
+        found["last_weekdays"].add(_value(index, text, last.group(1)) % 7)
+        return True
+    if "#" in item or (upper.endswith("L") and "/" in upper) or re.search(r"L/", upper):
+        raise _fail(index, text, f"'{item}' is not a valid '#' or 'L' item (e.g. 1#2, 5L)")
+    return False
+
+
+def _parse_field(index: int, text: str, found: dict[str, set] | None = None) -> set[int]:
+    """The values of field `index`; `text` is as the user wrote it (named in errors).
+
+    Extension items (see the module docstring) go into `found` instead of the values.
+    """
     low, high = _BOUNDS[index]
-    found = _UNSUPPORTED_CHARS.search(text)
-    if found:
-        raise _fail(index, text, _unsupported(found.group()))
+    found_char = _UNSUPPORTED_CHARS.search(text)
+    if found_char:
+        raise _fail(index, text, _unsupported(found_char.group()))
+    found = found if found is not None else {k: set() for k in _EXTENSION_KINDS}
     values: set[int] = set()
     for item in text.split(","):
+        if item and _extension(index, text, item, found):
+            continue
         match = _ITEM.match(item)
         if not item or match is None:
             raise _fail(index, text, f"'{item}' is not a value, a range or a step")
@@ -144,13 +230,30 @@ def _parse_field(index: int, text: str) -> set[int]:
     return values
 
 
+_EXTENSION_KINDS = ("month_ends", "nth_weekdays", "last_weekdays")
+# The weekday calendar repeats every 28 years between 1901 and 2099: if an expression fires
+# in none of these months, it never fires.
+_CYCLE = range(2001, 2029)
+
+
+def _check_extended_fires(expr: CronExpr) -> None:
+    """Reject an expression with extensions whose day fields never meet ('*/30 * 1#2')."""
+    if any(expr.month_days(year, month) for year in _CYCLE for month in sorted(expr.months)):
+        return
+    raise ScheduleError(
+        f"never fires: no day matches day-of-month '{expr.fields[2]}' and day-of-week "
+        f"'{expr.fields[4]}' in month '{expr.fields[3]}'",
+        field="cron",
+    )
+
+
 def _check_fires(fields: tuple[str, ...], days: set[int], months: set[int], day_and: bool) -> None:
     """Reject an expression whose day-of-month never occurs in its months ('0 0 30 2 *').
 
     Only the AND case can be empty: any (month, day) pair that exists falls on every weekday
     over the years, and in the OR case the day-of-week alone fires.
     """
-    if day_and and min(days) > max(_MONTH_DAYS[month] for month in months):
+    if day_and and days and min(days) > max(_MONTH_DAYS[month] for month in months):
         names = ",".join(_MONTHS[month - 1] for month in sorted(months))
         raise ScheduleError(
             f"never fires: day-of-month '{fields[2]}' does not exist in month '{fields[3]}' "
@@ -189,12 +292,14 @@ def _split(expr: str) -> tuple[str, tuple[str, ...]]:
 def parse(expr: str) -> CronExpr:
     """Parse `expr` (cached: one CronExpr per distinct text); raise ScheduleError(field='cron')."""
     text, fields = _split(expr)
+    found: dict[str, set] = {kind: set() for kind in _EXTENSION_KINDS}
     minutes, hours, days, months, weekdays = (
-        _parse_field(index, field) for index, field in enumerate(fields)
+        _parse_field(index, field, found) for index, field in enumerate(fields)
     )
     day_and = fields[2].startswith("*") or fields[4].startswith("*")
-    _check_fires(fields, days, months, day_and)
-    return CronExpr(
+    if not found["month_ends"]:  # 'L' exists in every month
+        _check_fires(fields, days, months, day_and)
+    parsed = CronExpr(
         text=text,
         fields=tuple(field.upper() for field in fields),
         minutes=tuple(sorted(minutes)),
@@ -205,7 +310,13 @@ def parse(expr: str) -> CronExpr:
         day_and=day_and,
         pinned=not fields[0].startswith("*") and not fields[1].startswith("*"),
         seconds_of_day=tuple(h * 3600 + m * 60 for h in sorted(hours) for m in sorted(minutes)),
+        month_ends=frozenset(found["month_ends"]),
+        nth_weekdays=frozenset(found["nth_weekdays"]),
+        last_weekdays=frozenset(found["last_weekdays"]),
     )
+    if parsed.extended:
+        _check_extended_fires(parsed)
+    return parsed
 
 
 def names_to_numbers(index: int, text: str) -> str:

@@ -36,6 +36,8 @@ def test_it_creates_a_cron_trigger_with_its_next_run(acme, services, clock):
         "end_at", "enabled", "action", "payload", "overlap_policy", "catchup_policy",
         "catchup_window_seconds", "max_attempts", "retry_backoff_seconds", "timeout_seconds",
         "next_run_at", "schedule_description", "last_run", "version", "created_at", "updated_at",
+        "interval_seconds", "anchor_at", "jitter_seconds", "next_fire_at", "paused_note",
+        "paused_at", "paused_by",
     }  # fmt: skip
     assert acme.get(f"/triggers/{body['id']}").get_json() == body
 
@@ -76,7 +78,7 @@ INVALID = [
     ("six-field cron", {"cron": "* * * * * *"}, {"cron"}),
     ("unknown time zone", {"timezone": "Mars/Olympus"}, {"timezone"}),
     ("both cron and run_at", {"run_at": SOON}, {"cron", "run_at"}),
-    ("neither cron nor run_at", {"cron": DROP}, {"cron", "run_at"}),
+    ("no schedule", {"cron": DROP}, {"cron", "run_at", "interval_seconds"}),
     ("naive run_at", {"cron": DROP, "run_at": "2030-01-01T00:00:00"}, {"run_at"}),
     ("run_at in the past", {"cron": DROP, "run_at": "2020-01-01T00:00:00Z"}, {"run_at"}),
     ("end before start", {"start_at": SOON, "end_at": SOON}, {"end_at"}),
@@ -94,7 +96,11 @@ INVALID = [
     ("long name", {"name": "x" * 201}, {"name"}),
     ("missing name", {"name": DROP}, {"name"}),
     ("null name", {"name": None}, {"name"}),
-    ("null cron and run_at", {"cron": None, "run_at": None}, {"cron", "run_at"}),
+    (
+        "null cron and run_at",
+        {"cron": None, "run_at": None},
+        {"cron", "run_at", "interval_seconds"},
+    ),
     ("unknown field", {"colour": "red"}, {"colour"}),
     ("read-only field", {"version": 3}, {"version"}),
     ("enabled as 1", {"enabled": 1}, {"enabled"}),

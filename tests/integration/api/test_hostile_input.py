@@ -43,6 +43,7 @@ PREVIEW = {
     "end_at": "2030-01-01T00:00:00Z", "after": "2026-03-01T00:00:00Z", "count": 5,
 }  # fmt: skip
 RESTART = {"release": "test-release"}
+BACKFILL = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-01T06:00:00Z"}
 
 # (method, path, schema of the body, a valid body)
 BODIES = [
@@ -50,6 +51,7 @@ BODIES = [
     ("PATCH", "/api/v1/triggers/{trigger_id}", s.TriggerPatch, CREATE),
     ("POST", "/api/v1/schedules/preview", s.PreviewIn, PREVIEW),
     ("POST", "/api/v1/admin/scheduler/restart", s.RestartIn, RESTART),
+    ("POST", "/api/v1/triggers/{trigger_id}/backfill", s.BackfillIn, BACKFILL),
 ]
 # (method, path, schema of the query string)
 QUERIES = [

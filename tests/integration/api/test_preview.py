@@ -51,7 +51,7 @@ def test_preview_of_a_one_time_schedule(acme):
         ({"cron": "@daily", "count": 0}, {"count"}),
         ({"cron": "@daily", "count": 101}, {"count"}),
         ({"cron": "@daily", "timezone": "Nowhere"}, {"timezone"}),
-        ({}, {"cron", "run_at"}),
+        ({}, {"cron", "run_at", "interval_seconds"}),
         ({"cron": "@daily", "run_at": "2030-01-01T00:00:00Z"}, {"cron", "run_at"}),
         ({"cron": "@daily", "after": "2030-01-01T00:00:00"}, {"after"}),
         ({"cron": "@daily", "bogus": 1}, {"bogus"}),

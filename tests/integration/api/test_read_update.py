@@ -199,7 +199,7 @@ def test_if_match_with_another_version_is_412_and_changes_nothing(acme, snapshot
     [
         ({"cron": "bad"}, {"cron"}),
         ({"run_at": "2030-01-01T00:00:00Z"}, {"cron", "run_at"}),  # both set once merged
-        ({"cron": None}, {"cron", "run_at"}),  # neither once merged
+        ({"cron": None}, {"cron", "run_at", "interval_seconds"}),  # none once merged
         ({"end_at": "2000-01-01T00:00:00Z", "start_at": "2001-01-01T00:00:00Z"}, {"end_at"}),
         ({"max_attempts": 50}, {"max_attempts"}),
         ({"id": "x"}, {"id"}),

@@ -88,3 +88,33 @@ def transitions(zone: str) -> list[datetime]:
             found.append(high)
         day = nxt
     return found
+
+
+def extension_item(rng: random.Random, index: int) -> str:
+    """An `L`/`LW` day-of-month item or a `D#N`/`DL` day-of-week item (cronsim's forms)."""
+    if index == 2:
+        return rng.choice(("L", "LW"))
+    weekday = rng.randint(0, 7)
+    if rng.random() < 0.5:
+        name = value(rng, 4, weekday) if weekday < 7 else "7"
+        return f"{name}#{rng.randint(1, 5)}"
+    return f"{weekday}L"  # cronsim takes only a number before L
+
+
+def random_extended_expression(rng: random.Random) -> str:
+    """A random valid expression whose day fields use at least one extension."""
+    while True:
+        fields = [",".join(item(rng, i) for _ in range(rng.choice((1, 1, 2)))) for i in range(5)]
+        for index in rng.choice(((2,), (4,), (2, 4))):
+            items = [extension_item(rng, index) for _ in range(rng.choice((1, 1, 2)))]
+            if rng.random() < 0.4:  # mixed with plain items; sometimes leading with '*'
+                items = (
+                    [*items, item(rng, index)] if rng.random() < 0.5 else [item(rng, index), *items]
+                )
+            fields[index] = ",".join(items)
+        expr = " ".join(fields)
+        try:
+            cron_grammar.parse(expr)
+        except ScheduleError:
+            continue
+        return expr

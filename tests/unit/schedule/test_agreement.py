@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 
 from app.schedule import spec
-from tests.unit.schedule.helpers import random_expression, transitions
+from tests.unit.schedule.helpers import random_expression, random_extended_expression, transitions
 
 ZONES = [
     "UTC",
@@ -109,4 +109,19 @@ def test_random_expressions_agree_with_cronsim_across_dst_transitions() -> None:
         if changes:
             instant = rng.choice(changes) - timedelta(seconds=rng.uniform(0, 86400))
         cases.append((random_expression(rng), zone, instant))
+    assert disagreements(cases) == []
+
+
+def test_random_expressions_with_extensions_agree_with_cronsim_in_many_zones() -> None:
+    # L, LW, D#N and DL (DESIGN section 11), alone and in lists, with the OR/AND day rule,
+    # in every zone, half of the cases starting within a day of a DST transition.
+    rng = random.Random(20261130)
+    cases = []
+    for number in range(1000):
+        zone = ZONES[number % len(ZONES)]
+        instant = random_instant(rng)
+        changes = [t for t in transitions(zone) if t < END]
+        if changes and number % 2:
+            instant = rng.choice(changes) - timedelta(seconds=rng.uniform(0, 86400))
+        cases.append((random_extended_expression(rng), zone, instant))
     assert disagreements(cases) == []

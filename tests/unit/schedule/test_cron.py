@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
 
 from app import schedule
 from app.errors import ScheduleError
-from tests.unit.schedule.helpers import fires
+from tests.unit.schedule.helpers import fires, random_extended_expression
 
 
 @pytest.mark.parametrize(
@@ -48,9 +49,19 @@ def test_it_returns_the_normalised_expression(expr: str, normalised: str) -> Non
         ("0 0 20-10 * *", "day-of-month field '20-10': range '20-10' ends before it starts"),
         ("1,,2 * * * *", "minute field '1,,2': '' is not a value, a range or a step"),
         ("-5 * * * *", "minute field '-5': '-5' is not a value, a range or a step"),
-        ("0 0 L * *", "day-of-month field 'L': 'L' is not supported"),
         ("0 0 15W * *", "day-of-month field '15W': '15W' is not supported"),
-        ("0 0 * * 5#3", "day-of-week field '5#3': '#' is not supported"),
+        # the extensions (L, LW, D#N, DL) in impossible combinations
+        ("0 0 * * 1#6", "day-of-week field '1#6': '1#6': the week number after '#' must be 1-5"),
+        ("0 0 * * 1#0", "the week number after '#' must be 1-5"),
+        ("0 0 L/2 * *", "day-of-month field 'L/2': 'L/2': 'L' takes no step"),
+        ("0 0 LW/3 * *", "'LW' takes no step"),
+        ("0 0 * * 5L/2", "day-of-week field '5L/2': '5L/2' is not a valid '#' or 'L' item"),
+        ("0 0 * * 1-3#2", "'1-3#2' is not a valid '#' or 'L' item"),
+        ("0 0 1#2 * *", "day-of-month field '1#2': '#' is only allowed in the day-of-week"),
+        ("0 0 * * L", "day-of-week field 'L': 'L' is not supported"),
+        ("0 0 5L * *", "day-of-month field '5L': '5L' is not supported"),
+        ("0 0 * * 8L", "day-of-week field '8L': 8 is out of range 0-7"),
+        ("0 0 */30 * 1#2", "never fires: no day matches day-of-month '*/30' and day-of-week"),
         ("0 0 ? * *", "day-of-month field '?': '?' is not supported"),
         ("H * * * *", "minute field 'H': 'H' is not supported"),
         ("@reboot", "unknown macro '@reboot' (supported: @hourly @daily @midnight"),
@@ -154,3 +165,73 @@ def _after():
     from datetime import UTC, datetime
 
     return datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "expected"),
+    [
+        # L: the last day of the month, leap years included
+        ("0 9 L * *", "2026-01-30T00:00Z",
+         ["2026-01-31T09:00Z", "2026-02-28T09:00Z", "2026-03-31T09:00Z"]),
+        ("0 0 L 2 *", "2027-03-01T00:00Z", ["2028-02-29T00:00Z", "2029-02-28T00:00Z"]),
+        # LW: the last Monday-Friday (January 2026 ends on a Saturday, May on a Sunday)
+        ("0 9 LW * *", "2026-01-01T00:00Z",
+         ["2026-01-30T09:00Z", "2026-02-27T09:00Z", "2026-03-31T09:00Z"]),
+        ("0 9 LW 5 *", "2026-01-01T00:00Z", ["2026-05-29T09:00Z"]),
+        # D#N: the Nth such weekday; 5th Mondays are rare
+        ("0 9 * * MON#2", "2026-01-01T00:00Z", ["2026-01-12T09:00Z", "2026-02-09T09:00Z"]),
+        ("0 9 * * 1#5", "2026-01-01T00:00Z", ["2026-03-30T09:00Z", "2026-06-29T09:00Z"]),
+        ("0 9 * * 7#1", "2026-01-01T00:00Z", ["2026-01-04T09:00Z", "2026-02-01T09:00Z"]),
+        # DL: the last such weekday
+        ("0 9 * * 5L", "2026-01-01T00:00Z", ["2026-01-30T09:00Z", "2026-02-27T09:00Z"]),
+        # a list mixes them; neither field starts with '*': OR (the 15th, or the last day)
+        ("0 9 15,L * *", "2026-01-01T00:00Z",
+         ["2026-01-15T09:00Z", "2026-01-31T09:00Z", "2026-02-15T09:00Z"]),
+        ("0 9 1 * 1#2", "2026-01-01T00:00Z",
+         ["2026-01-01T09:00Z", "2026-01-12T09:00Z", "2026-02-01T09:00Z"]),
+        # '*/2' starts with '*': AND, the second Monday only when it is an odd day
+        ("0 9 */2 * 1#2", "2026-01-01T00:00Z", ["2026-02-09T09:00Z", "2026-03-09T09:00Z"]),
+    ],
+)  # fmt: skip
+def test_month_end_and_nth_weekday_extensions(expr: str, after: str, expected: list[str]) -> None:
+    assert fires(expr, "UTC", after, len(expected)) == expected
+
+
+def test_extensions_follow_the_dst_rules_of_plain_expressions() -> None:
+    # 2026-03-08 (second Sunday of March) is the spring-forward day in New York: the pinned
+    # 02:30 moves to 03:00 EDT; on 2026-11-01 (first Sunday of November) 01:30 fires once.
+    assert fires("30 2 * * SUN#2", "America/New_York", "2026-03-01T00:00Z", 1) == [
+        "2026-03-08T07:00Z"
+    ]
+    assert fires("30 1 * * 0#1", "America/New_York", "2026-10-31T00:00Z", 2) == [
+        "2026-11-01T05:30Z",
+        "2026-12-06T06:30Z",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expr", "text"),
+    [
+        ("0 9 L * *", "At 09:00 AM, on the last day of the month, UTC"),
+        ("0 9 LW * *", "At 09:00 AM, on the last weekday of the month, UTC"),
+        ("0 9 15,L * *", "At 09:00 AM, on day 15 and the last day of the month, UTC"),
+        ("0 9 * * MON#2,FRI#1",
+         "At 09:00 AM, on the second Monday and the first Friday of the month, UTC"),
+        ("0 18 * * 5L", "At 06:00 PM, on the last Friday of the month, UTC"),
+        ("30 8 L 2 *", "At 08:30 AM, on the last day of the month, only in February, UTC"),
+        # neither day field starts with '*': OR; one does: AND (Debian's rule, kept)
+        ("0 9 1 * 1#2",
+         "At 09:00 AM, on day 1 of the month, or on the second Monday of the month, UTC"),
+        ("0 9 */2 * 1#2",
+         "At 09:00 AM, every 2 days, and only on the second Monday of the month, UTC"),
+    ],
+)  # fmt: skip
+def test_extensions_are_described_in_words(expr: str, text: str) -> None:
+    assert schedule.describe(schedule.TriggerSpec(cron=expr)) == text
+
+
+def test_every_random_expression_with_extensions_has_a_description() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        text = schedule.describe(schedule.TriggerSpec(cron=random_extended_expression(rng)))
+        assert text.endswith(", UTC") and " L " not in text and "#" not in text
