@@ -16,6 +16,7 @@ from app.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -78,6 +79,8 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
+    # The one broker of every process (web, worker, beat): Redis or RabbitMQ (amqp://).
+    broker_url: str = DEFAULT_REDIS_URL
     release_id: str = "dev"
     scheduler_restart_secret: str = ""
     dispatch_interval_seconds: int = 60
@@ -111,6 +114,7 @@ class Settings:
         log_format = env.get("LOG_FORMAT", "json").strip().lower() or "json"
         if log_format not in ("json", "kv"):
             raise ConfigError(f"LOG_FORMAT must be json or kv, got {log_format!r}")
+        redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
         interval = _int(env, "DISPATCH_INTERVAL_SECONDS", 60, minimum=1, maximum=60)
         if 60 % interval:
             raise ConfigError(f"DISPATCH_INTERVAL_SECONDS must divide 60, got {interval}")
@@ -118,7 +122,8 @@ class Settings:
             database_url=_url(
                 env, "DATABASE_URL", DEFAULT_DATABASE_URL, ("postgresql", "postgres")
             ),
-            redis_url=_url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix")),
+            redis_url=redis_url,
+            broker_url=_url(env, "BROKER_URL", redis_url, BROKER_SCHEMES),
             release_id=_release(env),
             scheduler_restart_secret=env.get("SCHEDULER_RESTART_SECRET", ""),
             dispatch_interval_seconds=interval,

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 
-from app import errors, idempotency, triggers
+from app import admission, errors, idempotency, triggers
 from app.models import Run
 from web import auth, context, pagination
 from web import schemas as s
@@ -151,24 +151,21 @@ class SchedulePreview(MethodView):
 
 
 def hand_off(run: Run) -> None:
-    """Publish a committed run, then stamp `enqueued_at`.
+    """After a manual run commits: admit into the free slots and publish (DESIGN section 12).
 
-    A broker failure is logged and the request still succeeds: the run stays `pending` in
-    the database and the dispatcher's recovery sweep enqueues it (DESIGN section 5).
+    The new run waits its turn like any other; when a slot is free it is admitted and
+    published at once. A broker failure is logged by admission and the request still
+    succeeds: the run waits in PostgreSQL and a later hand-off (a finishing run, the
+    tick) publishes it.
     """
-    try:
-        context.services().publish([run.id])
-    except Exception:
-        logger.warning(
-            "enqueue failed; the recovery sweep will enqueue the run",
-            exc_info=True,
-            extra={"event": "enqueue_failed", "run_id": str(run.id)},
-        )
-        return
-    now = context.now()
-    with context.session() as session:
-        triggers.mark_enqueued(session, [run.id], now=now)
-    run.enqueued_at = run.enqueued_at or now
+    settings = context.settings()
+    limits = admission.Limits(
+        max_running=settings.max_running, max_per_tenant=settings.max_running_per_tenant
+    )
+    result = admission.hand_off(context.engine(), limits, context.services().publish)
+    if run.id in result.admitted and result.published:
+        run.status = "admitted"
+        run.enqueued_at = context.now()
 
 
 def if_match(value: str | None) -> int | None:
