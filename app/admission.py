@@ -228,3 +228,41 @@ def hand_off(engine: Engine, limits: Limits, publish: Publish) -> HandOff:
     result.published = len(admitted)
     logger.debug("runs admitted", extra={"event": "runs_admitted", "count": len(admitted)})
     return result
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The waiting room as /healthz and /metrics see it."""
+
+    waiting: int  # pending runs that could start now (due, not cancelled) but have no slot
+    oldest_wait_seconds: float  # how long the longest-waiting of them has waited
+    in_use: int  # slots held (admitted + running)
+
+
+BACKLOG = text("""
+    SELECT
+        (SELECT count(*) FROM runs
+         WHERE status = 'pending' AND (not_before IS NULL OR not_before <= now())),
+        (SELECT COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(
+                    GREATEST(created_at, COALESCE(not_before, created_at)))), 0)
+         FROM runs
+         WHERE status = 'pending' AND (not_before IS NULL OR not_before <= now())),
+        (SELECT count(*) FROM runs WHERE status IN ('admitted', 'running'))
+""")
+
+WAITING_BY_TENANT = text("""
+    SELECT tenant_id, count(*) AS waiting FROM runs
+    WHERE status = 'pending' AND (not_before IS NULL OR not_before <= now())
+    GROUP BY tenant_id ORDER BY waiting DESC, tenant_id LIMIT :top
+""")
+
+
+def backlog(conn: Any) -> Backlog:
+    """How many runs wait for a slot and for how long (PostgreSQL's clock)."""
+    waiting, oldest, in_use = conn.execute(BACKLOG).one()
+    return Backlog(waiting=int(waiting), oldest_wait_seconds=float(oldest), in_use=int(in_use))
+
+
+def waiting_by_tenant(conn: Any, *, top: int) -> list[tuple[str, int]]:
+    """The `top` tenants with the most runs waiting for a slot, most first."""
+    return [(tenant, int(n)) for tenant, n in conn.execute(WAITING_BY_TENANT, {"top": top})]
