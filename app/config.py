@@ -92,7 +92,6 @@ class Settings:
     slot_lease_seconds: int = 60
     heartbeat_seconds: int = 10
     heartbeat_timeout_seconds: int = 60
-    requeue_after_seconds: int = 300
     run_retention_days: int = 30
     idempotency_retention_hours: int = 24
     webhook_signing_secret: str = ""
@@ -137,7 +136,6 @@ class Settings:
             slot_lease_seconds=_int(env, "SLOT_LEASE_SECONDS", 60, minimum=5),
             heartbeat_seconds=_int(env, "HEARTBEAT_SECONDS", 10, minimum=1),
             heartbeat_timeout_seconds=_int(env, "HEARTBEAT_TIMEOUT_SECONDS", 60, minimum=2),
-            requeue_after_seconds=_int(env, "REQUEUE_AFTER_SECONDS", 300, minimum=1),
             run_retention_days=_int(env, "RUN_RETENTION_DAYS", 30, minimum=1),
             idempotency_retention_hours=_int(env, "IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1),
             webhook_signing_secret=env.get("WEBHOOK_SIGNING_SECRET", ""),
