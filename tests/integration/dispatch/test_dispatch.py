@@ -139,7 +139,6 @@ def test_a_crash_between_admission_and_publish_is_recovered_once_after_the_lease
     admitted = runs(engine)
     assert len(admitted) == 20
     assert {r["status"] for r in admitted} == {"admitted"}
-    assert {r["enqueued_at"] for r in admitted} == {None}
     assert queued() == []
 
     stats = tick(NOON + timedelta(minutes=1))
