@@ -19,6 +19,7 @@ from app.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_API_RATE_LIMIT = "1200/minute"
 # A shorter deploy secret can be guessed online; 24 characters of a generated secret cannot.
@@ -100,6 +101,8 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
+    # The one broker of every process (web, worker, beat): Redis or RabbitMQ (amqp://).
+    broker_url: str = DEFAULT_REDIS_URL
     release_id: str = "dev"
     scheduler_restart_secret: str = ""
     dispatch_interval_seconds: int = 60
@@ -111,7 +114,6 @@ class Settings:
     slot_lease_seconds: int = 60
     heartbeat_seconds: int = 10
     heartbeat_timeout_seconds: int = 60
-    requeue_after_seconds: int = 300
     run_retention_days: int = 30
     idempotency_retention_hours: int = 24
     webhook_secret_grace_hours: int = 24
@@ -136,6 +138,7 @@ class Settings:
         log_format = env.get("LOG_FORMAT", "json").strip().lower() or "json"
         if log_format not in ("json", "kv"):
             raise ConfigError(f"LOG_FORMAT must be json or kv, got {log_format!r}")
+        redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
         interval = _int(env, "DISPATCH_INTERVAL_SECONDS", 60, minimum=1, maximum=60)
         if 60 % interval:
             raise ConfigError(f"DISPATCH_INTERVAL_SECONDS must divide 60, got {interval}")
@@ -143,7 +146,8 @@ class Settings:
             database_url=_url(
                 env, "DATABASE_URL", DEFAULT_DATABASE_URL, ("postgresql", "postgres")
             ),
-            redis_url=_url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix")),
+            redis_url=redis_url,
+            broker_url=_url(env, "BROKER_URL", redis_url, BROKER_SCHEMES),
             release_id=_release(env),
             scheduler_restart_secret=env.get("SCHEDULER_RESTART_SECRET", ""),
             dispatch_interval_seconds=interval,
@@ -157,7 +161,6 @@ class Settings:
             slot_lease_seconds=_int(env, "SLOT_LEASE_SECONDS", 60, minimum=5),
             heartbeat_seconds=_int(env, "HEARTBEAT_SECONDS", 10, minimum=1),
             heartbeat_timeout_seconds=_int(env, "HEARTBEAT_TIMEOUT_SECONDS", 60, minimum=2),
-            requeue_after_seconds=_int(env, "REQUEUE_AFTER_SECONDS", 300, minimum=1),
             run_retention_days=_int(env, "RUN_RETENTION_DAYS", 30, minimum=1),
             idempotency_retention_hours=_int(env, "IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1),
             # How long a rotated-out signing secret keeps signing (Svix: 0 to 7 days).

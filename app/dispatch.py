@@ -1,9 +1,10 @@
 """One dispatch tick: fence -> recover -> claim due batches -> insert runs -> advance -> hand off.
 
-DESIGN section 5. The database, not the broker, is the source of truth: a batch's runs and
-its triggers' new `next_run_at` commit together, and only after that commit are the run ids
-handed to `publish` (Celery). A crash between the commit and the hand-off leaves `pending`
-runs that the recovery sweep (app/recovery.py) enqueues on a later tick.
+DESIGN sections 5 and 12. The database, not the broker, is the source of truth: a batch's
+runs and its triggers' new `next_run_at` commit together as `pending`, and after that commit
+admission (app/admission.py) hands to `publish` (Celery) only the runs that have a free
+slot; the rest wait in PostgreSQL. The tick hands off once more at its end, as a safety net
+for slots that came free without a hand-off (a worker that died, a lost publish).
 
 Everything that reads the clock takes `now` as an argument, so tests step time by hand.
 """
@@ -13,9 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from psycopg2.extras import execute_values
 from sqlalchemy import Engine
 
-from app import config, reconcile, recovery, schedule, state
+from app import admission, config, reconcile, recovery, schedule, state
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,6 @@ ADVANCE_TRIGGERS = """
 """
 ADVANCE_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::boolean)"
 PLAN_CACHE_SIZE = 10_000
-STAMP_ENQUEUED = "UPDATE runs SET enqueued_at = %(now)s WHERE id = ANY(%(ids)s::uuid[])"
 
 
 def idempotency_key(trigger_id: uuid.UUID | str, scheduled_for: datetime) -> str:
@@ -85,7 +83,7 @@ class TickStats:
     duplicates: int = 0
     parked: int = 0
     reconciled: int = 0
-    backlog: int | None = None
+    admitted: int = 0
     enqueued: int = 0
     recovered: int = 0
     failed_stale: int = 0
@@ -106,6 +104,9 @@ class TickOptions:
     tick_seconds: int = 60
     catchup_max_fires: int = 100
     recovery: recovery.RecoveryOptions = field(default_factory=recovery.RecoveryOptions)
+    limits: admission.Limits = field(
+        default_factory=lambda: admission.Limits(max_running=50, max_per_tenant=10)
+    )
 
 
 _logged_supersessions: set[tuple[str, str | None]] = set()
@@ -118,20 +119,16 @@ def run_tick(
     release_id: str,
     publish: Publish,
     options: TickOptions | None = None,
-    backlog: Callable[[], int] | None = None,
 ) -> TickStats:
     """Run one tick and return its statistics.
 
-    `backlog` tells how many run messages wait in the broker; while any do, the sweep does
-    not copy published-but-unstarted runs (see recovery.sweep).
-
     1. Fencing: a tick whose release is not the recorded deployment does nothing.
-    2. Recovery: re-enqueue runs whose hand-off was lost, recover runs of dead workers.
+    2. Recovery: slots held by dead workers and lost publishes go back to the queue.
        Reconciliation: give a next fire to enabled triggers that lack one (app/reconcile.py).
     3. Batches of due triggers, each in its own transaction (claim with SKIP LOCKED, plan the
-       fires, insert runs, advance next_run_at), each handed to `publish` after its commit,
-       until none is due or the time budget is spent.
-    4. The tick's statistics are recorded in scheduler_state.
+       fires, insert runs, advance next_run_at), each followed by a hand-off (admission into
+       the free slots, then `publish`), until none is due or the time budget is spent.
+    4. A last hand-off (the safety net), then the tick's statistics are recorded.
     """
     options = options or TickOptions()
     started = time.monotonic()
@@ -143,29 +140,33 @@ def run_tick(
     if not fence.accepted:
         return _superseded(engine, stats)
 
-    broker_ok = _recover(engine, now=now, publish=publish, options=options, stats=stats,
-                         backlog=backlog)  # fmt: skip
+    _recover(engine, options=options, stats=stats)
     stats.reconciled = reconcile.reconcile(engine, now=now, batch_size=options.batch_size)
     plans: dict[tuple, schedule.CatchupPlan] = {}
-    with _HandOff(engine, now=now, publish=publish, stats=stats, enabled=broker_ok) as hand_off:
-        while True:
-            claimed = _dispatch_batch(
-                engine,
-                now=now,
-                release_id=release_id,
-                options=options,
-                stats=stats,
-                hand_off=hand_off,
-                plans=plans,
-            )
-            if claimed is None:  # superseded between batches
-                break
-            if claimed < options.batch_size:
-                break
-            if time.monotonic() - started >= options.time_budget_seconds:
-                # The rest stays due and the next tick (or a concurrent dispatcher) takes it.
-                stats.budget_exhausted = True
-                break
+
+    def hand_off() -> None:
+        _hand_off(engine, publish=publish, options=options, stats=stats)
+
+    while True:
+        claimed = _dispatch_batch(
+            engine,
+            now=now,
+            release_id=release_id,
+            options=options,
+            stats=stats,
+            hand_off=hand_off,
+            plans=plans,
+        )
+        if claimed is None:  # superseded between batches
+            break
+        if claimed < options.batch_size:
+            break
+        if time.monotonic() - started >= options.time_budget_seconds:
+            # The rest stays due and the next tick (or a concurrent dispatcher) takes it.
+            stats.budget_exhausted = True
+            break
+    if stats.accepted:
+        hand_off()  # the safety net: slots freed without a hand-off of their own
 
     stats.duration_seconds = round(time.monotonic() - started, 4)
     if stats.accepted:
@@ -204,6 +205,7 @@ _LOGGED = (
     "budget_exhausted",
     "parked",
     "reconciled",
+    "admitted",
 )
 
 
@@ -226,30 +228,23 @@ def _superseded(engine: Engine, stats: TickStats) -> TickStats:
     return stats
 
 
-def _recover(
-    engine: Engine,
-    *,
-    now: datetime,
-    publish: Publish,
-    options: TickOptions,
-    stats: TickStats,
-    backlog: Callable[[], int] | None,
-) -> bool:
-    """Run the recovery sweep; return False when the broker refused the hand-off."""
-    try:
-        stats.backlog = backlog() if backlog is not None else None
-    except Exception:  # the broker is down: the sweep's publish will say so
-        logger.warning("broker backlog unknown", extra={"event": "backlog_unknown"},
-                       exc_info=True)  # fmt: skip
-    try:
-        result = recovery.sweep(engine, now=now, publish=publish, options=options.recovery,
-                                requeue_published=not stats.backlog)  # fmt: skip
-    except recovery.BrokerUnavailable as exc:
-        stats.broker_error = exc.message
-        return False
+def _recover(engine: Engine, *, options: TickOptions, stats: TickStats) -> None:
+    """Run the recovery sweep: the slots it frees are filled by the hand-offs that follow."""
+    result = recovery.sweep(engine, options=options.recovery)
     stats.recovered = result.requeued
     stats.failed_stale = result.failed
-    return True
+
+
+def _hand_off(engine: Engine, *, publish: Publish, options: TickOptions, stats: TickStats) -> None:
+    """Admit into the free slots and publish. After a broker failure the tick stops trying:
+    the admitted runs wait for the sweep, the rest stay pending."""
+    if stats.broker_error:
+        return
+    result = admission.hand_off(engine, options.limits, publish)
+    stats.admitted += len(result.admitted)
+    stats.enqueued += result.published
+    stats.skipped += result.skipped
+    stats.broker_error = result.broker_error
 
 
 def _dispatch_batch(
@@ -259,7 +254,7 @@ def _dispatch_batch(
     release_id: str,
     options: TickOptions,
     stats: TickStats,
-    hand_off: _HandOff,
+    hand_off: Callable[[], None],
     plans: dict[tuple, schedule.CatchupPlan],
 ) -> int | None:
     """Dispatch one batch; return how many triggers it claimed, None when superseded."""
@@ -305,7 +300,7 @@ def _dispatch_batch(
     stats.skipped += sum(1 for _, status in inserted if status == "skipped")
     stats.duplicates += len(run_rows) - len(inserted)
     if pending:
-        hand_off.submit(pending)
+        hand_off()
     return len(rows)
 
 
@@ -402,69 +397,6 @@ def _plan(row: Sequence, *, now: datetime, options: TickOptions) -> schedule.Cat
     )
 
 
-class _HandOff:
-    """Publishes committed batches on one background thread while the next batch is claimed.
-
-    Publishing is Python-bound and claiming mostly waits on PostgreSQL, so overlapping them
-    nearly halves a large tick. At most `depth` batches wait, so memory stays bounded by the
-    batch size. After the first broker failure nothing more is attempted this tick: the runs
-    are committed as `pending` and the recovery sweep hands them over later.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        now: datetime,
-        publish: Publish,
-        stats: TickStats,
-        enabled: bool,
-        depth: int = 2,
-    ) -> None:
-        self._engine, self._now, self._publish, self._stats = engine, now, publish, stats
-        self._enabled = enabled
-        self._depth = depth
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hand-off")
-        self._waiting: deque[Future[None]] = deque()
-
-    def submit(self, run_ids: list[uuid.UUID]) -> None:
-        if not self._enabled or self._stats.broker_error:
-            return
-        while len(self._waiting) >= self._depth:
-            self._waiting.popleft().result()
-        self._waiting.append(self._pool.submit(self._run, run_ids))
-
-    def _run(self, run_ids: list[uuid.UUID]) -> None:
-        """Publish, then stamp enqueued_at. A broker failure loses nothing."""
-        if self._stats.broker_error:
-            return
-        try:
-            self._publish(run_ids)
-        except Exception as exc:
-            self._stats.broker_error = f"{type(exc).__name__}: {exc}"[:300]
-            logger.error(
-                "broker unavailable; runs stay pending for the recovery sweep",
-                extra={"event": "enqueue_failed", "runs": len(run_ids)},
-                exc_info=True,
-            )
-            return
-        with self._engine.begin() as conn:
-            conn.exec_driver_sql(
-                STAMP_ENQUEUED, {"now": self._now, "ids": [str(i) for i in run_ids]}
-            )
-        self._stats.enqueued += len(run_ids)
-
-    def __enter__(self) -> _HandOff:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            while self._waiting:
-                self._waiting.popleft().result()  # re-raises what the thread raised
-        finally:
-            self._pool.shutdown(wait=True)
-
-
 def default_options(settings: config.Settings) -> TickOptions:
     """Tick options from app.config.Settings."""
     return TickOptions(
@@ -473,9 +405,11 @@ def default_options(settings: config.Settings) -> TickOptions:
         tick_seconds=settings.dispatch_interval_seconds,
         catchup_max_fires=settings.catchup_max_fires,
         recovery=recovery.RecoveryOptions(
-            grace_seconds=max(5, settings.dispatch_interval_seconds // 2),
-            requeue_after_seconds=settings.requeue_after_seconds,
             heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
+            admitted_lease_seconds=settings.slot_lease_seconds,
             batch_size=settings.dispatch_batch_size,
+        ),
+        limits=admission.Limits(
+            max_running=settings.max_running, max_per_tenant=settings.max_running_per_tenant
         ),
     )

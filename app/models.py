@@ -31,10 +31,12 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "skipped")
+RUN_STATUSES = ("pending", "admitted", "running", "succeeded", "failed", "cancelled", "skipped")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled", "skipped")
 RUN_KINDS = ("scheduled", "manual", "backfill")
-OVERLAP_POLICIES = ("allow", "skip")
+OVERLAP_POLICIES = ("allow", "skip", "buffer_one")
+# Runs that hold a concurrency slot (DESIGN section 12).
+IN_PROGRESS_STATUSES = ("admitted", "running")
 CATCHUP_POLICIES = ("latest", "all", "none")
 INTERVAL_SECONDS = (60, 366 * 86400)  # DESIGN section 11
 MAX_JITTER_SECONDS = 3600
@@ -114,6 +116,12 @@ class Trigger(Base):
             postgresql_where=text("enabled AND next_run_at IS NOT NULL"),
         ),
         Index("ix_triggers_tenant_created", "tenant_id", "created_at", "id"),
+        # Admission's overlap checks join only the triggers that run one at a time.
+        Index(
+            "ix_triggers_one_at_a_time",
+            "id",
+            postgresql_where=text("overlap_policy IN ('skip', 'buffer_one')"),
+        ),
     )
 
 
@@ -137,6 +145,9 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(TZ)
     finished_at: Mapped[datetime | None] = mapped_column(TZ)
     heartbeat_at: Mapped[datetime | None] = mapped_column(TZ)
+    # When admission gave the run a slot (PostgreSQL's clock): the lease of an admitted run
+    # that no worker has started yet.
+    admitted_at: Mapped[datetime | None] = mapped_column(TZ)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(TZ)
     worker: Mapped[str | None] = mapped_column(String(200))
     generation: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
@@ -161,7 +172,21 @@ class Run(Base):
             "ix_runs_unfinished",
             "status",
             "enqueued_at",
-            postgresql_where=text("status IN ('pending', 'running')"),
+            postgresql_where=text("status IN ('pending', 'admitted', 'running')"),
+        ),
+        # The waiting room, per tenant in fire order: admission's skip scan and LATERAL.
+        Index(
+            "ix_runs_pending_tenant",
+            "tenant_id",
+            "scheduled_for",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # Slots in use, per tenant.
+        Index(
+            "ix_runs_in_progress",
+            "tenant_id",
+            postgresql_where=text("status IN ('admitted', 'running')"),
         ),
         Index(
             "ix_runs_finished_at",

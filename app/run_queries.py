@@ -3,6 +3,11 @@
 Transitions are conditional UPDATEs whose WHERE clause states the status they leave (and, for
 a running run, the attempt that owns it); callers check the row count, and "no row" means
 another worker, the API or the recovery sweep got there first.
+
+Every time that decides ownership is PostgreSQL's (`clock_timestamp()`), never the worker's:
+the recovery sweep compares heartbeats with PostgreSQL's clock too, so a worker whose clock
+is off by minutes neither looks dead while alive nor holds a slot past its lease
+(DESIGN section 15). A retry's `not_before` is on the same clock as admission's check.
 """
 
 from __future__ import annotations
@@ -141,69 +146,63 @@ def lock_trigger_runs(session: Executor, trigger_id: uuid.UUID) -> None:
 
 
 def other_run_in_progress(session: Executor, trigger_id: uuid.UUID, run_id: uuid.UUID) -> bool:
-    """Whether another run of the trigger has started and not finished (running, or
-    pending between two attempts)."""
+    """Whether another run of the trigger holds a slot or has started and not finished
+    (admitted, running, or pending between two attempts)."""
     return bool(
         session.execute(
             text(
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE trigger_id = :tid AND id <> :id "
-                "AND (status = 'running' OR (status = 'pending' AND attempt > 0)))"
+                "AND (status IN ('admitted', 'running') "
+                "OR (status = 'pending' AND attempt > 0)))"
             ),
             {"tid": trigger_id, "id": run_id},
         ).scalar_one()
     )
 
 
-def end_pending(
-    session: Executor, run_id: uuid.UUID, *, status: str, now: datetime, error: str | None
-) -> bool:
-    """pending -> a final status (cancelled, skipped, failed) without running; False when
-    the run was no longer pending."""
+def end_admitted(session: Executor, run_id: uuid.UUID, *, status: str, error: str | None) -> bool:
+    """admitted -> a final status (cancelled, skipped, failed) without running, giving its
+    slot back; False when the run was no longer admitted."""
     result = session.execute(
         text(
-            "UPDATE runs SET status = :status, finished_at = :now, "
+            "UPDATE runs SET status = :status, finished_at = clock_timestamp(), "
             "error = COALESCE(:error, error), worker = NULL "
-            "WHERE id = :id AND status = 'pending'"
+            "WHERE id = :id AND status = 'admitted'"
         ),
-        {"id": run_id, "status": status, "now": now, "error": clip_text(error)},
+        {"id": run_id, "status": status, "error": clip_text(error)},
     )
     return result.rowcount == 1
 
 
-def mark_enqueued(session: Executor, run_id: uuid.UUID, *, now: datetime) -> None:
-    """Stamp a re-publication so the recovery sweep does not publish the run again."""
-    session.execute(
-        text("UPDATE runs SET enqueued_at = :now WHERE id = :id AND status = 'pending'"),
-        {"id": run_id, "now": now},
-    )
-
-
-def claim(session: Executor, run_id: uuid.UUID, *, worker: str, now: datetime) -> int | None:
-    """pending -> running for this worker; return the new attempt number, or None when the
-    run was not pending any more (another delivery claimed it, or it was cancelled).
+def claim(session: Executor, run_id: uuid.UUID, *, worker: str) -> tuple[int, datetime] | None:
+    """admitted -> running for this worker; return (the new attempt number, its start on
+    PostgreSQL's clock), or None when the run was not admitted any more (another delivery
+    claimed it, it was cancelled, or the sweep returned it to the queue).
 
     `started_at` keeps the first attempt's start: it measures the lag from `scheduled_for`.
     """
-    return session.execute(
+    row = session.execute(
         text(
             "UPDATE runs SET status = 'running', attempt = attempt + 1, "
-            "started_at = COALESCE(started_at, :now), heartbeat_at = :now, worker = :worker, "
-            "not_before = NULL "
-            "WHERE id = :id AND status = 'pending' AND cancel_requested_at IS NULL "
-            "RETURNING attempt"
+            "started_at = COALESCE(started_at, clock_timestamp()), "
+            "heartbeat_at = clock_timestamp(), worker = :worker, not_before = NULL "
+            "WHERE id = :id AND status = 'admitted' AND cancel_requested_at IS NULL "
+            "RETURNING attempt, heartbeat_at"
         ),
-        {"id": run_id, "worker": worker[:200], "now": now},
-    ).scalar_one_or_none()
+        {"id": run_id, "worker": worker[:200]},
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
 
 
-def touch_heartbeat(session: Executor, run_id: uuid.UUID, *, attempt: int, now: datetime) -> bool:
-    """Record that the attempt is alive; False when the run is no longer this attempt's."""
+def touch_heartbeat(session: Executor, run_id: uuid.UUID, *, attempt: int) -> bool:
+    """Record that the attempt is alive (PostgreSQL's clock); False when the run is no
+    longer this attempt's."""
     result = session.execute(
         text(
-            "UPDATE runs SET heartbeat_at = :now "
+            "UPDATE runs SET heartbeat_at = clock_timestamp() "
             "WHERE id = :id AND status = 'running' AND attempt = :attempt"
         ),
-        {"id": run_id, "attempt": attempt, "now": now},
+        {"id": run_id, "attempt": attempt},
     )
     return result.rowcount == 1
 
@@ -229,14 +228,14 @@ def finish(
     *,
     attempt: int,
     status: str,
-    now: datetime,
     result: Any,
     error: str | None,
 ) -> bool:
     """running -> a final status for the attempt that owns the run; False when not ours."""
     updated = session.execute(
         text(
-            "UPDATE runs SET status = :status, finished_at = :now, heartbeat_at = :now, "
+            "UPDATE runs SET status = :status, finished_at = clock_timestamp(), "
+            "heartbeat_at = clock_timestamp(), "
             "result = CAST(:result AS jsonb), error = :error "
             "WHERE id = :id AND status = 'running' AND attempt = :attempt"
         ),
@@ -244,7 +243,6 @@ def finish(
             "id": run_id,
             "attempt": attempt,
             "status": status,
-            "now": now,
             "result": clip_json(result),
             "error": clip_text(error),
         },
@@ -257,42 +255,43 @@ def schedule_retry(
     run_id: uuid.UUID,
     *,
     attempt: int,
-    not_before: datetime,
-    now: datetime,
+    delay_seconds: float,
     result: Any,
     error: str | None,
-) -> bool:
-    """running -> pending until `not_before`, keeping the attempt's error; False when not
-    ours. `enqueued_at` is stamped: the caller publishes right after the commit."""
-    updated = session.execute(
+) -> datetime | None:
+    """running -> pending until `delay_seconds` from now on PostgreSQL's clock, keeping the
+    attempt's error; return that `not_before`, or None when not ours. The run waits in
+    PostgreSQL: admission hands it to the broker once it is due and a slot is free."""
+    return session.execute(
         text(
-            "UPDATE runs SET status = 'pending', not_before = :not_before, enqueued_at = :now, "
-            "heartbeat_at = NULL, worker = NULL, result = CAST(:result AS jsonb), "
-            "error = :error "
-            "WHERE id = :id AND status = 'running' AND attempt = :attempt"
+            "UPDATE runs SET status = 'pending', "
+            "not_before = clock_timestamp() + make_interval(secs => :delay), "
+            "enqueued_at = NULL, admitted_at = NULL, heartbeat_at = NULL, worker = NULL, "
+            "result = CAST(:result AS jsonb), error = :error "
+            "WHERE id = :id AND status = 'running' AND attempt = :attempt "
+            "RETURNING not_before"
         ),
         {
             "id": run_id,
             "attempt": attempt,
-            "not_before": not_before,
-            "now": now,
+            "delay": float(delay_seconds),
             "result": clip_json(result),
             "error": clip_text(error),
         },
-    )
-    return updated.rowcount == 1
+    ).scalar_one_or_none()
 
 
 def request_cancel(session: Executor, run_id: uuid.UUID, *, now: datetime) -> str | None:
-    """Cancel a pending run now, flag a running one; return the run's status after, or None
-    when there is no such run. A finished run is left as it is."""
+    """Cancel a waiting (pending or admitted) run now, flag a running one; return the run's
+    status after, or None when there is no such run. A finished run is left as it is.
+    An admitted run's message may still reach a worker: it finds the run not admitted."""
     status = session.execute(
         text(
             "UPDATE runs SET "
-            "status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END, "
-            "finished_at = CASE WHEN status = 'pending' THEN :now ELSE finished_at END, "
+            "status = CASE WHEN status = 'running' THEN status ELSE 'cancelled' END, "
+            "finished_at = CASE WHEN status = 'running' THEN finished_at ELSE :now END, "
             "cancel_requested_at = COALESCE(cancel_requested_at, :now) "
-            "WHERE id = :id AND status IN ('pending', 'running') RETURNING status"
+            "WHERE id = :id AND status IN ('pending', 'admitted', 'running') RETURNING status"
         ),
         {"id": run_id, "now": now},
     ).scalar_one_or_none()
@@ -304,13 +303,20 @@ def request_cancel(session: Executor, run_id: uuid.UUID, *, now: datetime) -> st
 
 
 def cancel_pending_for_trigger(session: Executor, trigger_id: uuid.UUID, *, now: datetime) -> int:
-    """Cancel every pending run of a trigger; return how many."""
+    """Cancel every waiting (pending or admitted) run of a trigger; return how many."""
     result = session.execute(
         text(
             "UPDATE runs SET status = 'cancelled', finished_at = :now, "
             "cancel_requested_at = COALESCE(cancel_requested_at, :now) "
-            "WHERE trigger_id = :tid AND status = 'pending'"
+            "WHERE trigger_id = :tid AND status IN ('pending', 'admitted')"
         ),
         {"tid": trigger_id, "now": now},
     )
     return result.rowcount
+
+
+def database_now(engine: Engine) -> datetime:
+    """PostgreSQL's clock: the one clock that decides what is due and who owns what
+    (DESIGN section 15), whatever the clock of the host that asks."""
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT clock_timestamp()")).scalar_one()

@@ -1,16 +1,18 @@
 """The run state machine (DESIGN section 6): everything that happens to a run after hand-off.
 
-    pending --claim--> running --success--> succeeded
-       ^                  |---retryable failure, attempts left--> pending (not_before)
-       |                  |---cancel requested--> cancelled
-       |                  '---other failure / attempts used up--> failed
-       '-- no slot: stays pending, re-published after a short jittered countdown
-    pending --cancel, trigger deleted or disabled--> cancelled
-    pending --overlap policy `skip`, another run in progress--> skipped
+    pending --admission (app/admission.py): a slot is free--> admitted --claim--> running
+    running --success--> succeeded
+       |---retryable failure, attempts left--> pending (waits in PostgreSQL until not_before)
+       |---cancel requested--> cancelled
+       '---other failure / attempts used up--> failed
+    pending | admitted --cancel, trigger deleted or disabled--> cancelled
+    pending --overlap policy `skip`/`buffer_one`, another run in progress--> skipped
 
 Every transition is a conditional UPDATE (app/run_queries.py) checked by its row count, so a
-duplicate delivery, the API and the recovery sweep can race the runner safely. Times come
-from `Runtime.clock` (the task passes the real clock; tests a fake one).
+duplicate delivery, the API and the recovery sweep can race the runner safely. A run that
+ends (or leaves its slot without running) hands the slot on at once: the worker runs
+admission right after its commit. Times that decide ownership are PostgreSQL's; the
+injected `Runtime.clock` only dates what the action sees (a webhook's signature).
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import actions, logs, webhook_secrets
-from app import limiter as limiter_mod
+from app import actions, admission, logs, webhook_secrets
 from app import run_queries as q
 from app.config import Settings
 
@@ -41,38 +42,37 @@ logger = logging.getLogger(__name__)
 
 # Outcomes of execute_run: the run's new status, or what this delivery did instead.
 SUCCEEDED, FAILED, CANCELLED, SKIPPED = "succeeded", "failed", "cancelled", "skipped"
-RETRYING = "retrying"  # back to pending until not_before, re-published for then
-THROTTLED = "throttled"  # no concurrency slot: still pending, re-published shortly
-DEFERRED = "deferred"  # delivered before its not_before: re-published for then
-DUPLICATE = "duplicate"  # not pending any more: another delivery or the API got there first
+RETRYING = "retrying"  # back to pending until not_before; admission hands it on then
+DUPLICATE = "duplicate"  # not admitted: another delivery, the API or the sweep got there first
 MISSING = "missing"  # no such run
 LOST = "lost"  # the recovery sweep handed the run to another attempt meanwhile
 RUNNING = "running"  # claimed: the attempt goes ahead
-_NEEDS_LOCK = "needs_lock"  # overlap policy `skip`: decide again in a transaction, locked
+_NEEDS_LOCK = "needs_lock"  # overlap policy `skip`/`buffer_one`: decide again, locked
 
-# Longest wait between attempts. Kept under the broker's visibility timeout (1 h): a retry's
-# ETA message is held unacknowledged by a worker until due, and Redis would hand it to a
-# second worker past that timeout (harmless, but a wasted delivery).
+# Longest wait between attempts.
 BACKOFF_CAP_SECONDS = 1800.0
-# A message for a retry may arrive a little early (clock skew between hosts): run it anyway.
-EARLY_TOLERANCE = timedelta(seconds=1)
-
-Publish = Callable[[str, datetime | None], Any]
 
 
 @dataclass
 class Runtime:
-    """What execute_run needs from the process: database, limiter, broker, identity, time."""
+    """What execute_run needs from the process: database, broker, identity, time."""
 
     engine: Engine
-    limiter: limiter_mod.Limiter
-    publish: Publish  # publish(run_id, eta): hand the run to the broker again
+    publish: admission.Publish  # publish(run_ids): hand admitted runs to the broker
     settings: Settings
     worker: str
     clock: Callable[[], datetime]
     rng: random.Random = field(default_factory=random.Random)
-    throttle_min_seconds: float = 1.0
-    throttle_max_seconds: float = 15.0
+    # wake(at): ask for a hand-off at `at` (a retry's not_before), so a retry does not wait
+    # for the next tick. Only a wake-up: the run itself waits in PostgreSQL.
+    wake: Callable[[datetime], Any] | None = None
+
+    @property
+    def limits(self) -> admission.Limits:
+        return admission.Limits(
+            max_running=self.settings.max_running,
+            max_per_tenant=self.settings.max_running_per_tenant,
+        )
 
 
 @dataclass
@@ -81,8 +81,6 @@ class _Start:
     run: q.RunRow | None = None
     trigger: q.TriggerRow | None = None
     attempt: int = 0
-    lease: limiter_mod.Lease | None = None
-    publish_at: datetime | None = None
     detail: str | None = None
 
 
@@ -104,26 +102,18 @@ def backoff_seconds(
     return delay
 
 
-def throttle_delay(waited_seconds: float, runtime: Runtime) -> float:
-    """Countdown before a run without a slot tries again: short at first, longer for a run
-    that has waited long (a backlog of thousands then costs tens of messages a second, not
-    thousands), jittered so the waiting runs do not all come back at once."""
-    base = min(runtime.throttle_max_seconds, max(runtime.throttle_min_seconds, waited_seconds / 10))
-    return base * runtime.rng.uniform(0.5, 1.5)
-
-
 def execute_run(run_id: uuid.UUID | str, runtime: Runtime) -> str:
     """Deliver one run; return its outcome (one of the constants above).
 
-    1. Begin: a run that is not pending is a duplicate delivery and is left alone; a cancel
+    1. Begin: a run that is not admitted is a duplicate delivery and is left alone; a cancel
        request, a deleted trigger or a disabled recurring trigger cancels it; overlap policy
-       `skip` skips it; without a concurrency slot it is re-published with a countdown and
-       stays pending; else it is claimed (attempt + 1) by a conditional UPDATE.
+       `skip`/`buffer_one` skips it when another run of the trigger is in progress; else it
+       is claimed (attempt + 1) by a conditional UPDATE.
     2. Attempt: the action runs within the trigger's timeout while a heartbeat thread stamps
-       `heartbeat_at` and renews the slot lease.
+       `heartbeat_at` (PostgreSQL's clock).
     3. Finish, fenced by the attempt number: succeeded, cancelled, back to pending for a
-       retry (re-published for `not_before`), or failed.
-    4. The slot is released.
+       retry (waits in PostgreSQL until `not_before`), or failed.
+    4. Hand-off: the slot this run held is free; admission hands the next runs to the broker.
     """
     rid = q.as_uuid(run_id)
     if rid is None:
@@ -138,90 +128,80 @@ def execute_run(run_id: uuid.UUID | str, runtime: Runtime) -> str:
         with logs.bind(
             trigger_id=str(run.trigger_id), tenant_id=run.tenant_id, generation=run.generation
         ):
-            if start.lease is None:
-                return _not_started(start, runtime)
+            if start.outcome != RUNNING:
+                outcome = _not_started(start)
+                if outcome != DUPLICATE:
+                    hand_off(runtime)
+                return outcome
             logger.info(
                 "run claimed",
                 extra={"event": "run_claimed", "attempt": start.attempt, "worker": runtime.worker},
             )
-            try:
-                outcome = _attempt(start, runtime)
-                return _finish(start, outcome, runtime)
-            finally:
-                runtime.limiter.release(start.lease)
+            outcome = _finish(start, _attempt(start, runtime), runtime)
+            hand_off(runtime)
+            return outcome
+
+
+def hand_off(runtime: Runtime) -> admission.HandOff | None:
+    """A slot came free: admit and publish the next runs. Never raises: the tick's hand-off
+    is the safety net, and the run's own outcome is already committed."""
+    try:
+        return admission.hand_off(runtime.engine, runtime.limits, runtime.publish)
+    except Exception:
+        logger.exception("hand-off failed", extra={"event": "hand_off_failed"})
+        return None
 
 
 def _begin(run_id: uuid.UUID, rt: Runtime) -> _Start:
-    """Decide what this delivery does and, when it runs, claim the run and its slot.
+    """Decide what this delivery does and, when it runs, claim the run.
 
     Every step but one is a single conditional statement, so they run in autocommit (a
-    round trip each, no BEGIN/COMMIT). The exception is overlap policy `skip`: checking
-    that no other run is in progress and claiming must be one transaction, under a lock.
+    round trip each, no BEGIN/COMMIT). The exception is an overlap policy that runs one fire
+    at a time: checking that no other run is in progress and claiming must be one
+    transaction, under a lock.
     """
-    now = rt.clock()
     with q.statements(rt.engine) as conn:
-        start = _decide(conn, run_id, rt, now, overlap_locked=False)
+        start = _decide(conn, run_id, rt, overlap_locked=False)
     if start.outcome != _NEEDS_LOCK:
         return start
-    try:
-        with q.transaction(rt.engine) as tx:
-            assert start.run is not None
-            q.lock_trigger_runs(tx, start.run.trigger_id)
-            start = _decide(tx, run_id, rt, now, overlap_locked=True)
-        return start
-    except BaseException:
-        # The claim did not commit: the slot must not leak until its lease expires.
-        if start.lease is not None:
-            rt.limiter.release(start.lease)
-        raise
+    with q.transaction(rt.engine) as tx:
+        assert start.run is not None
+        q.lock_trigger_runs(tx, start.run.trigger_id)
+        return _decide(tx, run_id, rt, overlap_locked=True)
 
 
-def _decide(
-    conn: q.Executor, run_id: uuid.UUID, rt: Runtime, now: datetime, *, overlap_locked: bool
-) -> _Start:
+def _decide(conn: q.Executor, run_id: uuid.UUID, rt: Runtime, *, overlap_locked: bool) -> _Start:
     found = q.load(conn, run_id)
     if found is None:
         return _Start(MISSING)
     run, trigger = found
-    if run.status != "pending":
-        # Another delivery claimed it, or it is finished or cancelled: no side effect.
+    if run.status != "admitted":
+        # Waiting for a slot (a stray or old message), claimed by another delivery, returned
+        # to the queue by the sweep, finished or cancelled: no side effect.
         return _Start(DUPLICATE, run, detail=run.status)
-    if run.not_before is not None and run.not_before - now > EARLY_TOLERANCE:
-        q.mark_enqueued(conn, run.id, now=now)
-        return _Start(DEFERRED, run, publish_at=run.not_before)
     reason = _cancel_reason(run, trigger)
     if reason is not None:
-        ended = q.end_pending(conn, run.id, status="cancelled", now=now, error=reason)
+        ended = q.end_admitted(conn, run.id, status="cancelled", error=reason)
         return _Start(CANCELLED if ended else DUPLICATE, run, trigger, detail=reason)
     assert trigger is not None  # _cancel_reason answers for a deleted trigger
     if run.attempt >= trigger.max_attempts:
         # Taken back by the recovery sweep after its last attempt, or max_attempts lowered.
-        ended = q.end_pending(conn, run.id, status="failed", now=now, error=None)
+        ended = q.end_admitted(conn, run.id, status="failed", error=None)
         return _Start(FAILED if ended else DUPLICATE, run, trigger, detail="attempts used up")
-    if trigger.overlap_policy == "skip" and run.attempt == 0:
+    if trigger.overlap_policy in ("skip", "buffer_one") and run.attempt == 0:
+        # Admission admits one fire of such a trigger at a time; this re-check under the
+        # trigger's lock covers a run admitted before a policy change.
         if not overlap_locked:
             return _Start(_NEEDS_LOCK, run, trigger)
         if q.other_run_in_progress(conn, trigger.id, run.id):
             detail = "an earlier run of the trigger was still in progress"
-            ended = q.end_pending(conn, run.id, status="skipped", now=now, error=detail)
+            ended = q.end_admitted(conn, run.id, status="skipped", error=detail)
             return _Start(SKIPPED if ended else DUPLICATE, run, trigger, detail=detail)
-    grant = rt.limiter.acquire(run.tenant_id, str(run.id), now=now)
-    if isinstance(grant, limiter_mod.Denied):
-        # Stays pending; the new stamp keeps the recovery sweep from publishing it again.
-        q.mark_enqueued(conn, run.id, now=now)
-        waited = max(0.0, (now - run.created_at).total_seconds())
-        eta = now + timedelta(seconds=throttle_delay(waited, rt))
-        return _Start(THROTTLED, run, trigger, publish_at=eta, detail=grant.scope)
-    try:
-        attempt = q.claim(conn, run.id, worker=rt.worker, now=now)
-    except BaseException:
-        rt.limiter.release(grant)
-        raise
-    if attempt is None:
+    claimed = q.claim(conn, run.id, worker=rt.worker)
+    if claimed is None:
         # Lost the race to a concurrent delivery (or a cancel) since the read above.
-        rt.limiter.release(grant)
         return _Start(DUPLICATE, run, trigger, detail="claimed elsewhere")
-    return _Start(RUNNING, run, trigger, attempt=attempt, lease=grant)
+    return _Start(RUNNING, run, trigger, attempt=claimed[0])
 
 
 def _cancel_reason(run: q.RunRow, trigger: q.TriggerRow | None) -> str | None:
@@ -237,16 +217,10 @@ def _cancel_reason(run: q.RunRow, trigger: q.TriggerRow | None) -> str | None:
     return None
 
 
-def _not_started(start: _Start, rt: Runtime) -> str:
-    """Log a delivery that ended without running, and publish it again when it waits."""
-    run = start.run
-    assert run is not None
+def _not_started(start: _Start) -> str:
+    """Log a delivery that ended without running."""
     fields: dict[str, Any] = {"event": f"run_{start.outcome}", "detail": start.detail}
-    if start.outcome in (THROTTLED, DEFERRED):
-        eta = start.publish_at.isoformat() if start.publish_at else None
-        logger.debug("run re-queued", extra={**fields, "eta": eta})
-        rt.publish(str(run.id), start.publish_at)
-    elif start.outcome == DUPLICATE:
+    if start.outcome == DUPLICATE:
         logger.info("duplicate delivery ignored", extra=fields)
     else:
         logger.info(f"run {start.outcome}", extra=fields)
@@ -255,7 +229,7 @@ def _not_started(start: _Start, rt: Runtime) -> str:
 
 def _attempt(start: _Start, rt: Runtime) -> actions.Attempt:
     run, trigger = start.run, start.trigger
-    assert run is not None and trigger is not None and start.lease is not None
+    assert run is not None and trigger is not None
     ctx = actions.RunContext(
         run_id=str(run.id),
         trigger_id=str(run.trigger_id),
@@ -271,7 +245,7 @@ def _attempt(start: _Start, rt: Runtime) -> actions.Attempt:
     secrets = (
         webhook_secrets.signing_secrets(rt.engine, run.tenant_id, now=now) if is_webhook else []
     )
-    with _heartbeats.watch(rt, run.id, start.attempt, start.lease):
+    with _heartbeats.watch(rt, run.id, start.attempt):
         return actions.perform(
             trigger.action,
             ctx,
@@ -285,29 +259,23 @@ def _attempt(start: _Start, rt: Runtime) -> actions.Attempt:
 def _finish(start: _Start, outcome: actions.Attempt, rt: Runtime) -> str:
     run, trigger, attempt = start.run, start.trigger, start.attempt
     assert run is not None and trigger is not None
-    now = rt.clock()
     retry_at: datetime | None = None
     if outcome.succeeded:
         with q.statements(rt.engine) as conn:
             # The hot path: one statement. A cancel request that came during the attempt
             # has nothing left to stop.
             ours = q.finish(
-                conn,
-                run.id,
-                attempt=attempt,
-                status=SUCCEEDED,
-                now=now,
-                result=outcome.result,
-                error=None,
+                conn, run.id, attempt=attempt, status=SUCCEEDED, result=outcome.result, error=None
             )
         status = SUCCEEDED if ours else LOST
     else:
         with q.transaction(rt.engine) as tx:
-            status, retry_at = _after_failure(tx, start, outcome, rt, now)
+            status, retry_at = _after_failure(tx, start, outcome, rt)
     fields = {"event": f"run_{status}", "attempt": attempt}
     if status == SUCCEEDED:
         logger.info("run succeeded", extra=fields)
     elif status == RETRYING:
+        _wake(rt, retry_at)
         logger.warning(
             "attempt failed; retry scheduled",
             extra={
@@ -317,7 +285,6 @@ def _finish(start: _Start, outcome: actions.Attempt, rt: Runtime) -> str:
                 "not_before": retry_at.isoformat() if retry_at else None,
             },
         )
-        rt.publish(str(run.id), retry_at)
     elif status == LOST:
         # The recovery sweep judged this attempt dead and handed the run on: whatever this
         # attempt did, the run's state belongs to the newer attempt.
@@ -327,8 +294,18 @@ def _finish(start: _Start, outcome: actions.Attempt, rt: Runtime) -> str:
     return status
 
 
+def _wake(rt: Runtime, at: datetime | None) -> None:
+    if rt.wake is None or at is None:
+        return
+    try:
+        rt.wake(at)
+    except Exception:
+        # The tick's hand-off admits the retry anyway, at most a tick period later.
+        logger.warning("retry wake-up not sent", extra={"event": "wake_failed"}, exc_info=True)
+
+
 def _after_failure(
-    session: q.Executor, start: _Start, outcome: actions.Attempt, rt: Runtime, now: datetime
+    session: q.Executor, start: _Start, outcome: actions.Attempt, rt: Runtime
 ) -> tuple[str, datetime | None]:
     """Decide and record what follows a failed attempt: (status, retry time or None)."""
     run, trigger, attempt = start.run, start.trigger, start.attempt
@@ -340,13 +317,11 @@ def _after_failure(
         delay = backoff_seconds(
             attempt, trigger.retry_backoff_seconds, rng=rt.rng, retry_after=outcome.retry_after
         )
-        retry_at = now + timedelta(seconds=delay)
-        q.schedule_retry(
+        retry_at = q.schedule_retry(
             session,
             run.id,
             attempt=attempt,
-            not_before=retry_at,
-            now=now,
+            delay_seconds=delay,
             result=outcome.result,
             error=outcome.error,
         )
@@ -354,13 +329,7 @@ def _after_failure(
     # A cancel request is honoured here, between attempts: no further attempt starts.
     status = CANCELLED if cancel_requested else FAILED
     q.finish(
-        session,
-        run.id,
-        attempt=attempt,
-        status=status,
-        now=now,
-        result=outcome.result,
-        error=outcome.error,
+        session, run.id, attempt=attempt, status=status, result=outcome.result, error=outcome.error
     )
     return status, None
 
@@ -371,13 +340,12 @@ class _Beat:
     rt: Runtime
     run_id: uuid.UUID
     attempt: int
-    lease: limiter_mod.Lease
     context: contextvars.Context  # the run's log fields
     due: float
 
 
 class _Heartbeats:
-    """One daemon thread per process that stamps `heartbeat_at` and renews the slot lease of
+    """One daemon thread per process that stamps `heartbeat_at` (which holds the slot) of
     every attempt in progress in the process, every `heartbeat_seconds`, so the recovery
     sweep can tell a slow worker from a dead one. One thread for the process rather than one
     per attempt: starting a thread per run cost as much as the rest of a short run."""
@@ -389,14 +357,12 @@ class _Heartbeats:
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def watch(
-        self, rt: Runtime, run_id: uuid.UUID, attempt: int, lease: limiter_mod.Lease
-    ) -> Iterator[None]:
+    def watch(self, rt: Runtime, run_id: uuid.UUID, attempt: int) -> Iterator[None]:
         due = time.monotonic() + rt.settings.heartbeat_seconds
         with self._cond:
             key = next(self._keys)
             context = contextvars.copy_context()
-            self._beats[key] = _Beat(key, rt, run_id, attempt, lease, context, due)
+            self._beats[key] = _Beat(key, rt, run_id, attempt, context, due)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
                 self._thread.start()
@@ -423,12 +389,10 @@ class _Heartbeats:
 
     def _beat(self, beat: _Beat) -> None:
         try:
-            now = beat.rt.clock()
             with q.statements(beat.rt.engine) as conn:
-                ours = q.touch_heartbeat(conn, beat.run_id, attempt=beat.attempt, now=now)
-            renewed = beat.rt.limiter.renew(beat.lease, now=now)
+                ours = q.touch_heartbeat(conn, beat.run_id, attempt=beat.attempt)
         except Exception:
-            # A database or Redis blip must not end the attempt; the next beat retries.
+            # A database blip must not end the attempt; the next beat retries.
             logger.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
             return
         with self._cond:
@@ -436,8 +400,6 @@ class _Heartbeats:
                 return  # the attempt ended while this beat ran: nothing was lost
         if not ours:
             logger.warning("run no longer owned by this attempt", extra={"event": "run_lost"})
-        if not renewed:
-            logger.warning("slot lease had expired", extra={"event": "slot_lease_lost"})
 
 
 _heartbeats = _Heartbeats()
@@ -454,8 +416,9 @@ os.register_at_fork(after_in_child=_after_fork)
 
 
 def request_cancel(session: Session, run_id: uuid.UUID | str, *, now: datetime) -> str | None:
-    """Cancel a run: a pending one becomes `cancelled` at once; a running one is flagged and
-    ends `cancelled` at its next attempt boundary (or finishes if its attempt succeeds).
+    """Cancel a run: a pending or admitted one becomes `cancelled` at once; a running one is
+    flagged and ends `cancelled` at its next attempt boundary (or finishes if its attempt
+    succeeds).
 
     Returns the run's status after the request, or None when there is no such run.
     """
@@ -474,7 +437,8 @@ def request_cancel(session: Session, run_id: uuid.UUID | str, *, now: datetime) 
 def cancel_pending_for_trigger(
     session: Session, trigger_id: uuid.UUID | str, *, now: datetime
 ) -> int:
-    """Cancel every pending run of a trigger (on disable, delete and schedule change);
+    """Cancel every waiting (pending or admitted) run of a trigger (on disable, delete and
+    schedule change);
     return how many were cancelled. Running runs finish their current attempt."""
     tid = q.as_uuid(trigger_id)
     if tid is None:

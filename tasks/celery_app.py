@@ -1,4 +1,4 @@
-"""The Celery app: broker from REDIS_URL, JSON only, late acks, and the beat schedule."""
+"""The Celery app: broker from BROKER_URL (default REDIS_URL), JSON only, late acks, beat."""
 
 from __future__ import annotations
 
@@ -11,23 +11,24 @@ from app import config, db, logs
 
 DISPATCH_TASK = "dispatch_due_triggers"
 RUN_TASK = "run_trigger"
+HAND_OFF_TASK = "hand_off_runs"
 PRUNE_TASK = "prune_finished_runs"
 SCHEDULER_QUEUE = "scheduler"
 RUNS_QUEUE = "runs"
 
 
-def broker_url(redis_url: str) -> str:
-    """Celery's spelling of a Redis URL (a unix socket is `redis+socket://`)."""
-    if redis_url.startswith("unix://"):
-        return "redis+socket://" + redis_url[len("unix://") :]
-    return redis_url
+def broker_url(url: str) -> str:
+    """Celery's spelling of a broker URL (a Redis unix socket is `redis+socket://`)."""
+    if url.startswith("unix://"):
+        return "redis+socket://" + url[len("unix://") :]
+    return url
 
 
 def make_celery(settings: config.Settings | None = None) -> Celery:
     settings = settings or config.get_settings()
     celery = Celery("scheduler", include=["tasks.dispatch", "tasks.runner", "tasks.maintenance"])
     celery.conf.update(
-        broker_url=broker_url(settings.redis_url),
+        broker_url=broker_url(settings.broker_url),
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],
@@ -44,6 +45,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             DISPATCH_TASK: {"queue": SCHEDULER_QUEUE},
             PRUNE_TASK: {"queue": SCHEDULER_QUEUE},
             RUN_TASK: {"queue": RUNS_QUEUE},
+            HAND_OFF_TASK: {"queue": RUNS_QUEUE},
         },
         broker_transport_options={
             "visibility_timeout": 3600,

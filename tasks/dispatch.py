@@ -5,26 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from app import config, db, dispatch, logs
+from app import run_queries as q
 from tasks import celery, publish
 from tasks.celery_app import DISPATCH_TASK
 
 
 def tick(release_id: str | None = None, *, now: datetime | None = None) -> dict[str, Any]:
-    """One dispatch tick on behalf of `release_id` (default: this process's release)."""
+    """One dispatch tick on behalf of `release_id` (default: this process's release).
+
+    What is due is decided on PostgreSQL's clock, not this host's (DESIGN section 15).
+    """
     settings = config.get_settings()
     release = release_id or settings.release_id
+    engine = db.get_engine()
     with logs.bind(release=release):
         stats = dispatch.run_tick(
-            db.get_engine(),
-            now=now or datetime.now(UTC),
+            engine,
+            now=now or q.database_now(engine),
             release_id=release,
             publish=publish.enqueue_runs,
             options=dispatch.default_options(settings),
-            backlog=publish.queue_depth,
         )
     return stats.as_dict()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 from kombu.exceptions import ChannelError
@@ -29,30 +28,17 @@ def _template(celery: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
     return headers, properties, body[2]
 
 
-def enqueue_runs(run_ids: Iterable[uuid.UUID | str], *, eta: datetime | None = None) -> int:
+def enqueue_runs(run_ids: Iterable[uuid.UUID | str]) -> int:
     """Publish `run_trigger(run_id)` for each id, with the Celery task id set to the run id.
 
     Returns how many were published. Raises the broker's error if publishing fails (no
-    retry here: the runs stay `pending` in the database and the recovery sweep re-enqueues
-    them), so a broker outage costs a tick no more than one failed connection attempt.
+    retry here: the runs stay `admitted` in the database and the recovery sweep returns
+    them to the queue), so a broker outage costs a hand-off no more than one failed
+    connection attempt.
     """
     from tasks import celery
 
     ids: Sequence[str] = [str(run_id) for run_id in run_ids]
-    if eta is not None:
-        # Retries with a delay are few; Celery's own path handles the eta header.
-        with celery.producer_or_acquire() as producer:
-            for run_id in ids:
-                celery.send_task(
-                    RUN_TASK,
-                    args=(run_id,),
-                    task_id=run_id,
-                    producer=producer,
-                    eta=eta,
-                    retry=False,
-                )
-        return len(ids)
-
     headers, properties, embed = _template(celery)
     with celery.producer_or_acquire() as producer, producer.batch(max_size=BATCH):
         for n, run_id in enumerate(ids):

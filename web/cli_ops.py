@@ -24,7 +24,7 @@ from app import backfill, errors, keys, state, triggers
 from app.models import PAUSED_NOTE_LENGTH, ApiKey, Trigger
 from web import context
 from web import schemas as s
-from web import triggers as trigger_api
+from web import triggers as web_triggers
 
 triggers_cli = AppGroup("triggers", help="Inspect and operate triggers (every tenant).")
 demo_cli = AppGroup("demo", help="The local demo of `make run`.")
@@ -135,17 +135,7 @@ def run_trigger_now(trigger_id: str, as_json: bool) -> None:
         run, _created = triggers.run_now(
             session, _trigger_id(trigger_id), scope=None, request_key=None, now=now
         )
-    try:
-        context.services().publish([run.id])
-    except Exception as exc:  # the run is committed; the recovery sweep enqueues it
-        click.echo(
-            f"warning: broker unavailable ({type(exc).__name__}); the run stays "
-            "pending and the next tick's recovery sweep enqueues it",
-            err=True,
-        )
-    else:
-        with context.session() as session:
-            triggers.mark_enqueued(session, [run.id], now=now)
+    web_triggers.hand_off(run)  # admitted and published at once when a slot is free
     data = s.RunOut().dump(run)
     _echo(data, as_json, lambda r: f"run {r['id']} {r['status']} (kind {r['kind']})")
 
@@ -212,7 +202,7 @@ def backfill_trigger(trigger_id: str, start: datetime, end: datetime, as_json: b
             now=context.now(),
         )  # fmt: skip
     if result.runs:
-        trigger_api.hand_off(*result.runs)
+        web_triggers.hand_off(*result.runs)
     data = {"created": result.created, "existing": result.existing}
     _echo(data, as_json, lambda d: f"backfill: {d['created']} run(s) created, "
                                    f"{d['existing']} fire(s) already had one")  # fmt: skip

@@ -21,13 +21,14 @@ from prometheus_client.core import (
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from app import db, state
+from app import admission, db, state
 
 logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(minutes=15)  # recent runs for the lag histogram and finished counts
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 TICK_OUTCOMES = ("due", "dispatched", "skipped", "reconciled")
+TOP_TENANTS = 10  # tenants shown by scheduler_runs_waiting (the label set stays bounded)
 
 # Lag from when a run was due: its fire plus jitter (due_at), or, for a backfill of past
 # fires, when it was created (its scheduled_for is the past fire it stands for).
@@ -38,9 +39,24 @@ _LAG = f"GREATEST(0, EXTRACT(EPOCH FROM (enqueued_at - {_DUE})))"
 LAG_HISTOGRAM = text(
     "WITH recent AS ("
     f" SELECT {_LAG} AS lag FROM runs"
-    "  WHERE status IN ('pending', 'running') AND enqueued_at >= :since"
+    "  WHERE status IN ('pending', 'admitted', 'running') AND enqueued_at >= :since"
     f" UNION ALL SELECT {_LAG} FROM runs"
     "  WHERE finished_at >= :since AND enqueued_at >= :since"
+    ") SELECT "
+    + ", ".join(f"count(*) FILTER (WHERE lag <= {bound})" for bound in LAG_BUCKETS)
+    + ", count(*), COALESCE(sum(lag), 0) FROM recent"
+)
+
+
+_START_LAG = f"GREATEST(0, EXTRACT(EPOCH FROM (started_at - {_DUE})))"
+# Admission lag: fire to first start, of runs started in the window (running ones and ones
+# finished in the window; a run started in the window is in exactly one of the halves).
+ADMISSION_LAG_HISTOGRAM = text(
+    "WITH recent AS ("
+    f" SELECT {_START_LAG} AS lag FROM runs"
+    "  WHERE status IN ('pending', 'admitted', 'running') AND started_at >= :since"
+    f" UNION ALL SELECT {_START_LAG} FROM runs"
+    "  WHERE finished_at >= :since AND started_at >= :since"
     ") SELECT "
     + ", ".join(f"count(*) FILTER (WHERE lag <= {bound})" for bound in LAG_BUCKETS)
     + ", count(*), COALESCE(sum(lag), 0) FROM recent"
@@ -50,9 +66,16 @@ LAG_HISTOGRAM = text(
 class SchedulerCollector:
     """Yields the scheduler's metrics from one database read per scrape."""
 
-    def __init__(self, engine: Callable[[], Engine], clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        engine: Callable[[], Engine],
+        clock: Callable[[], datetime],
+        *,
+        max_running: int | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._max_running = max_running
 
     def describe(self) -> list[Metric]:
         return []  # no database query when the collector is registered
@@ -71,6 +94,7 @@ class SchedulerCollector:
         up.add_metric([], 1)
         yield up
         yield from families(snapshot, now=now)
+        yield from admission_families(snapshot, max_running=self._max_running)
 
 
 def read_snapshot(session: Session, *, now: datetime) -> dict[str, Any]:
@@ -82,6 +106,9 @@ def read_snapshot(session: Session, *, now: datetime) -> dict[str, Any]:
         "active": count_active_runs(session),
         "finished": count_finished_runs(session, since=since),
         "lag": dispatch_lag(session, since=since),
+        "admission_lag": _histogram(session, ADMISSION_LAG_HISTOGRAM, since=since),
+        "backlog": admission.backlog(session),
+        "waiting_by_tenant": admission.waiting_by_tenant(session, top=TOP_TENANTS),
     }
 
 
@@ -99,10 +126,15 @@ def count_active_runs(session: Session) -> dict[str, int]:
     rows = session.execute(
         text(
             "SELECT status, count(*) FROM runs "
-            "WHERE status IN ('pending', 'running') GROUP BY status"
+            "WHERE status IN ('pending', 'admitted', 'running') GROUP BY status"
         )
     )
-    return {"pending": 0, "running": 0, **{status: count for status, count in rows}}
+    return {
+        "pending": 0,
+        "admitted": 0,
+        "running": 0,
+        **{status: count for status, count in rows},
+    }
 
 
 def count_finished_runs(session: Session, *, since: datetime) -> dict[str, int]:
@@ -115,7 +147,11 @@ def count_finished_runs(session: Session, *, since: datetime) -> dict[str, int]:
 
 def dispatch_lag(session: Session, *, since: datetime) -> tuple[list[int], int, float]:
     """(cumulative bucket counts, total count, sum of lags) of runs enqueued since `since`."""
-    row = session.execute(LAG_HISTOGRAM, {"since": since}).one()
+    return _histogram(session, LAG_HISTOGRAM, since=since)
+
+
+def _histogram(session: Session, query: Any, *, since: datetime) -> tuple[list[int], int, float]:
+    row = session.execute(query, {"since": since}).one()
     return list(row[: len(LAG_BUCKETS)]), row[-2], float(row[-1])
 
 
@@ -183,11 +219,51 @@ def families(snapshot: dict[str, Any], *, now: datetime) -> Iterator[Metric]:
     buckets = [(_bound(b), float(c)) for b, c in zip(LAG_BUCKETS, counts, strict=True)]
     lag = GaugeHistogramMetricFamily(
         "scheduler_dispatch_lag_seconds",
-        f"enqueued_at - scheduled_for of runs enqueued in the last {int(WINDOW.total_seconds())} s",
+        "enqueued_at - due time (fire + jitter) of runs enqueued in the last "
+        f"{int(WINDOW.total_seconds())} s",
         buckets=[*buckets, ("+Inf", float(total))],
         gsum_value=lag_sum,
     )
     yield lag
+
+
+def admission_families(snapshot: dict[str, Any], *, max_running: int | None) -> Iterator[Metric]:
+    """The waiting room (DESIGN section 12): slots, waiting runs, fire-to-start lag."""
+    room: admission.Backlog = snapshot["backlog"]
+    in_use = GaugeMetricFamily("scheduler_slots_in_use", "Runs holding a slot (admitted, running)")
+    in_use.add_metric([], room.in_use)
+    yield in_use
+    if max_running is not None:
+        limit = GaugeMetricFamily("scheduler_slots_limit", "MAX_RUNNING: slots in all")
+        limit.add_metric([], max_running)
+        yield limit
+    waiting = GaugeMetricFamily(
+        "scheduler_runs_waiting_total", "Runs that could start now and wait for a slot"
+    )
+    waiting.add_metric([], room.waiting)
+    yield waiting
+    oldest = GaugeMetricFamily(
+        "scheduler_runs_waiting_oldest_seconds", "How long the longest-waiting run has waited"
+    )
+    oldest.add_metric([], room.oldest_wait_seconds)
+    yield oldest
+    by_tenant = GaugeMetricFamily(
+        "scheduler_runs_waiting",
+        f"Runs waiting for a slot, for the {TOP_TENANTS} tenants with the most",
+        labels=["tenant"],
+    )
+    for tenant, count in snapshot["waiting_by_tenant"]:
+        by_tenant.add_metric([tenant], count)
+    yield by_tenant
+    counts, total, lag_sum = snapshot["admission_lag"]
+    buckets = [(_bound(b), float(c)) for b, c in zip(LAG_BUCKETS, counts, strict=True)]
+    yield GaugeHistogramMetricFamily(
+        "scheduler_admission_lag_seconds",
+        f"started_at - due time (fire + jitter to first start) of runs started in the last "
+        f"{int(WINDOW.total_seconds())} s",
+        buckets=[*buckets, ("+Inf", float(total))],
+        gsum_value=lag_sum,
+    )
 
 
 def _bound(value: float) -> str:

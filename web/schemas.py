@@ -477,10 +477,18 @@ class SchedulerCheck(Check):
     max_age_seconds = fields.Float(required=True)
 
 
+class BacklogCheck(Check):
+    waiting = fields.Integer(allow_none=True)
+    oldest_wait_seconds = fields.Float(allow_none=True)
+    max_wait_seconds = fields.Float()
+    slots_in_use = fields.Integer(allow_none=True)
+
+
 class HealthChecks(ma.Schema):
     database = fields.Nested(Check, required=True)
     broker = fields.Nested(Check, required=True)
     scheduler = fields.Nested(SchedulerCheck, required=True)
+    backlog = fields.Nested(BacklogCheck, required=True)
 
 
 class HealthOut(ma.Schema):

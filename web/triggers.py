@@ -11,7 +11,7 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 
-from app import backfill, errors, idempotency, triggers
+from app import admission, backfill, errors, idempotency, triggers
 from app.models import Run
 from web import auth, context, pagination
 from web import schemas as s
@@ -175,26 +175,25 @@ class SchedulePreview(MethodView):
 
 
 def hand_off(*handed: Run) -> None:
-    """Publish committed runs (one message each, one call), then stamp `enqueued_at`.
+    """After new runs commit (run now, backfill): admit into the free slots and publish
+    (DESIGN section 12).
 
-    A broker failure is logged and the request still succeeds: the runs stay `pending` in
-    the database and the dispatcher's recovery sweep enqueues them (DESIGN section 5).
+    The new runs wait their turn like any other; those admitted now are published at once.
+    A broker failure is logged by admission and the request still succeeds: the runs wait
+    in PostgreSQL and a later hand-off (a finishing run, the tick) publishes them.
     """
-    ids = [run.id for run in handed]
-    try:
-        context.services().publish(ids)
-    except Exception:
-        logger.warning(
-            "enqueue failed; the recovery sweep will enqueue the run",
-            exc_info=True,
-            extra={"event": "enqueue_failed", "run_id": str(ids[0]), "runs": len(ids)},
-        )
+    settings = context.settings()
+    limits = admission.Limits(
+        max_running=settings.max_running, max_per_tenant=settings.max_running_per_tenant
+    )
+    result = admission.hand_off(context.engine(), limits, context.services().publish)
+    if not result.published:
         return
-    now = context.now()
-    with context.session() as session:
-        triggers.mark_enqueued(session, ids, now=now)
+    admitted, now = set(result.admitted), context.now()
     for run in handed:
-        run.enqueued_at = run.enqueued_at or now
+        if run.id in admitted:
+            run.status = "admitted"
+            run.enqueued_at = now
 
 
 def if_match(value: str | None) -> int | None:

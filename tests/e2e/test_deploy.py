@@ -1,10 +1,10 @@
 """A deploy, end to end, with the Procfile's real processes (issue "Operations", DESIGN 8).
 
-Release A (web, worker, beat with 2-second ticks) runs one-time triggers spaced a second
+Release A (web, worker, scheduler, beat with 2-second ticks) runs one-time triggers spaced a second
 apart; release B's web, worker and beat start beside it (the overlap of a deploy); B's
 restart hook hands dispatching over; A is stopped with SIGTERM. Every fire must have exactly
 one run, every run created after the hook carries B's generation, A's ticks were refused,
-and nothing is left pending or running.
+and nothing is left pending or running. It runs on each broker: Redis and RabbitMQ.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import requests
 from sqlalchemy import text
 
 from app import config
+from tests.integration.runner import brokers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -48,7 +49,7 @@ def free_port() -> int:
 
 @dataclass
 class Release:
-    """One release's web, worker and beat, started from the Procfile lines."""
+    """One release's web, worker, scheduler and beat, started from the Procfile lines."""
 
     name: str
     env: dict[str, str]
@@ -67,7 +68,7 @@ class Release:
             "WEB_CONCURRENCY": "1",
             "WORKER_CONCURRENCY": "2",
         }
-        for kind in ("web", "worker", "beat"):
+        for kind in ("web", "worker", "scheduler", "beat"):
             out = (self.logs / f"{self.name}-{kind}.log").open("w")
             # Its own process group: stop() signals the whole group, as a platform does.
             self.procs[kind] = subprocess.Popen(
@@ -112,12 +113,19 @@ class Release:
         return events
 
 
-@pytest.fixture()
-def stack_env(settings: config.Settings, engine, redis_client) -> Iterator[dict[str, str]]:
+@pytest.fixture(params=["redis", "amqp"])
+def stack_env(
+    request: pytest.FixtureRequest, settings: config.Settings, engine, redis_client
+) -> Iterator[dict[str, str]]:
+    broker = settings.redis_url
+    if request.param == "amqp":
+        broker = brokers.amqp_url()
+        brokers.purge(broker)
     yield {
         **{k: v for k, v in os.environ.items() if k not in ("RELEASE_ID",)},
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
+        "BROKER_URL": broker,
         "SCHEDULER_RESTART_SECRET": SECRET,
         "DISPATCH_INTERVAL_SECONDS": "2",
         "HEARTBEAT_SECONDS": "1",
@@ -184,13 +192,14 @@ def test_a_deploy_overlap_loses_and_duplicates_nothing(stack_env, engine, tmp_pa
 
         time.sleep(6)  # both run; only B dispatches now
         codes = a.stop(signal.SIGTERM)
-        assert set(codes) == {"web", "worker", "beat"}
+        assert set(codes) == {"web", "worker", "scheduler", "beat"}
 
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             with engine.connect() as conn:
                 counts = conn.execute(text(
-                    "SELECT count(*) FILTER (WHERE status NOT IN ('pending', 'running')), "
+                    "SELECT count(*) FILTER "
+                    "(WHERE status NOT IN ('pending', 'admitted', 'running')), "
                     "count(*) FROM runs"
                 )).one()  # fmt: skip
             if datetime.now(UTC) > fires[-1] and counts[0] == counts[1] >= TRIGGERS:
@@ -219,7 +228,7 @@ def test_a_deploy_overlap_loses_and_duplicates_nothing(stack_env, engine, tmp_pa
     assert {r.generation for r in after_hook} == {hook["generation"]}
 
     refused = [
-        e for kind in ("worker",) for release in (a, b) for e in release.log_events(kind)
+        e for kind in ("scheduler",) for release in (a, b) for e in release.log_events(kind)
         if e.get("event") == "tick_superseded"
     ]  # fmt: skip
     assert any(e.get("release") == "A" and e.get("deployment_id") == "B" for e in refused)

@@ -59,7 +59,7 @@ def test_a_fresh_install_is_healthy_until_three_periods_without_a_tick(client, s
 
 
 def test_a_broker_that_is_down_is_503_without_details(client, services, engine):
-    services.settings = dataclasses.replace(services.settings, redis_url="redis://127.0.0.1:1/0")
+    services.settings = dataclasses.replace(services.settings, broker_url="redis://127.0.0.1:1/0")
     set_tick(engine, datetime.now(UTC))
 
     response = client.get("/healthz")

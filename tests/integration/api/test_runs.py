@@ -20,7 +20,8 @@ def test_run_now_creates_a_manual_run_and_enqueues_it_after_commit(acme, publish
 
     assert response.status_code == 202
     run = response.get_json()
-    assert (run["kind"], run["status"], run["trigger_id"]) == ("manual", "pending", trigger["id"])
+    # A slot was free: admitted and published at once (DESIGN section 12).
+    assert (run["kind"], run["status"], run["trigger_id"]) == ("manual", "admitted", trigger["id"])
     assert run["idempotency_key"].startswith(f"{trigger['id']}:manual:")
     assert run["enqueued_at"] is not None
     assert published() == [uuid.UUID(run["id"])]
@@ -59,7 +60,7 @@ def test_run_now_with_the_broker_down_is_still_202_and_leaves_the_run_pending(
         row = conn.execute(
             text("SELECT status, enqueued_at FROM runs WHERE id = :id"), {"id": run["id"]}
         ).one()
-    assert tuple(row) == ("pending", None)  # the recovery sweep will enqueue it
+    assert tuple(row) == ("pending", None)  # waits in PostgreSQL; a later hand-off publishes it
 
 
 def test_run_now_is_idempotent_with_a_key(acme, published):

@@ -12,7 +12,7 @@ import redis
 from psycopg2.extras import execute_values
 from sqlalchemy import Engine, text
 
-from app import dispatch
+from app import admission, dispatch
 from tasks.celery_app import RUNS_QUEUE
 
 INSERT = """
@@ -20,6 +20,9 @@ INSERT = """
                           catchup_policy, catchup_window_seconds, enabled)
     VALUES %s
 """
+
+
+UNLIMITED = admission.Limits(max_running=1_000_000, max_per_tenant=1_000_000)
 
 
 @pytest.fixture()
@@ -78,19 +81,22 @@ def queued(redis_client: redis.Redis) -> Callable[[], list[str]]:
 
 @pytest.fixture()
 def tick(engine: Engine, celery_app: object) -> Callable[..., dispatch.TickStats]:
-    """One tick with the real publisher, at the given instant, as the given release."""
+    """One tick with the real publisher, at the given instant, as the given release.
+
+    Limits are out of the way (every run gets a slot) unless the test passes `limits`: these
+    tests are about dispatch; admission has its own (test_admission.py)."""
     from tasks import publish
 
     def run(
         now: datetime, *, release: str = "test-release", publisher=None, **options: object
     ) -> dispatch.TickStats:
+        options.setdefault("limits", UNLIMITED)
         return dispatch.run_tick(
             engine,
             now=now,
             release_id=release,
             publish=publisher or publish.enqueue_runs,
             options=dispatch.TickOptions(**options),
-            backlog=publish.queue_depth,
         )
 
     return run

@@ -1,4 +1,6 @@
-"""The dispatcher on the real PostgreSQL and Redis, with an injected clock (DESIGN section 5)."""
+"""The dispatcher on the real PostgreSQL and Redis, with an injected clock (DESIGN sections 5
+and 12). Times that decide ownership (heartbeats, leases) are PostgreSQL's: tests that need
+them old move them back in the database."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from sqlalchemy import text
 from app import dispatch, state
 from tasks import publish
 from tasks.celery_app import use_broker
-from tests.integration.dispatch.conftest import runs, trigger
+from tests.integration.dispatch.conftest import UNLIMITED, runs, trigger
 
 NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -21,7 +23,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def test_a_due_trigger_gets_one_pending_run_enqueued_with_the_run_id(
+def test_a_due_trigger_gets_one_run_admitted_and_enqueued_with_the_run_id(
     make_triggers, tick, queued, engine
 ) -> None:
     [trigger_id] = make_triggers(next_run_at=NOON, cron="*/5 * * * *")
@@ -29,15 +31,34 @@ def test_a_due_trigger_gets_one_pending_run_enqueued_with_the_run_id(
     stats = tick(NOON + timedelta(seconds=2))
 
     [run] = runs(engine)
-    assert run["status"] == "pending"
+    assert run["status"] == "admitted"
     assert run["kind"] == "scheduled"
     assert run["scheduled_for"] == NOON
     assert run["idempotency_key"] == f"{trigger_id}:2026-01-05T12:00:00Z"
-    assert run["enqueued_at"] == NOON + timedelta(seconds=2)
+    assert run["enqueued_at"] is not None and run["admitted_at"] is not None
     assert queued() == [str(run["id"])]
     assert trigger(engine, trigger_id)["next_run_at"] == NOON + timedelta(minutes=5)
     assert trigger(engine, trigger_id)["last_scheduled_for"] == NOON
-    assert (stats.due, stats.dispatched, stats.enqueued) == (1, 1, 1)
+    assert (stats.due, stats.dispatched, stats.admitted, stats.enqueued) == (1, 1, 1, 1)
+
+
+def test_runs_without_a_free_slot_wait_in_postgresql_not_in_the_broker(
+    make_triggers, tick, queued, engine
+) -> None:
+    make_triggers(30, next_run_at=NOON, cron="*/5 * * * *", tenant_id="big")
+    make_triggers(1, next_run_at=NOON, cron="*/5 * * * *", tenant_id="small")
+    limits = dispatch.admission.Limits(max_running=4, max_per_tenant=3)
+
+    stats = tick(NOON + timedelta(seconds=2), limits=limits, batch_size=10)
+
+    assert (stats.dispatched, stats.admitted) == (31, 4)
+    assert len(queued()) == 4, "the broker holds only what can start now"
+    assert len(runs(engine, "status = 'pending'")) == 27
+    small = runs(engine, "tenant_id = 'small'")
+    assert small[0]["status"] == "admitted", "a small tenant is not behind a backlog"
+
+    again = tick(NOON + timedelta(seconds=3), limits=limits)
+    assert (again.admitted, len(queued())) == (0, 4), "nothing re-published for want of a slot"
 
 
 def test_a_trigger_not_yet_due_is_left_alone(make_triggers, tick, queued, engine) -> None:
@@ -65,7 +86,7 @@ def test_four_dispatchers_at_once_create_and_enqueue_each_run_exactly_once(
                     now=now,
                     release_id="test-release",
                     publish=publish.enqueue_runs,
-                    options=dispatch.TickOptions(batch_size=250),
+                    options=dispatch.TickOptions(batch_size=250, limits=UNLIMITED),
                 )
             )
         except BaseException as exc:  # surfaced below, never swallowed
@@ -90,6 +111,9 @@ def test_four_dispatchers_at_once_create_and_enqueue_each_run_exactly_once(
         assert (
             conn.execute(text("SELECT count(*) FROM runs WHERE enqueued_at IS NULL")).scalar() == 0
         )
+        assert (
+            conn.execute(text("SELECT count(*) FROM runs WHERE status <> 'admitted'")).scalar() == 0
+        )
     ids = queued()
     assert len(ids) == 5000
     assert len(set(ids)) == 5000
@@ -101,7 +125,7 @@ class Crash(BaseException):
     """The process dies: nothing after this point runs."""
 
 
-def test_a_crash_between_commit_and_enqueue_is_recovered_once_by_the_next_sweep(
+def test_a_crash_between_admission_and_publish_is_recovered_once_after_the_lease(
     make_triggers, tick, queued, engine
 ) -> None:
     make_triggers(20, next_run_at=NOON, cron="0 * * * *")
@@ -112,17 +136,20 @@ def test_a_crash_between_commit_and_enqueue_is_recovered_once_by_the_next_sweep(
     with pytest.raises(Crash):
         tick(NOON + timedelta(seconds=1), publisher=dies)
 
-    pending = runs(engine)
-    assert len(pending) == 20
-    assert {r["status"] for r in pending} == {"pending"}
-    assert {r["enqueued_at"] for r in pending} == {None}
+    admitted = runs(engine)
+    assert len(admitted) == 20
+    assert {r["status"] for r in admitted} == {"admitted"}
     assert queued() == []
 
     stats = tick(NOON + timedelta(minutes=1))
-    assert stats.recovered == 20
-    assert sorted(queued()) == sorted(str(r["id"]) for r in pending)
+    assert (stats.recovered, queued()) == (0, []), "their slot lease still holds"
 
-    tick(NOON + timedelta(minutes=2))
+    _age(engine, "admitted_at", seconds=61)  # past SLOT_LEASE_SECONDS on PostgreSQL's clock
+    stats = tick(NOON + timedelta(minutes=2))
+    assert stats.recovered == 20
+    assert sorted(queued()) == sorted(str(r["id"]) for r in admitted)
+
+    tick(NOON + timedelta(minutes=3))
     assert len(queued()) == 20, "a run already handed over is not enqueued again"
 
 
@@ -139,11 +166,12 @@ def test_redis_unreachable_commits_the_runs_and_the_sweep_enqueues_them_later(
     assert stats.broker_error
     assert stats.dispatched == 30
     assert stats.enqueued == 0
+    # Not published: back in the queue at once, holding no slot.
     assert len(runs(engine, "status = 'pending' AND enqueued_at IS NULL")) == 30
 
     stats = tick(NOON + timedelta(minutes=1))
     assert stats.broker_error is None
-    assert stats.recovered == 30
+    assert stats.admitted == 30
     assert len(set(queued())) == 30
     assert runs(engine, "enqueued_at IS NULL") == []
 
@@ -179,7 +207,7 @@ def test_three_hours_of_downtime_under_each_catchup_policy(
     by_status: dict[str, list[str]] = {}
     for run in runs(engine):
         by_status.setdefault(run["status"], []).append(iso(run["scheduled_for"]))
-    assert by_status.get("pending", []) == expect_run
+    assert by_status.get("admitted", []) == expect_run  # no limits in the way: all admitted
     assert by_status.get("skipped", []) == expect_skipped
     assert trigger(engine, trigger_id)["next_run_at"] == NOON + timedelta(hours=3)
 
@@ -277,17 +305,19 @@ def test_a_stale_running_run_is_retried_or_failed_by_its_attempts(
                     "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
                     "idempotency_key, status, attempt, started_at, heartbeat_at, enqueued_at) "
                     "VALUES (gen_random_uuid(), :t, 'tenant-a', :at, 'manual', :key, 'running', "
-                    ":attempt, :at, :at, :at)"
+                    ":attempt, now() - interval '30 s', now() - interval '30 s', :at)"
                 ),
                 {"t": trigger_id, "at": NOON, "key": key, "attempt": attempt},
             )
 
-    tick(NOON + timedelta(seconds=30))  # heartbeat 30 s old: still alive
+    # The tick's own clock is two hours fast: heartbeats are judged on PostgreSQL's.
+    tick(NOON + timedelta(hours=2))  # heartbeat 30 s old: still alive
     assert {r["status"] for r in runs(engine)} == {"running"}
 
+    _age(engine, "heartbeat_at", seconds=90)
     stats = tick(NOON + timedelta(minutes=2))
     by_key = {r["idempotency_key"]: r for r in runs(engine)}
-    assert by_key["retry"]["status"] == "pending"
+    assert by_key["retry"]["status"] == "admitted"  # back in the queue, then handed off
     assert queued() == [str(by_key["retry"]["id"])]
     assert by_key["exhausted"]["status"] == "failed"
     assert "heartbeat" in by_key["exhausted"]["error"]
@@ -318,7 +348,7 @@ def test_fall_back_in_new_york_dispatched_minute_by_minute(
 
     fired = [iso(r["scheduled_for"])[11:16] for r in runs(engine)]
     assert fired == NEW_YORK_FALL_BACK[cron]
-    assert {r["status"] for r in runs(engine)} == {"pending"}
+    assert {r["status"] for r in runs(engine)} == {"admitted"}
 
 
 def test_an_unplannable_trigger_is_parked_and_does_not_stop_the_others(
@@ -339,7 +369,7 @@ def test_an_unplannable_trigger_is_parked_and_does_not_stop_the_others(
     ] == [str(broken)]
 
 
-def test_a_published_run_not_started_is_copied_again_only_once_the_queue_has_drained(
+def test_a_published_run_not_started_is_published_again_only_after_its_lease(
     make_triggers, tick, engine, queued, redis_client
 ) -> None:
     make_triggers(next_run_at=NOON, cron="0 * * * *")
@@ -347,16 +377,24 @@ def test_a_published_run_not_started_is_copied_again_only_once_the_queue_has_dra
     [run] = runs(engine)
     assert queued() == [str(run["id"])]
 
-    # 10 minutes later it has not started: with its message still waiting in the queue (a
-    # backlog), copying it would only grow the backlog.
-    stats = tick(NOON + timedelta(minutes=10))
-    assert (stats.backlog, stats.recovered) == (1, 0)
+    stats = tick(NOON + timedelta(minutes=10))  # the tick's clock alone does not expire it
+    assert stats.recovered == 0
     assert queued() == [str(run["id"])]
 
     redis_client.delete("runs")  # the message was lost (or consumed and dropped)
+    _age(engine, "admitted_at", seconds=61)
     stats = tick(NOON + timedelta(minutes=11))
-    assert (stats.backlog, stats.recovered) == (0, 1)
+    assert (stats.recovered, stats.admitted) == (1, 1)
     assert queued() == [str(run["id"])]
+
+
+def _age(engine, column: str, *, seconds: int) -> None:
+    """Move a time that PostgreSQL stamped into the past, as waiting that long would."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(f"UPDATE runs SET {column} = {column} - make_interval(secs => :s)"),
+            {"s": seconds},
+        )
 
 
 def test_a_restart_after_the_last_batch_keeps_the_old_ticks_stats_out(engine) -> None:

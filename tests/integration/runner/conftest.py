@@ -15,7 +15,8 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from app import config, limiter, runs
+from app import admission, config, runs
+from tests.integration.runner import brokers
 from tests.integration.runner.receiver import Receiver
 from tests.support import FakeClock
 
@@ -32,7 +33,7 @@ class Harness:
     settings: config.Settings
     redis: redis.Redis
     clock: FakeClock
-    published: list[tuple[str, datetime | None]] = dataclasses.field(default_factory=list)
+    published: list[uuid.UUID] = dataclasses.field(default_factory=list)
 
     def configure(self, **overrides: Any) -> None:
         """Change settings (max_running, heartbeat_seconds, ...) for the runtimes built next."""
@@ -41,13 +42,7 @@ class Harness:
     def runtime(self, *, clock: Any = None, publish: Any = None, **fields: Any) -> runs.Runtime:
         return runs.Runtime(
             engine=self.engine,
-            limiter=limiter.Limiter(
-                self.redis,
-                max_running=self.settings.max_running,
-                max_per_tenant=self.settings.max_running_per_tenant,
-                lease_seconds=self.settings.slot_lease_seconds,
-            ),
-            publish=publish or (lambda run_id, eta: self.published.append((run_id, eta))),
+            publish=publish or self.published.extend,
             settings=self.settings,
             worker=fields.pop("worker", "test-worker"),
             clock=clock or self.clock.now,
@@ -57,6 +52,34 @@ class Harness:
 
     def execute(self, run_id: uuid.UUID, **fields: Any) -> str:
         return runs.execute_run(str(run_id), self.runtime(**fields))
+
+    def admit(self) -> list[uuid.UUID]:
+        """Run admission with the harness's limits; return the runs it admitted."""
+        admitted, _skipped = admission.admit(
+            self.engine,
+            admission.Limits(
+                max_running=self.settings.max_running,
+                max_per_tenant=self.settings.max_running_per_tenant,
+            ),
+        )
+        return admitted
+
+    def db_now(self) -> datetime:
+        """PostgreSQL's clock, the one that times retries and leases."""
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+
+    def retry_due_in(self, run_id: uuid.UUID) -> float:
+        """Seconds from now (PostgreSQL's clock) until the run's `not_before`."""
+        return (self.row(run_id)["not_before"] - self.db_now()).total_seconds()
+
+    def make_due(self, run_id: uuid.UUID) -> None:
+        """Move a retry's `not_before` into the past (PostgreSQL's clock), as time would."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE runs SET not_before = now() - interval '1 s' WHERE id = :id"),
+                {"id": run_id},
+            )
 
     def trigger(
         self,
@@ -104,7 +127,7 @@ class Harness:
         *,
         scheduled_for: datetime | None = None,
         kind: str = "scheduled",
-        status: str = "pending",
+        status: str = "admitted",
         attempt: int = 0,
         tenant_id: str | None = None,
     ) -> uuid.UUID:
@@ -115,8 +138,10 @@ class Harness:
                 text(
                     "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
                     "idempotency_key, status, attempt, generation, created_at, started_at, "
-                    "heartbeat_at) SELECT :id, t.id, COALESCE(:tenant, t.tenant_id), :at, :kind, "
-                    ":key, :status, :attempt, 7, :now, :started, :started "
+                    "heartbeat_at, admitted_at) "
+                    "SELECT :id, t.id, COALESCE(:tenant, t.tenant_id), :at, :kind, "
+                    ":key, :status, :attempt, 7, :now, :started, :started, "
+                    "CASE WHEN :status IN ('admitted', 'running') THEN now() END "
                     "FROM triggers t WHERE t.id = :tid"
                 ),
                 {
@@ -129,7 +154,8 @@ class Harness:
                     "status": status,
                     "attempt": attempt,
                     "now": self.clock.now(),
-                    "started": self.clock.now() if status == "running" else None,
+                    # PostgreSQL's clock, as the runner stamps it: a fresh heartbeat.
+                    "started": datetime.now(UTC) if status == "running" else None,
                 },
             )
         return run_id
@@ -167,9 +193,27 @@ def later(moment: datetime, seconds: float) -> datetime:
 
 
 @pytest.fixture()
-def publish(celery_app: object, harness: Harness) -> Callable[..., int]:
-    """tasks.publish.enqueue_runs into the test Redis, for tests with real worker processes
-    (which use the real clock, so the harness's clock is set to it)."""
+def broker(
+    request: pytest.FixtureRequest, settings: config.Settings, celery_app: Any
+) -> Iterator[str]:
+    """The broker URL of the test: the test Redis, or RabbitMQ for a test parametrized with
+    `@pytest.mark.parametrize("broker", ["redis", "amqp"], indirect=True)`. The product's
+    Celery app publishes to it; workers get it as BROKER_URL (worker_env)."""
+    from tasks.celery_app import use_broker
+
+    kind = getattr(request, "param", "redis")
+    url = settings.redis_url if kind == "redis" else brokers.amqp_url()
+    if kind == "amqp":
+        brokers.purge(url)
+    use_broker(celery_app, url)
+    yield url
+    use_broker(celery_app, settings.redis_url)
+
+
+@pytest.fixture()
+def publish(broker: str, harness: Harness) -> Callable[..., int]:
+    """tasks.publish.enqueue_runs into the test's broker, for tests with real worker
+    processes (which use the real clock, so the harness's clock is set to it)."""
     from tasks import publish as publisher
 
     harness.clock.set(datetime.now(UTC))

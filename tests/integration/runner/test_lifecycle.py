@@ -1,5 +1,7 @@
-"""The run state machine on the real PostgreSQL and Redis, called in-process with a fake clock:
-claim, duplicate delivery, retries, exhaustion, timeouts, cancellation, re-checks, overlap."""
+"""The run state machine on the real PostgreSQL, called in-process: claim, duplicate delivery,
+retries waiting in PostgreSQL, exhaustion, timeouts, cancellation, re-checks, overlap, and a
+worker whose clock is wrong. Runs are made `admitted` (admission's work) unless a test says
+otherwise."""
 
 from __future__ import annotations
 
@@ -22,9 +24,8 @@ def test_a_pending_run_is_claimed_run_and_succeeds_with_its_result(harness) -> N
     assert harness.execute(run_id) == "succeeded"
 
     row = harness.row(run_id)
-    now = harness.clock.now()
     assert (row["status"], row["attempt"], row["worker"]) == ("succeeded", 1, "test-worker")
-    assert row["started_at"] == row["finished_at"] == row["heartbeat_at"] == now
+    assert row["started_at"] <= row["finished_at"] == row["heartbeat_at"]
     assert row["result"] == {"hello": "world"}
     assert row["error"] is None
     assert harness.published == []
@@ -75,53 +76,62 @@ def test_a_failed_attempt_is_retried_after_a_backoff_then_succeeds(harness) -> N
         payload={"fail_times": 2}, max_attempts=3, retry_backoff_seconds=10
     )
     run_id = harness.run(trigger_id)
-    start = harness.clock.now()
 
-    assert harness.execute(run_id) == "retrying"
+    before = datetime.now(UTC)
+    assert harness.execute(run_id, rng=_Fixed(0.5)) == "retrying"
     row = harness.row(run_id)
     assert (row["status"], row["attempt"]) == ("pending", 1)
-    assert start <= row["not_before"] <= start + timedelta(seconds=10)  # 10 * 2^0, full jitter
+    # 10 * 2^0 with full jitter (here half of it), on PostgreSQL's clock.
+    assert (
+        before + timedelta(seconds=5)
+        <= row["not_before"]
+        <= datetime.now(UTC) + timedelta(seconds=5)
+    )
     assert "planned failure on attempt 1" in row["error"]
-    assert harness.published == [(str(run_id), row["not_before"])]
+    assert harness.published == [], "a retry waits in PostgreSQL, not in the broker"
+    first_start = row["started_at"]
 
-    harness.clock.set(row["not_before"])
+    harness.make_due(run_id)
+    assert harness.admit() == [run_id]
     assert harness.execute(run_id) == "retrying"
     row = harness.row(run_id)
     assert row["attempt"] == 2
-    assert harness.clock.now() <= row["not_before"] <= harness.clock.now() + timedelta(seconds=20)
 
-    harness.clock.set(row["not_before"])
+    harness.make_due(run_id)
+    assert harness.admit() == [run_id]
     assert harness.execute(run_id) == "succeeded"
     row = harness.row(run_id)
     assert (row["status"], row["attempt"], row["error"]) == ("succeeded", 3, None)
-    assert row["started_at"] == start  # the first attempt's start: the lag measure
+    assert row["started_at"] == first_start  # the first attempt's start: the lag measure
 
 
-def test_a_retry_delivered_early_waits_for_its_not_before(harness) -> None:
+def test_a_retry_waits_in_postgresql_until_its_not_before(harness) -> None:
     run_id = harness.run(harness.trigger(payload={"fail_times": 1}, retry_backoff_seconds=60))
     harness.execute(run_id, rng=_Fixed(0.5))  # uniform(0, 60) -> 30 s
-    not_before = harness.row(run_id)["not_before"]
-    assert not_before == harness.clock.now() + timedelta(seconds=30)
+    row = harness.row(run_id)
+    assert (row["status"], row["enqueued_at"]) == ("pending", None)
 
-    harness.clock.advance(seconds=10)
-    assert harness.execute(run_id) == "deferred"
-
+    assert harness.admit() == [], "not due yet: no slot, no message"
+    assert harness.execute(run_id) == "duplicate", "a stray delivery does not start it early"
     assert harness.row(run_id)["attempt"] == 1
-    assert harness.published[-1] == (str(run_id), not_before)
+
+    harness.make_due(run_id)
+    assert harness.admit() == [run_id]
+    assert harness.execute(run_id) == "succeeded"
 
 
 def test_a_run_that_keeps_failing_ends_failed_with_its_last_error(harness) -> None:
     run_id = harness.run(harness.trigger(payload={"fail_times": 9}, max_attempts=2))
 
     assert harness.execute(run_id) == "retrying"
-    harness.clock.set(harness.row(run_id)["not_before"])
+    harness.make_due(run_id)
+    assert harness.admit() == [run_id]
     assert harness.execute(run_id) == "failed"
 
     row = harness.row(run_id)
     assert (row["status"], row["attempt"]) == ("failed", 2)
     assert "planned failure on attempt 2" in row["error"]
-    assert row["finished_at"] == harness.clock.now()
-    assert len(harness.published) == 1  # only the one retry
+    assert row["finished_at"] >= row["started_at"]
 
 
 def test_a_non_retryable_error_fails_at_once(harness) -> None:
@@ -151,7 +161,8 @@ def test_an_attempt_past_its_timeout_is_stopped_and_counts_as_a_failure(harness)
     row = harness.row(run_id)
     assert row["error"] == "attempt timed out after 1 s"
 
-    harness.clock.set(row["not_before"])
+    harness.make_due(run_id)
+    assert harness.admit() == [run_id]
     outcome: list[str] = []
     worker = threading.Thread(target=lambda: outcome.append(harness.execute(run_id)))
     started = time.monotonic()
@@ -222,7 +233,10 @@ def test_request_cancel_reports_the_status_and_none_for_an_unknown_run(harness) 
 def test_cancel_pending_for_trigger_cancels_only_its_pending_runs(harness) -> None:
     trigger_id = harness.trigger()
     now = harness.clock.now()
-    pending = [harness.run(trigger_id, scheduled_for=now - timedelta(minutes=m)) for m in (1, 2)]
+    pending = [
+        harness.run(trigger_id, scheduled_for=now - timedelta(minutes=m), status=status)
+        for m, status in ((1, "pending"), (2, "admitted"))
+    ]
     running = harness.run(trigger_id, scheduled_for=now - timedelta(minutes=3), status="running")
     other = harness.run(harness.trigger())
 
@@ -231,7 +245,7 @@ def test_cancel_pending_for_trigger_cancels_only_its_pending_runs(harness) -> No
 
     assert [harness.row(r)["status"] for r in pending] == ["cancelled", "cancelled"]
     assert harness.row(running)["status"] == "running"
-    assert harness.row(other)["status"] == "pending"
+    assert harness.row(other)["status"] == "admitted"
 
 
 def test_a_run_whose_trigger_was_deleted_is_cancelled(harness) -> None:
@@ -270,7 +284,8 @@ def test_overlap_skip_skips_a_fire_while_an_earlier_run_is_running(harness) -> N
 
     assert harness.execute(run_id) == "skipped"
     row = harness.row(run_id)
-    assert (row["status"], row["attempt"], row["finished_at"]) == ("skipped", 0, now)
+    assert (row["status"], row["attempt"]) == ("skipped", 0)
+    assert row["finished_at"] is not None
 
 
 def test_overlap_skip_runs_the_fire_when_nothing_else_is_in_progress(harness) -> None:
@@ -287,27 +302,60 @@ def test_overlap_allow_runs_fires_side_by_side(harness) -> None:
     assert harness.execute(harness.run(trigger_id, scheduled_for=now)) == "succeeded"
 
 
-def test_the_heartbeat_stamps_the_run_and_renews_its_slot_while_the_action_runs(harness) -> None:
+def test_the_heartbeat_stamps_the_run_on_postgresqls_clock_while_the_action_runs(
+    harness,
+) -> None:
     harness.configure(heartbeat_seconds=1)
     seen: dict[str, object] = {}
 
     @registry.handler("test.watch_heartbeat")
     def watch(ctx: registry.RunContext) -> None:
-        [(member, expiry)] = harness.redis.zrange("{sched-slots}:global", 0, -1, withscores=True)
-        seen["lease_at_start"] = expiry
         time.sleep(1.6)
         seen["row"] = harness.row(ctx.run_id)
-        seen["lease_later"] = harness.redis.zscore("{sched-slots}:global", member)
+        seen["db_now"] = _db_now(harness)
 
     run_id = harness.run(harness.trigger(action={"type": "task", "name": "test.watch_heartbeat"}))
-    assert harness.execute(run_id, clock=_real_clock) == "succeeded"
+    # The worker's clock is ten minutes fast: nothing it stamps may carry its time.
+    assert harness.execute(run_id, clock=_skewed(minutes=10)) == "succeeded"
     registry.unregister("test.watch_heartbeat")
 
     row = seen["row"]
     assert row["status"] == "running"
-    assert row["heartbeat_at"] > row["started_at"]
-    assert seen["lease_later"] > seen["lease_at_start"]
-    assert harness.redis.zcard("{sched-slots}:global") == 0  # released at the end
+    assert row["started_at"] < row["heartbeat_at"] <= seen["db_now"]
+
+
+def test_a_worker_with_a_skewed_clock_neither_steals_a_held_slot_nor_loses_a_run(
+    harness,
+) -> None:
+    from app import recovery
+
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    trigger_id = harness.trigger(payload={"fail_times": 1}, retry_backoff_seconds=1)
+    held = harness.run(trigger_id, status="running", attempt=1)  # a live run holds the slot
+    waiting = harness.run(trigger_id, status="pending", scheduled_for=harness.clock.advance(
+        minutes=1))  # fmt: skip
+    options = recovery.RecoveryOptions(heartbeat_timeout_seconds=60, admitted_lease_seconds=60)
+
+    # A worker (or tick) whose clock is minutes fast or slow: the sweep and admission read
+    # PostgreSQL's clock, so the live run is not taken over and its slot is not taken.
+    for skew in (-10, 10):
+        rt = harness.runtime(clock=_skewed(minutes=skew))
+        assert recovery.sweep(harness.engine, options=options).requeued == 0
+        assert runs.hand_off(rt).admitted == []
+    assert harness.row(held)["status"] == "running"
+    assert harness.row(waiting)["status"] == "pending"
+
+    # Its retry is not lost to the future either: due about a second from now on the
+    # database's clock, whatever the worker's clock says.
+    with harness.engine.begin() as conn:
+        conn.execute(text("UPDATE runs SET status = 'succeeded' WHERE id = :id"), {"id": held})
+    assert harness.admit() == [waiting]
+    assert harness.execute(waiting, clock=_skewed(minutes=-10)) == "retrying"
+    row = harness.row(waiting)
+    assert abs((row["not_before"] - _db_now(harness)).total_seconds()) < 5
+    harness.make_due(waiting)
+    assert harness.admit() == [waiting]
+    assert harness.execute(waiting, clock=_skewed(minutes=10)) == "succeeded"
 
 
 def test_an_attempt_taken_over_by_the_recovery_sweep_leaves_the_run_to_its_new_owner(
@@ -386,8 +434,16 @@ class _Fixed:
         return a + (b - a) * self.fraction
 
 
-def _real_clock() -> datetime:
-    return datetime.now(UTC)
+def _skewed(**delta: float):
+    def clock() -> datetime:
+        return datetime.now(UTC) + timedelta(**delta)
+
+    return clock
+
+
+def _db_now(harness) -> datetime:
+    with harness.engine.connect() as conn:
+        return conn.execute(text("SELECT clock_timestamp()")).scalar_one()
 
 
 def _uuid() -> uuid.UUID:

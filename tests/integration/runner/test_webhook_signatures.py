@@ -149,7 +149,8 @@ def test_a_retry_keeps_the_webhook_id_with_a_fresh_timestamp_and_signature(
     run_id = harness.run(harness.trigger(action=hook(receiver), retry_backoff_seconds=1))
     assert harness.execute(run_id) == "retrying"
     harness.clock.set(harness.clock.now() + timedelta(seconds=30))
-    harness.clock.set(max(harness.clock.now(), harness.row(run_id)["not_before"]))
+    harness.make_due(run_id)  # the retry waits in PostgreSQL until its not_before
+    assert harness.admit() == [run_id]
     assert harness.execute(run_id) == "succeeded"
 
     first, second = receiver.hits()

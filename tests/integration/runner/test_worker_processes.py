@@ -16,12 +16,13 @@ from tests.integration.runner.workers import (
     worker_env,
 )
 
-pytestmark = pytest.mark.slow
+# Each test runs on Redis and on RabbitMQ.
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("broker", ["redis", "amqp"], indirect=True)]
 
 
-@pytest.fixture(scope="module")
-def workers(settings, tmp_path_factory) -> Iterator[Workers]:
-    manager = Workers(worker_env(settings), tmp_path_factory.mktemp("workers"))
+@pytest.fixture()
+def workers(settings, broker, tmp_path) -> Iterator[Workers]:
+    manager = Workers(worker_env(settings, BROKER_URL=broker), tmp_path)
     yield manager
     manager.stop_all()
 

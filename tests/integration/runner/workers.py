@@ -8,11 +8,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app import config, recovery
+from app import admission, config, recovery
 
 ROOT = Path(__file__).resolve().parents[3]
 CELERY = str(Path(sys.executable).parent / "celery")
@@ -26,6 +25,7 @@ def worker_env(settings: config.Settings, **overrides: str) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
+        "BROKER_URL": settings.broker_url,
         "RELEASE_ID": settings.release_id,
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
         "HEARTBEAT_SECONDS": "1",
@@ -119,16 +119,25 @@ def status_is(harness: Any, run_id: Any, status: str) -> Callable[[], dict[str, 
     return check
 
 
-def sweep_until_requeued(harness: Any, publish: Callable[..., Any], *, timeout: float) -> int:
-    """Run the dispatcher's recovery sweep (as every tick does) until it hands a run of a
-    lost worker to another one: after the workers' 3 s heartbeat timeout."""
-    options = recovery.RecoveryOptions(heartbeat_timeout_seconds=3)
-    return wait_for(
-        lambda: (
-            recovery.sweep(
-                harness.engine, now=datetime.now(UTC), publish=publish, options=options
-            ).requeued
-        ),
-        timeout=timeout,
-        every=0.5,
+def hand_off(harness: Any, publish: Callable[..., Any]) -> admission.HandOff:
+    """What a tick's hand-off does: admit into the free slots with the worker's limits
+    (`worker_env`'s defaults unless the harness was configured otherwise), then publish."""
+    limits = admission.Limits(
+        max_running=harness.settings.max_running,
+        max_per_tenant=harness.settings.max_running_per_tenant,
     )
+    return admission.hand_off(harness.engine, limits, publish)
+
+
+def sweep_until_requeued(harness: Any, publish: Callable[..., Any], *, timeout: float) -> int:
+    """Run the dispatcher's recovery sweep and hand-off (as every tick does) until the run of
+    a lost worker goes back to the queue and on to another worker: after the workers' 3 s
+    heartbeat timeout, on PostgreSQL's clock."""
+    options = recovery.RecoveryOptions(heartbeat_timeout_seconds=3, admitted_lease_seconds=5)
+
+    def sweep() -> int:
+        requeued = recovery.sweep(harness.engine, options=options).requeued
+        hand_off(harness, publish)
+        return requeued
+
+    return wait_for(sweep, timeout=timeout, every=0.5)

@@ -46,18 +46,3 @@ def test_the_delay_always_lies_within_the_bounds(attempt, base, seed, retry_afte
         assert delay <= base * 2 ** (attempt - 1)
     else:
         assert delay >= min(retry_after, runs.BACKOFF_CAP_SECONDS)
-
-
-def test_the_throttle_countdown_grows_with_the_wait_and_is_bounded() -> None:
-    runtime = runs.Runtime(
-        engine=None,
-        limiter=None,
-        publish=None,
-        settings=None,
-        worker="w",
-        clock=None,
-        rng=Fixed(0.5),
-    )
-    assert runs.throttle_delay(0, runtime) == 1.0
-    assert runs.throttle_delay(100, runtime) == 10.0
-    assert runs.throttle_delay(10_000, runtime) == 15.0

@@ -1,0 +1,247 @@
+"""Admission on the real PostgreSQL (DESIGN section 12): fair order, caps under concurrent
+admitters, retries waiting for `not_before`, overlap policies that run one fire at a time.
+
+The races are the ones of ../shared/notes/fair-admission-prior-art.md: two admitters with
+separate connections released together by a barrier.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+
+from app import admission
+
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+class Room:
+    """Triggers and runs inserted directly, admission called with given limits."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def trigger(self, tenant: str = "a", *, overlap_policy: str = "allow") -> uuid.UUID:
+        trigger_id = uuid.uuid4()
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO triggers (id, tenant_id, name, cron, action, overlap_policy) "
+                    "VALUES (:id, :tenant, 't', '* * * * *', CAST(:action AS jsonb), :policy)"
+                ),
+                {
+                    "id": trigger_id,
+                    "tenant": tenant,
+                    "action": json.dumps({"type": "task", "name": "echo"}),
+                    "policy": overlap_policy,
+                },
+            )
+        return trigger_id
+
+    def runs(
+        self,
+        trigger_id: uuid.UUID,
+        count: int = 1,
+        *,
+        start: datetime = T0,
+        status: str = "pending",
+        attempt: int = 0,
+        not_before: str | None = None,
+    ) -> list[uuid.UUID]:
+        ids = [uuid.uuid4() for _ in range(count)]
+        with self.engine.begin() as conn:
+            for n, run_id in enumerate(ids):
+                conn.execute(
+                    text(
+                        "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, "
+                        "idempotency_key, status, attempt, not_before, started_at, "
+                        "heartbeat_at) SELECT :id, t.id, t.tenant_id, :at, :key, :status, "
+                        ":attempt, now() + CAST(:nb AS interval), "
+                        "CASE WHEN :status = 'running' THEN now() END, "
+                        "CASE WHEN :status = 'running' THEN now() END "
+                        "FROM triggers t WHERE t.id = :tid"
+                    ),
+                    {
+                        "id": run_id,
+                        "tid": trigger_id,
+                        "at": start + timedelta(seconds=n),
+                        "key": str(run_id),
+                        "status": status,
+                        "attempt": attempt,
+                        "nb": not_before,
+                    },
+                )
+        return ids
+
+    def admit(self, max_running: int, max_per_tenant: int) -> list[uuid.UUID]:
+        limits = admission.Limits(max_running=max_running, max_per_tenant=max_per_tenant)
+        admitted, _skipped = admission.admit(self.engine, limits)
+        return admitted
+
+    def status(self, run_id: uuid.UUID) -> str:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                text("SELECT status FROM runs WHERE id = :id"), {"id": run_id}
+            ).scalar_one()
+
+    def in_progress(self) -> Counter:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT tenant_id, count(*) FROM runs "
+                    "WHERE status IN ('admitted', 'running') GROUP BY tenant_id"
+                )
+            )
+            return Counter(dict(rows.all()))
+
+    def finish(self, run_ids: list[uuid.UUID]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE runs SET status = 'succeeded' WHERE id = ANY(:ids)"), {"ids": run_ids}
+            )
+
+
+@pytest.fixture()
+def room(engine: Engine) -> Room:
+    return Room(engine)
+
+
+def test_a_small_tenant_is_admitted_at_the_next_free_slot_despite_a_big_backlog(room) -> None:
+    big = room.runs(room.trigger("big"), 500)
+    admitted = room.admit(max_running=4, max_per_tenant=4)
+    assert admitted and set(admitted) <= set(big[:4])
+    # The small tenant's only fire comes a minute after the whole backlog.
+    [small] = room.runs(room.trigger("small"), start=T0 + timedelta(minutes=1))
+
+    room.finish(admitted[:1])  # one slot comes free
+
+    assert room.admit(max_running=4, max_per_tenant=4) == [small]
+
+
+def test_tenants_take_turns_and_each_tenant_goes_oldest_first(room) -> None:
+    a = room.runs(room.trigger("a"), 3)
+    b = room.runs(room.trigger("b"), 3, start=T0 + timedelta(minutes=1))
+    c = room.runs(room.trigger("c"), 1, start=T0 + timedelta(minutes=2))
+
+    first = room.admit(max_running=3, max_per_tenant=3)
+
+    assert set(first) == {a[0], b[0], c[0]}
+    room.finish(first)
+    assert set(room.admit(max_running=2, max_per_tenant=3)) == {a[1], b[1]}
+
+
+def test_the_global_and_tenant_caps_count_runs_already_in_progress(room) -> None:
+    trigger = room.trigger("a")
+    room.runs(trigger, 2, status="running", attempt=1)
+    waiting = room.runs(trigger, 5, start=T0 + timedelta(minutes=1))
+    other = room.runs(room.trigger("b"), 5, start=T0 + timedelta(minutes=1))
+
+    admitted = room.admit(max_running=5, max_per_tenant=3)
+
+    assert room.in_progress() == Counter({"a": 3, "b": 2})
+    assert set(admitted) == {waiting[0], other[0], other[1]}
+
+
+def test_one_free_slot_and_two_concurrent_admitters_give_exactly_one_admission(room) -> None:
+    room.runs(room.trigger("busy"), status="running", attempt=1)
+    room.runs(room.trigger("a"), 3)
+    room.runs(room.trigger("b"), 3)
+    for _ in range(5):
+        results = _race(room, 2, max_running=2, max_per_tenant=5)
+        assert sorted(len(r) for r in results) == [0, 1]
+        room.finish([run_id for r in results for run_id in r])  # the slot is free again
+
+
+def test_the_tenant_cap_holds_under_concurrent_admitters(room) -> None:
+    room.runs(room.trigger("a"), 50)
+    results = _race(room, 4, max_running=40, max_per_tenant=3)
+
+    assert sum(len(r) for r in results) == 3
+    assert room.in_progress() == Counter({"a": 3})
+
+
+def test_many_concurrent_admitters_never_exceed_the_global_limit(room) -> None:
+    for tenant in "abcdefgh":
+        room.runs(room.trigger(tenant), 20)
+    results = _race(room, 6, max_running=7, max_per_tenant=2)
+
+    admitted = [run_id for r in results for run_id in r]
+    assert len(admitted) == len(set(admitted)) == 7
+    assert max(room.in_progress().values()) <= 2
+
+
+def test_a_retry_waits_in_postgresql_until_its_not_before(room) -> None:
+    [retry] = room.runs(room.trigger("a"), attempt=1, not_before="30 seconds")
+    assert room.admit(max_running=5, max_per_tenant=5) == []
+
+    with room.engine.begin() as conn:
+        conn.execute(text("UPDATE runs SET not_before = now() - interval '1 s'"))
+
+    assert room.admit(max_running=5, max_per_tenant=5) == [retry]
+
+
+def test_ties_on_the_fire_time_are_broken_by_id_and_nothing_is_admitted_twice(room) -> None:
+    ids = [room.runs(room.trigger("a"), start=T0)[0] for _ in range(4)]
+    first = room.admit(max_running=2, max_per_tenant=2)
+    assert set(first) == set(sorted(ids)[:2])
+    room.finish(first)
+    assert set(room.admit(max_running=2, max_per_tenant=2)) == set(sorted(ids)[2:])
+    assert room.admit(max_running=2, max_per_tenant=2) == []
+
+
+def test_buffer_one_keeps_one_fire_waiting_and_skips_the_later_ones(room) -> None:
+    trigger = room.trigger("a", overlap_policy="buffer_one")
+    [long_run] = room.runs(trigger, status="running", attempt=1)
+    second, third, fourth = room.runs(trigger, 3, start=T0 + timedelta(minutes=1))
+
+    assert room.admit(max_running=5, max_per_tenant=5) == []  # waits: one is in progress
+    assert [room.status(r) for r in (second, third, fourth)] == ["pending", "skipped", "skipped"]
+
+    room.finish([long_run])
+    assert room.admit(max_running=5, max_per_tenant=5) == [second]
+
+
+def test_buffer_one_counts_a_run_between_two_attempts_as_in_progress(room) -> None:
+    trigger = room.trigger("a", overlap_policy="buffer_one")
+    [retrying] = room.runs(trigger, attempt=1, not_before="1 hour")
+    [fire] = room.runs(trigger, start=T0 + timedelta(minutes=1))
+
+    assert room.admit(max_running=5, max_per_tenant=5) == []
+    assert room.status(fire) == "pending"
+
+
+def test_skip_skips_a_fire_while_another_run_is_in_progress(room) -> None:
+    trigger = room.trigger("a", overlap_policy="skip")
+    room.runs(trigger, status="running", attempt=1)
+    [fire] = room.runs(trigger, start=T0 + timedelta(minutes=1))
+
+    assert room.admit(max_running=5, max_per_tenant=5) == []
+    assert room.status(fire) == "skipped"
+
+
+def _race(room: Room, admitters: int, **limits: int) -> list[list[uuid.UUID]]:
+    """`admitters` threads, each with its own connection, released together."""
+    barrier = threading.Barrier(admitters)
+    results: list[list[uuid.UUID]] = []
+    errors: list[BaseException] = []
+
+    def admit() -> None:
+        try:
+            barrier.wait()
+            results.append(room.admit(**limits))
+        except BaseException as exc:  # surfaced below, never swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=admit) for _ in range(admitters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return results
