@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from app.errors import ConfigError
@@ -72,6 +72,14 @@ def _release(env: Mapping[str, str]) -> str:
     return "dev"
 
 
+def _secret_key(env: Mapping[str, str]) -> str:
+    value = env.get("SECRET_KEY", "").strip()
+    if value and len(value) < 32:
+        # Never echo the value: it is a secret.
+        raise ConfigError(f"SECRET_KEY must be at least 32 characters, got {len(value)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting the processes read; build it with :meth:`from_env`."""
@@ -98,6 +106,10 @@ class Settings:
     log_format: str = "json"
     handler_modules: tuple[str, ...] = ()
     worker_shutdown_grace_seconds: int = 20
+    # Signs the console's session cookie. Every web process must share it, or a session made
+    # by one gunicorn worker is refused by the next; empty means a random per-process key
+    # (one worker, sessions lost on restart: acceptable for a quick local try only).
+    secret_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -143,6 +155,7 @@ class Settings:
             worker_shutdown_grace_seconds=_int(
                 env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20, minimum=0, maximum=3600
             ),
+            secret_key=_secret_key(env),
         )
 
     @property

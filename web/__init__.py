@@ -1,6 +1,7 @@
 """The Flask app: `create_app()` for gunicorn (`web:create_app()`) and `flask --app web`.
 
-Everything lives under /api/v1 except /healthz, /metrics and /openapi.json at the root.
+Everything lives under /api/v1 except /healthz, /metrics and /openapi.json at the root, and
+the console's pages for people under /console.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app import config, logs
-from web import admin, cli, context, errors, health, middleware, runs, triggers
+from web import admin, cli, console, context, errors, health, middleware, runs, triggers
 from web.schemas import PAYLOAD_LIMIT
 
 # The largest body we read: a 64 KiB payload plus room for the other fields. Anything
@@ -42,8 +43,10 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     middleware.init_app(app)
     api = errors.Api(app, spec_kwargs=SPEC)
     api.spec.components.schemas.pop("PaginationMetadata", None)  # flask-smorest's, unused
-    for blueprint in (triggers.blp, runs.blp, admin.blp, health.blp):
+    api_blueprints = (triggers.blp, runs.blp, admin.blp, health.blp)
+    for blueprint in api_blueprints:
         api.register_blueprint(blueprint)
+    console.init_app(app, secret_key=settings.secret_key, exempt=api_blueprints)
     errors.register(app)
     cli.register(app)
     return app
