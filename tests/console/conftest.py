@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -94,3 +96,14 @@ def new_form(client: FlaskClient, **overrides: str) -> dict[str, str]:
     }
     form.update(overrides)
     return form
+
+
+@pytest.fixture()
+def published(redis_client: Any) -> Callable[[], list[str]]:
+    """The run ids waiting in the broker's runs queue."""
+    from tasks.celery_app import RUNS_QUEUE
+
+    def read() -> list[str]:
+        return [json.loads(m)["headers"]["id"] for m in redis_client.lrange(RUNS_QUEUE, 0, -1)]
+
+    return read
