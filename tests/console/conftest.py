@@ -66,14 +66,16 @@ def sign_in(client: FlaskClient, make_key: Callable[..., keys.NewKey]) -> Callab
         token = csrf_of(client.get("/console/").get_data(as_text=True))
         response = client.post("/console/", data={"key": key, "csrf_token": token})
         assert response.status_code == 302, response.get_data(as_text=True)
-        return csrf_of(client.get("/console/triggers/new").get_data(as_text=True))
+        return csrf_of(
+            client.get("/console/triggers/new", follow_redirects=True).get_data(as_text=True)
+        )
 
     return do
 
 
 def new_form(client: FlaskClient, **overrides: str) -> dict[str, str]:
     """The create form as the page renders it (tokens included), with fields overridden."""
-    html = client.get("/console/triggers/new").get_data(as_text=True)
+    html = client.get("/console/triggers/new", follow_redirects=True).get_data(as_text=True)
     form = {
         "csrf_token": csrf_of(html),
         "form_token": FORM_TOKEN.search(html).group(1),

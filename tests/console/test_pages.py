@@ -51,6 +51,9 @@ def test_one_form_submitted_twice_makes_one_trigger(client, sign_in, engine) -> 
     assert first.headers["Location"] == again.headers["Location"]
     assert count_triggers(engine) == 1
     assert "This form was already submitted" in client.get(again.headers["Location"]).text
+    # Back to the form's own URL: the same token, and the page says it was used.
+    back = client.get(f"/console/triggers/new?token={form['form_token']}").get_data(True)
+    assert f'value="{form["form_token"]}"' in back and "already submitted and created" in back
     client.post("/console/triggers/new", data=new_form(client, name="another"))
     assert count_triggers(engine) == 2  # a fresh form is a fresh token
 

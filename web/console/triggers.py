@@ -122,6 +122,7 @@ def _render_form(
     problems: dict[str, str],
     trigger: Trigger | None = None,
     preview: dict | None = None,
+    created: dict | None = None,
     status: int = 200,
 ) -> tuple[str, int]:
     return render_template(
@@ -130,6 +131,7 @@ def _render_form(
         problems=problems,
         trigger=trigger,
         preview=preview,
+        created=created,
         methods=METHODS,
         overlap_policies=OVERLAP_POLICIES,
         catchup_policies=CATCHUP_POLICIES,
@@ -137,10 +139,28 @@ def _render_form(
 
 
 @bp.route("/triggers/new", methods=["GET"])
-def new_trigger() -> tuple[str, int]:
-    """The create form; its one-time token becomes the Idempotency-Key of the create."""
-    values = {**forms.DEFAULTS, "form_token": secrets.token_urlsafe(24)}
-    return _render_form(values=values, problems={})
+def new_trigger() -> Any:
+    """The create form; its one-time token becomes the Idempotency-Key of the create.
+
+    The token lives in the URL (a fresh one by redirect), not only in the page: the back
+    button may fetch the page again (its cookie changed), and the form the browser restores
+    must carry the token it was first shown with, so a resubmission replays.
+    """
+    token = request.args.get("token", "")
+    if not TOKEN.match(token):
+        return redirect(url_for("console.new_trigger", token=secrets.token_urlsafe(24)))
+    with context.session() as session:
+        used = idempotency.stored_response(
+            session, tenant_id=context.principal().tenant_id, key=f"console:{token}",
+            request_hash=_token_hash(token),
+        )  # fmt: skip
+    values = {**forms.DEFAULTS, "form_token": token}
+    created = used.body if used is not None and isinstance(used.body, dict) else None
+    return _render_form(values=values, problems={}, created=created)
+
+
+def _token_hash(token: str) -> str:
+    return idempotency.request_hash("POST", CREATE_PATH, {"form_token": token})
 
 
 @bp.route("/triggers/new", methods=["POST"])
@@ -157,7 +177,7 @@ def create_trigger() -> Any:
     if not TOKEN.match(token):
         raise InvalidFields({"form_token": "is missing; reload the form"})
     key, tenant = f"console:{token}", context.principal().tenant_id
-    digest = idempotency.request_hash("POST", CREATE_PATH, {"form_token": token})
+    digest = _token_hash(token)
     with context.session() as session:
         replay = idempotency.stored_response(
             session, tenant_id=tenant, key=key, request_hash=digest
