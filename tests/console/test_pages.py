@@ -248,3 +248,20 @@ def test_hostile_form_input_is_a_field_error_and_changes_nothing(
     assert response.status_code == 422, response.get_data(as_text=True)[:500]
     assert f"{field}:" in response.get_data(as_text=True)
     assert count_triggers(engine) == 0
+
+
+def test_hostile_values_in_every_console_form_never_give_a_500(client, sign_in) -> None:
+    token = sign_in()
+    trigger_id = create(client).headers["Location"].rsplit("/", 1)[1]
+    routes = ["/console/triggers/new", "/console/preview"] + [
+        f"/console/triggers/{trigger_id}{suffix}"
+        for suffix in ("/edit", "/run", "/pause", "/resume", "/delete")
+    ]
+    for value in ("\x00", "x" * 70_000, "{{7*7}}", "'; --", "-1", "9" * 30):
+        fields = ("version", "token", "form_token", "cron", "timezone", "run_at", "start_at",
+                  "payload", "action.headers", "name", "schedule_kind", "max_attempts")  # fmt: skip
+        data = {"csrf_token": token, "action.type": "webhook", **dict.fromkeys(fields, value)}
+        for route in routes:
+            for query in ("", "?token=%00", "?next=%00"):
+                response = client.post(route + query, data=data)
+                assert response.status_code < 500, (route, query, value[:10])

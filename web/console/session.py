@@ -8,6 +8,7 @@ session older than SESSION_LIFETIME is refused with a page that says so.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,8 @@ from flask.sessions import SecureCookieSessionInterface
 from app import keys, logs
 from web import context
 from web.console.blueprint import bp
+
+logger = logging.getLogger(__name__)
 
 SESSION_LIFETIME = timedelta(hours=12)
 PUBLIC_ENDPOINTS = frozenset({"console.sign_in", "console.static"})
@@ -77,6 +80,8 @@ def require_session() -> Response | None:
         return _to_sign_in("required")
     reason = _check(session, now=context.now())
     if reason is not None:
+        logger.info("console session ended", extra={"event": "console_session_ended",
+                                                    "reason": reason})  # fmt: skip
         end()
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
@@ -126,9 +131,15 @@ def sign_in() -> Any:
     with context.session() as db_session:
         principal = keys.authenticate(db_session, key) if key else None
     if principal is None:
+        logger.info("console sign-in refused", extra={"event": "console_sign_in_refused"})
         error = "Paste an API key." if not key else "That key is unknown or revoked."
         return render_template("console/sign_in.html", error=error), 401
     start(principal, now=context.now())
+    logger.info(
+        "console signed in",
+        extra={"event": "console_signed_in", "tenant_id": principal.tenant_id,
+               "key_prefix": principal.prefix},
+    )  # fmt: skip
     return redirect(safe_next(request.args.get("next")))
 
 
