@@ -121,3 +121,10 @@ def test_signing_in_without_the_csrf_token_is_refused(client, make_key) -> None:
     response = client.post("/console/", data={"key": make_key("acme").key})
     assert response.status_code == 400
     assert "Set-Cookie" not in response.headers or "key_id" not in response.headers["Set-Cookie"]
+
+
+def test_console_pages_cannot_be_framed_and_load_only_their_own_scripts(client) -> None:
+    response = client.get("/console/")
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
