@@ -8,6 +8,7 @@ CI (CI=true), where a missing browser is a failure (.ci/run installs it).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -124,6 +125,15 @@ class Stack:
     def tail(self, kind: str, lines: int = 40) -> str:
         path = self.logs / f"{kind}.log"
         return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else ""
+
+    def requests_to(self, method: str, path: str) -> int:
+        """How many requests the web processes logged for `method path` so far."""
+        count = 0
+        for line in (self.logs / "web.log").read_text().splitlines():
+            if line.startswith("{") and '"http_request"' in line:
+                event = json.loads(line)
+                count += event.get("method") == method and event.get("path") == path
+        return count
 
     def key(self, tenant: str, *, admin: bool = False) -> str:
         engine = db.get_engine(self.settings.sqlalchemy_url)

@@ -265,3 +265,14 @@ def test_hostile_values_in_every_console_form_never_give_a_500(client, sign_in) 
             for query in ("", "?token=%00", "?next=%00"):
                 response = client.post(route + query, data=data)
                 assert response.status_code < 500, (route, query, value[:10])
+
+
+def test_an_admin_sees_every_tenants_triggers(client, sign_in) -> None:
+    sign_in("acme")
+    location = create(client).headers["Location"]
+    token = csrf_of(client.get("/console/triggers").text)
+    client.post("/console/sign-out", data={"csrf_token": token})
+    sign_in("ops", admin=True)
+    listing = client.get("/console/triggers").get_data(as_text=True)
+    assert "nightly report" in listing and "acme" in listing
+    assert client.get(location).status_code == 200
