@@ -3,6 +3,7 @@ tenancy, actions, and no 500 under hostile input."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -276,3 +277,49 @@ def test_an_admin_sees_every_tenants_triggers(client, sign_in) -> None:
     listing = client.get("/console/triggers").get_data(as_text=True)
     assert "nightly report" in listing and "acme" in listing
     assert client.get(location).status_code == 200
+
+
+def test_a_one_time_webhook_trigger_from_the_form(client, sign_in, engine) -> None:
+    sign_in()
+    # Anything but "once" is a cron schedule, and an empty cron is the cron field's error.
+    response = create(client, schedule_kind="one-typo", cron="", name="bad kind")
+    assert response.status_code == 422 and 'id="cron-error"' in response.text
+    response = create(
+        client,
+        schedule_kind="once",
+        cron="ignored when one-time",
+        run_at="2026-12-24T18:00:00+01:00",
+        timezone="Europe/Paris",
+        **{
+            "action.type": "webhook",
+            "action.url": "https://hooks.example.com/xmas",
+            "action.method": "PUT",
+            "action.headers": '{"X-Team": "elves"}',
+        },
+    )
+    assert response.status_code == 303, response.text
+    trigger = only_trigger(engine)
+    assert (trigger.cron, trigger.run_at.isoformat()) == (None, "2026-12-24T17:00:00+00:00")
+    assert trigger.action == {
+        "type": "webhook", "url": "https://hooks.example.com/xmas", "method": "PUT",
+        "headers": {"X-Team": "elves"},
+    }  # fmt: skip
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Thu 2026-12-24 18:00 CET" in page and "2026-12-24 17:00Z" in page
+
+
+def test_the_list_pages_through_triggers_25_at_a_time(client, sign_in, engine, clock) -> None:
+    from app import triggers
+
+    sign_in()
+    with db.session_scope(engine) as session:
+        for n in range(26):
+            clock.advance(seconds=1)
+            values = {"name": f"t{n:02d}", "cron": "0 * * * *", "action": {"type": "task"}}
+            values["action"]["name"] = "echo"
+            triggers.create(session, tenant_id="acme", now=clock.now(), values=values)
+    first = client.get("/console/triggers").get_data(as_text=True)
+    assert "t00" in first and "t24" in first and "t25" not in first
+    cursor = re.search(r'href="(/console/triggers\?cursor=[^"]+)">Next page', first).group(1)
+    second = client.get(cursor.replace("&amp;", "&")).get_data(as_text=True)
+    assert "t25" in second and "t24" not in second and "Next page" not in second
