@@ -13,10 +13,19 @@ from typing import Any
 
 from flask import Blueprint, Flask, render_template
 from flask_wtf import csrf
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from app import errors
-from web.console import runs, scheduler, session, triggers  # noqa: F401 - they add the routes
+from web.console import (  # noqa: F401 - importing them adds their routes
+    actions,
+    editing,
+    preview,
+    runs,
+    scheduler,
+    session,
+    triggers,
+    webhook_secrets,
+)
 from web.console.blueprint import bp
 from web.errors import InvalidFields
 
@@ -54,6 +63,12 @@ def _page(status: int, message: str) -> tuple[str, int]:
     title = TITLES.get(status, "Error")
     return render_template("console/error.html", status=status, title=title,
                            message=message), status  # fmt: skip
+
+
+@bp.route("/<path:unknown>", methods=["GET", "POST"])
+def unknown_page(unknown: str) -> str:
+    """Any other /console path: the console's 404 page rather than the API's JSON."""
+    raise NotFound()
 
 
 @bp.errorhandler(csrf.CSRFError)

@@ -10,8 +10,7 @@ from app import triggers
 from app.models import FINISHED_STATUSES
 from web import context
 from web.console import display
-from web.console.blueprint import bp
-from web.console.triggers import parse_id
+from web.console.blueprint import bp, parse_id
 
 
 @bp.route("/runs/<run_id>")

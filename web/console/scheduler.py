@@ -1,4 +1,4 @@
-"""Console pages for operators: the scheduler (admin keys only) and webhook secrets."""
+"""The console's scheduler page, for admin keys: is the scheduler alive and keeping up?"""
 
 from __future__ import annotations
 
@@ -35,15 +35,3 @@ def scheduler_page() -> str:
         due=due,
         by_status={**active, **finished},
     )
-
-
-@bp.route("/webhook-secrets")
-def webhook_secrets_page() -> str:
-    """Webhook signing secrets: list, rotate, revoke (filled in with the secrets API)."""
-    return render_template("console/webhook_secrets.html")
-
-
-@bp.route("/<path:unknown>", methods=["GET", "POST"])
-def unknown_page(unknown: str) -> str:
-    """Any other /console path: the console's 404 page rather than the API's JSON."""
-    raise NotFound()
