@@ -128,3 +128,11 @@ def test_console_pages_cannot_be_framed_and_load_only_their_own_scripts(client) 
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_an_expired_session_opening_the_console_root_is_told_why(client, sign_in, clock) -> None:
+    sign_in()
+    clock.advance(hours=13)
+    response = client.get("/console/")
+    assert response.headers["Location"].startswith("/console/?reason=expired")
+    assert "Your session expired." in client.get(response.headers["Location"]).text

@@ -83,9 +83,12 @@ def require_session() -> Response | None:
         logger.info("console session ended", extra={"event": "console_session_ended",
                                                     "reason": reason})  # fmt: skip
         end()
-        if request.endpoint in PUBLIC_ENDPOINTS:
+        if request.endpoint == "console.static" or (
+            request.endpoint == "console.sign_in"
+            and (request.method == "POST" or "reason" in request.args)
+        ):
             return None
-        return _to_sign_in(reason)
+        return _to_sign_in(reason)  # the sign-in page itself too: it says why
     g.log_context.enter_context(logs.bind(tenant_id=g.principal.tenant_id))
     return None
 
@@ -108,7 +111,8 @@ def _check(data: Any, *, now: datetime) -> str | None:
 
 
 def _to_sign_in(reason: str) -> Response:
-    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    wanted = request.method == "GET" and request.endpoint != "console.sign_in"
+    target = request.full_path.rstrip("?") if wanted else None
     return redirect(url_for("console.sign_in", reason=reason, next=target))
 
 
