@@ -164,3 +164,21 @@ def test_the_scheduler_page_shows_the_ticks_to_an_admin(page, stack) -> None:
     expect(page.locator("main")).to_contain_text("browser")  # this process's release
     expect(page.locator("main")).to_contain_text("Due backlog")
     page.shot("scheduler")
+
+
+def test_the_trigger_page_shows_new_runs_without_a_reload(page, stack) -> None:
+    key = stack.key("browser-live")
+    created = stack.api("POST", "/triggers", key, json={
+        "name": "watched", "cron": "0 0 1 1 *", "action": {"type": "task", "name": "echo"},
+    })  # fmt: skip
+    assert created.status_code == 201, created.text
+    sign_in(page, key)
+    page.goto(f"/console/triggers/{created.json()['id']}")
+    expect(page.locator("#runs-section")).to_contain_text("No runs yet.")
+    expect(page.locator("[data-live-note]")).to_be_visible()
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    run = stack.api("POST", f"/triggers/{created.json()['id']}/run", key)
+    assert run.status_code == 202, run.text
+    expect(page.locator("#runs-section table")).to_contain_text("succeeded", timeout=30_000)
+    assert navigations == []  # the section was swapped in place, the page never reloaded

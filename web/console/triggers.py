@@ -93,6 +93,7 @@ def trigger_page(trigger_id: str) -> str:
         fires=fires,
         runs=runs,
         runs_cursor=runs_page["next_cursor"],
+        runs_page_older=before is not None,
         chart=chart.svg(points),
         seconds_between=display.seconds_between,
         span=display.span,
