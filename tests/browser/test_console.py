@@ -136,15 +136,32 @@ def test_a_create_form_submitted_twice_makes_one_trigger(page, stack) -> None:
     sign_in(page, key)
     fill_new_trigger(page, name="clicked twice", cron="*/5 * * * *", timezone="UTC")
     posts_before = stack.requests_to("POST", "/console/triggers/new")
-    # Two clicks in quick succession, the second while the first request is in flight: the
-    # browser sends the form twice (the log count below proves both reached the server).
+    # Two clicks 300 ms apart, the second while the first is in flight: the route sends the
+    # first POST to the server but holds its answer, so the page is still the form when the
+    # second click sends it again (whatever the machine's speed). Both reach the server.
+    held: list = []
+
+    def hold_first_answer(route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        response = route.fetch(max_redirects=0)  # the server handles it now; 303 kept
+        if not held:
+            held.append(route)  # never answered: the second click replaces this navigation
+            return
+        route.fulfill(response=response)
+
+    page.route("**/console/triggers/new?*", hold_first_answer)
     page.get_by_role("button", name="Create trigger").evaluate(
-        "button => { button.click(); setTimeout(() => button.click(), 40); }"
+        "button => { button.click(); setTimeout(() => button.click(), 300); }"
     )
     expect(page.get_by_role("heading", name=re.compile("clicked twice"))).to_be_visible()
-    page.wait_for_load_state("networkidle")
-    time.sleep(0.5)  # the access log line of a cancelled request may trail the page
-    assert stack.requests_to("POST", "/console/triggers/new") - posts_before == 2
+    page.unroute_all(behavior="ignoreErrors")
+    assert len(held) == 1
+    deadline = time.monotonic() + 10  # the log line of a request may trail the page
+    while stack.requests_to("POST", "/console/triggers/new") - posts_before < 2:
+        assert time.monotonic() < deadline, "the second submission never reached the server"
+        time.sleep(0.2)
     assert trigger_names(stack, key) == ["clicked twice"]
     first_url = page.url
     # The back button, then the same form sent again: the first trigger, not a second one.
