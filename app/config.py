@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import limits
@@ -95,6 +95,14 @@ def _release(env: Mapping[str, str]) -> str:
     return "dev"
 
 
+def _secret_key(env: Mapping[str, str]) -> str:
+    value = env.get("SECRET_KEY", "").strip()
+    if value and len(value) < 32:
+        # Never echo the value: it is a secret.
+        raise ConfigError(f"SECRET_KEY must be at least 32 characters, got {len(value)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting the processes read; build it with :meth:`from_env`."""
@@ -124,6 +132,10 @@ class Settings:
     worker_shutdown_grace_seconds: int = 20
     max_triggers_per_tenant: int = 10_000
     api_rate_limit: str = DEFAULT_API_RATE_LIMIT
+    # Signs the console's session cookie. Every web process must share it, or a session made
+    # by one gunicorn worker is refused by the next; empty means a random per-process key
+    # (one worker, sessions lost on restart: acceptable for a quick local try only).
+    secret_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -176,6 +188,7 @@ class Settings:
             ),
             max_triggers_per_tenant=_int(env, "MAX_TRIGGERS_PER_TENANT", 10_000, minimum=1),
             api_rate_limit=_rate_limit(env, "API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
+            secret_key=_secret_key(env),
         )
         settings.cross_check()
         return settings

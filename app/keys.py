@@ -106,6 +106,19 @@ def authenticate(session: Session, key: str) -> Principal | None:
     return Principal(row.id, row.tenant_id, row.is_admin, row.prefix)
 
 
+def active_principal(session: Session, key_id: uuid.UUID) -> Principal | None:
+    """The principal of the active key with this id, or None when it is unknown or revoked.
+
+    For the console's session, which holds the key's id (never the key) and re-checks it on
+    every request so revoking a key ends its console sessions at once.
+    """
+    query = select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    row = session.scalars(query).one_or_none()
+    if row is None:
+        return None
+    return Principal(row.id, row.tenant_id, row.is_admin, row.prefix)
+
+
 def list_keys(session: Session, *, tenant_id: str | None = None) -> list[ApiKey]:
     """Every key (revoked ones too), oldest first, optionally of one tenant."""
     query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)

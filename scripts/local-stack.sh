@@ -4,6 +4,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export PORT="${PORT:-5000}"
+# One short key=value line per event for a person reading the terminal (deployments keep
+# the JSON default).
+export LOG_FORMAT="${LOG_FORMAT:-kv}"
+# The console's session key, shared by every gunicorn worker and kept between runs (git-ignored).
+mkdir -p .devdata
+if [ -z "${SECRET_KEY:-}" ]; then
+  [ -s .devdata/secret-key ] || python -c 'import secrets; print(secrets.token_urlsafe(48))' > .devdata/secret-key
+  chmod 600 .devdata/secret-key
+  SECRET_KEY="$(cat .devdata/secret-key)"
+  export SECRET_KEY
+fi
 alembic upgrade head
 flask --app web demo setup --port "$PORT" --key-file .devdata/demo-key || echo "demo setup failed; the stack still starts"
-exec honcho start --port "$PORT" web worker scheduler beat
+echo
+echo "console: http://localhost:$PORT/console/  (sign in by pasting the demo key above)"
+echo
+exec honcho start --port "$PORT" web worker beat

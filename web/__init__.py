@@ -1,6 +1,7 @@
 """The Flask app: `create_app()` for gunicorn (`web:create_app()`) and `flask --app web`.
 
-Everything lives under /api/v1 except /healthz, /metrics and /openapi.json at the root.
+Everything lives under /api/v1 except /healthz, /metrics and /openapi.json at the root, and
+the console's pages for people under /console.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from app import config, logs
 from web import (
     admin,
     cli,
+    console,
     context,
     errors,
     health,
@@ -56,8 +58,10 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     ratelimit.init_app(app, settings)
     api = errors.Api(app, spec_kwargs=SPEC)
     api.spec.components.schemas.pop("PaginationMetadata", None)  # flask-smorest's, unused
-    for blueprint in (triggers.blp, runs.blp, webhook_secrets.blp, admin.blp, health.blp):
+    api_blueprints = (triggers.blp, runs.blp, webhook_secrets.blp, admin.blp, health.blp)
+    for blueprint in api_blueprints:
         api.register_blueprint(blueprint)
+    console.init_app(app, secret_key=settings.secret_key, exempt=api_blueprints)
     errors.register(app)
     cli.register(app)
     return app

@@ -47,8 +47,10 @@ def init_app(app: Flask, settings: config.Settings) -> Limiter:
         headers_enabled=True,
         retry_after="delta-seconds",
         key_prefix="ratelimit",
-        # Redis down must not take the API down with it: the limit fails open (logged).
+        # Redis down (or absent: a PostgreSQL + RabbitMQ deployment) must not take the API
+        # down with it: the counters fall back to this process's memory (logged).
         swallow_errors=True,
+        in_memory_fallback_enabled=True,
     )
     limiter.request_filter(lambda: request.path in EXEMPT_PATHS)
     return limiter

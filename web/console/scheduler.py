@@ -1,0 +1,37 @@
+"""The console's scheduler page, for admin keys: is the scheduler alive and keeping up?"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import render_template
+from werkzeug.exceptions import NotFound
+
+from app import state
+from web import context, metrics
+from web.console import display
+from web.console.blueprint import bp
+
+RECENT = timedelta(hours=1)
+
+
+@bp.route("/scheduler")
+def scheduler_page() -> str:
+    """Release and generation, the last tick's age and stats, the due backlog and the runs of
+    the last hour by status. A tenant key gets the 404 page, as the admin API answers."""
+    if not context.principal().is_admin:
+        raise NotFound()
+    now = context.now()
+    with context.session() as session:
+        current = state.get_state(session)
+        due = metrics.count_due_triggers(session, now=now)
+        active = metrics.count_active_runs(session)
+        finished = metrics.count_finished_runs(session, since=now - RECENT)
+    return render_template(
+        "console/scheduler.html",
+        state=current,
+        release_id=context.settings().release_id,
+        tick_age=display.relative(current.last_tick_at, now),
+        due=due,
+        by_status={**active, **finished},
+    )
