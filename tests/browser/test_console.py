@@ -73,14 +73,30 @@ def test_a_person_signs_in_creates_runs_pauses_edits_and_signs_out(page, stack) 
     expect(page.locator("svg.chart")).to_be_visible()
     page.shot("trigger-with-run")
 
-    # Pause, and see it in the list filtered by state.
+    # Backfill three past fires (1 Sep, 1 Oct, 1 Nov): a bad range first, named by field.
+    page.get_by_label("Backfill start").fill("2026-09-01T00:00:00Z")
+    page.get_by_label("Backfill end").fill("2026-08-01T00:00:00Z")
+    page.get_by_role("button", name="Backfill").click()
+    expect(page.locator("#end-error")).to_contain_text("end: must be after start")
+    page.get_by_label("Backfill end").fill("2026-11-02T00:00:00Z")
+    page.get_by_role("button", name="Backfill").click()
+    expect(page.get_by_role("status").first).to_contain_text(
+        "Backfill: 3 runs created, 0 fires already had a run."
+    )
+    expect(page.locator("#runs ~ table")).to_contain_text("backfill")
+    page.shot("backfilled")
+
+    # Pause with a note, and see the note in the list filtered by state.
+    page.get_by_label("Pause note (optional)").fill("Finance closes the books this week")
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_role("status").first).to_contain_text("paused")
+    expect(page.locator("#paused-note")).to_contain_text("Finance closes the books this week")
     page.get_by_role("link", name="Triggers", exact=True).click()
     page.get_by_label("State").select_option("paused")
     page.get_by_role("button", name="Filter").click()
     row = page.get_by_role("row", name=re.compile("monthly report"))
     expect(row).to_contain_text("paused")
+    expect(row).to_contain_text("Finance closes the books this week")
     page.shot("triggers-paused")
 
     # Edit with a bad cron: the API's field error next to the field; nothing saved.

@@ -150,7 +150,9 @@ def test_pause_resume_run_now_and_delete(client, sign_in, engine, published) -> 
     second = client.post(f"{location}/run", data={"csrf_token": token, "token": run_token})
     assert first.headers["Location"] == second.headers["Location"]  # a double click: one run
     run_page = client.get(first.headers["Location"]).get_data(as_text=True)
-    assert "admitted" in run_page and 'http-equiv="refresh"' in run_page
+    # Admitted into a free slot at once (DESIGN section 12); the page says so and refreshes.
+    assert "status-admitted" in run_page and 'http-equiv="refresh"' in run_page
+    assert "Admitted: a worker picks it up next." in run_page
     with db.session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(Run)) == 1
     assert len(published()) == 1
@@ -213,6 +215,10 @@ def test_the_scheduler_page_is_for_admins_only(client, sign_in) -> None:
         "/console/triggers?cursor=%00%00",
         "/console/triggers?cursor=bm90LWpzb24",
         "/console/triggers?state=%00",
+        "/console/webhook-secrets?tenant=%00",
+        "/console/webhook-secrets?tenant=..%2F..",
+        "/console/webhook-secrets/%00/revoke",
+        f"/console/webhook-secrets/{uuid.uuid4()}/revoke?tenant=%00",
     ],
 )
 def test_hostile_paths_get_a_page_not_a_500(client, sign_in, path) -> None:
@@ -254,13 +260,16 @@ def test_hostile_form_input_is_a_field_error_and_changes_nothing(
 def test_hostile_values_in_every_console_form_never_give_a_500(client, sign_in) -> None:
     token = sign_in()
     trigger_id = create(client).headers["Location"].rsplit("/", 1)[1]
-    routes = ["/console/triggers/new", "/console/preview"] + [
+    routes = ["/console/triggers/new", "/console/preview", "/console/webhook-secrets/rotate",
+              f"/console/webhook-secrets/{uuid.uuid4()}/revoke"] + [
         f"/console/triggers/{trigger_id}{suffix}"
-        for suffix in ("/edit", "/run", "/pause", "/resume", "/delete")
-    ]
+        for suffix in ("/edit", "/run", "/backfill", "/pause", "/resume", "/delete")
+    ]  # fmt: skip
     for value in ("\x00", "x" * 70_000, "{{7*7}}", "'; --", "-1", "9" * 30):
         fields = ("version", "token", "form_token", "cron", "timezone", "run_at", "start_at",
-                  "payload", "action.headers", "name", "schedule_kind", "max_attempts")  # fmt: skip
+                  "payload", "action.headers", "name", "schedule_kind", "max_attempts",
+                  "interval_seconds", "anchor_at", "jitter_seconds", "trigger_id", "start",
+                  "end", "paused_note", "tenant")  # fmt: skip
         data = {"csrf_token": token, "action.type": "webhook", **dict.fromkeys(fields, value)}
         for route in routes:
             for query in ("", "?token=%00", "?next=%00"):

@@ -1,4 +1,5 @@
-"""Console actions on a trigger: run now, pause, resume, delete (with a confirmation page).
+"""Console actions on a trigger: run now, pause (with a note), resume, backfill a range,
+delete (with a confirmation page).
 
 Each is a form POST (CSRF-protected) that calls one app.triggers function and redirects, so
 they work without JavaScript and a reload never repeats them.
@@ -11,9 +12,12 @@ from typing import Any
 
 from flask import Response, flash, redirect, render_template, request, url_for
 
-from app import errors, triggers
+from app import backfill, errors, triggers
 from web import context
+from web import schemas as s
 from web import triggers as api_triggers
+from web.console import forms
+from web.console import triggers as pages
 from web.console.blueprint import TOKEN, bp, parse_id
 
 
@@ -37,20 +41,34 @@ def run_trigger_now(trigger_id: str) -> Response:
     return redirect(url_for("console.run_page", run_id=run.id), code=303)
 
 
-def set_enabled(trigger_id: uuid.UUID, *, enabled: bool) -> None:
-    """Pause or resume: the one call the pause and resume forms make (a pause note slots in
-    here). Pausing cancels pending runs; resuming recomputes the next fire from now."""
+def set_enabled(trigger_id: uuid.UUID, *, enabled: bool, note: str | None = None) -> None:
+    """Pause (with an optional note) or resume, as the API's PATCH does: the key's prefix is
+    recorded as who paused it; pausing cancels pending runs; resuming clears the note and
+    recomputes the next fire from now. A bad note raises InvalidTrigger naming paused_note."""
+    changes: dict[str, Any] = {"enabled": enabled}
+    if not enabled:
+        changes["paused_note"] = note
     with context.session() as session:
         triggers.update(
-            session, trigger_id, scope=context.scope(), changes={"enabled": enabled},
-            if_match=None, now=context.now(),
+            session, trigger_id, scope=context.scope(), changes=changes, if_match=None,
+            now=context.now(), actor=context.principal().prefix,
         )  # fmt: skip
 
 
 @bp.route("/triggers/<trigger_id>/pause", methods=["POST"])
-def pause_trigger(trigger_id: str) -> Response:
+def pause_trigger(trigger_id: str) -> Any:
+    """Pause with the note typed on the trigger page (validated by the API's schema)."""
     tid = parse_id(trigger_id)
-    set_enabled(tid, enabled=False)
+    text = request.form.get("paused_note", "").strip()
+    values, problems = forms.load(s.TriggerPatch(), {"paused_note": text or None})
+    if "\x00" in text:
+        values, problems = None, {"paused_note": "must not contain NUL characters"}
+    if values is None:
+        return pages.render(tid, problems=problems, values={"paused_note": text}, status=422)
+    try:
+        set_enabled(tid, enabled=False, note=values["paused_note"])
+    except triggers.InvalidTrigger as exc:
+        return pages.render(tid, problems=exc.fields, values={"paused_note": text}, status=422)
     flash("Trigger paused: it will not fire until resumed.", "success")
     return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
 
@@ -61,6 +79,39 @@ def resume_trigger(trigger_id: str) -> Response:
     set_enabled(tid, enabled=True)
     flash("Trigger resumed.", "success")
     return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
+
+
+@bp.route("/triggers/<trigger_id>/backfill", methods=["POST"])
+def backfill_trigger(trigger_id: str) -> Any:
+    """Backfill [start, end): the API's schema (BackfillIn) and app.backfill, then the same
+    hand-off as the API. Errors land next to `start` and `end`, named as the API's 422."""
+    tid = parse_id(trigger_id)
+    text = {name: request.form.get(name, "").strip() for name in ("start", "end")}
+    problems = {name: "must not contain NUL characters" for name, v in text.items() if "\x00" in v}
+    values = None
+    if not problems:
+        values, problems = forms.load(s.BackfillIn(), {k: v for k, v in text.items() if v})
+    if values is None:
+        return pages.render(tid, problems=problems, values=text, status=422)
+    try:
+        with context.session() as session:
+            result = backfill.backfill(
+                session, tid, scope=context.scope(), start=values["start"], end=values["end"],
+                now=context.now(),
+            )  # fmt: skip
+    except triggers.InvalidTrigger as exc:
+        return pages.render(tid, problems=exc.fields, values=text, status=422)
+    except errors.Conflict as exc:
+        flash(f"Cannot backfill: {exc.message}.", "error")
+        return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
+    if result.runs:
+        api_triggers.hand_off(*result.runs)
+    flash(
+        f"Backfill: {result.created} run{'' if result.created == 1 else 's'} created, "
+        f"{result.existing} fire{'' if result.existing == 1 else 's'} already had a run.",
+        "success",
+    )
+    return redirect(url_for("console.trigger_page", trigger_id=tid) + "#runs", code=303)
 
 
 @bp.route("/triggers/<trigger_id>/delete", methods=["GET", "POST"])

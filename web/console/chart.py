@@ -1,6 +1,6 @@
 """A server-drawn SVG chart of each run's lag and duration (no JavaScript, no library).
 
-Two series over the runs, oldest on the left: lag (start minus scheduled time) and duration
+Two series over the runs, oldest on the left: lag (start minus when it was due) and duration
 (finish minus start), on one axis in seconds. Every point has a <title> so a screen reader or
 a hover reads the exact numbers; the run table beside it is the text alternative.
 """

@@ -5,8 +5,10 @@ No Flask and no clock: `now` is an argument, so the tests pin every string exact
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 UNITS = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
@@ -40,6 +42,14 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     return (end - start).total_seconds()
 
 
+def due_of(run: Any) -> datetime | None:
+    """When a run was due, as /metrics measures lag from (web.metrics `_DUE`): its fire plus
+    jitter (`due_at`), or for a backfill of a past fire, when the backfill created it."""
+    if run.kind == "backfill":
+        return run.created_at
+    return run.due_at or run.scheduled_for
+
+
 def offset_text(offset: timedelta | None) -> str:
     """A UTC offset as `+hh:mm` (`-04:00`)."""
     minutes = int((offset or timedelta()).total_seconds() // 60)
@@ -54,11 +64,18 @@ class FireRow:
     utc: datetime
     local: datetime
     change: str | None  # e.g. "UTC offset -05:00 (EST) -> -04:00 (EDT)"
+    due_local: datetime | None = None  # with jitter: when the fire is due, in the zone
 
 
-def fire_rows(fires: list[datetime], timezone: str) -> list[FireRow]:
+def fire_rows(
+    fires: list[datetime],
+    timezone: str,
+    *,
+    due: Callable[[datetime], datetime | None] | None = None,
+) -> list[FireRow]:
     """The fires in `timezone`, each marked when its UTC offset differs from the previous
-    fire's: that is where daylight saving moved the wall clock between two fires."""
+    fire's: that is where daylight saving moved the wall clock between two fires. `due`
+    gives a fire's jittered instant (None without jitter), shown next to the nominal one."""
     zone = ZoneInfo(timezone)
     rows: list[FireRow] = []
     previous: datetime | None = None
@@ -70,6 +87,8 @@ def fire_rows(fires: list[datetime], timezone: str) -> list[FireRow]:
                 f"UTC offset {offset_text(previous.utcoffset())} ({previous.tzname()}) -> "
                 f"{offset_text(local.utcoffset())} ({local.tzname()})"
             )
-        rows.append(FireRow(utc=fire, local=local, change=change))
+        jittered = due(fire) if due is not None else None
+        due_local = jittered.astimezone(zone) if jittered is not None else None
+        rows.append(FireRow(utc=fire, local=local, change=change, due_local=due_local))
         previous = local
     return rows

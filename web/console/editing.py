@@ -136,12 +136,16 @@ def edit_trigger(trigger_id: str) -> Any:
     form = request.form.to_dict()
     if form.get("intent") == "preview":
         return _render_form(
-            values=form, problems={}, trigger=trigger, schedule=preview.of_form(form)
+            values=form,
+            problems={},
+            trigger=trigger,
+            schedule=preview.of_form(form, trigger_id=tid),
         )
     changes, problems = forms.validate(form, creating=False)
     if changes is None:
         return _render_form(values=form, problems=problems, trigger=trigger,
-                            schedule=preview.of_form(form), status=422)  # fmt: skip
+                            schedule=preview.of_form(form, trigger_id=tid),
+                            status=422)  # fmt: skip
     version = form.get("version", "")
     try:
         with context.session() as session:

@@ -27,6 +27,7 @@ INT_FIELDS = (
     "max_attempts",
     "retry_backoff_seconds",
     "timeout_seconds",
+    "jitter_seconds",
 )
 TEXT_FIELDS = ("name", "description", "timezone", "overlap_policy", "catchup_policy")
 DEFAULTS = {
@@ -44,7 +45,9 @@ DEFAULTS = {
     "max_attempts": "3",
     "retry_backoff_seconds": "10",
     "timeout_seconds": "60",
+    "jitter_seconds": "0",
 }
+SCHEDULE_KINDS = ("cron", "once", "interval")  # anything else is read as cron
 
 
 class JsonProblem(ValueError):
@@ -103,10 +106,7 @@ def body_from_form(form: Mapping[str, str], *, creating: bool) -> tuple[dict, di
     for name in TEXT_FIELDS:
         if name in text:
             body[name] = text[name].strip() if name != "description" else text[name]
-    if text.get("schedule_kind", "cron") == "once":
-        body["cron"], body["run_at"] = None, text.get("run_at", "").strip()
-    else:
-        body["cron"], body["run_at"] = text.get("cron", "").strip(), None
+    body.update(schedule_fields(text))
     for name in ("start_at", "end_at"):
         body[name] = text.get(name, "").strip() or None
     if creating:
@@ -124,6 +124,24 @@ def body_from_form(form: Mapping[str, str], *, creating: bool) -> tuple[dict, di
         except JsonProblem as exc:
             problems["payload"] = str(exc)
     return body, problems
+
+
+def schedule_fields(text: Mapping[str, str]) -> dict[str, Any]:
+    """The schedule the form's kind selects: that kind's fields set, the others cleared
+    (null), as the API's body switches kinds. An interval without an anchor counts from
+    the Unix epoch; a number-like interval becomes a number, anything else the schema names."""
+    kind = text.get("schedule_kind", "cron")
+    body: dict[str, Any] = {"cron": None, "run_at": None, "interval_seconds": None,
+                            "anchor_at": None}  # fmt: skip
+    if kind == "once":
+        body["run_at"] = text.get("run_at", "").strip()
+    elif kind == "interval":
+        raw = text.get("interval_seconds", "").strip()
+        body["interval_seconds"] = int(raw) if INTEGER.match(raw) else raw
+        body["anchor_at"] = text.get("anchor_at", "").strip() or None
+    else:
+        body["cron"] = text.get("cron", "").strip()
+    return body
 
 
 def _action(text: Mapping[str, str], problems: dict[str, str]) -> dict[str, Any]:
@@ -169,8 +187,16 @@ def form_of(trigger: Trigger) -> dict[str, str]:
     values = {
         "name": trigger.name,
         "description": trigger.description or "",
-        "schedule_kind": "once" if trigger.run_at is not None else "cron",
+        "schedule_kind": (
+            "once"
+            if trigger.run_at is not None
+            else "interval"
+            if trigger.interval_seconds is not None
+            else "cron"
+        ),
         "cron": trigger.cron or "",
+        "interval_seconds": str(trigger.interval_seconds or ""),
+        "anchor_at": s.iso_utc(trigger.anchor_at) if trigger.anchor_at else "",
         "timezone": trigger.timezone,
         "run_at": s.iso_utc(trigger.run_at) if trigger.run_at else "",
         "start_at": s.iso_utc(trigger.start_at) if trigger.start_at else "",

@@ -7,18 +7,20 @@ from datetime import timedelta
 from flask import render_template
 from werkzeug.exceptions import NotFound
 
-from app import state
+from app import admission, state
 from web import context, metrics
 from web.console import display
 from web.console.blueprint import bp
 
 RECENT = timedelta(hours=1)
+TOP_TENANTS = metrics.TOP_TENANTS  # the tenants with the most waiting runs, as /metrics
 
 
 @bp.route("/scheduler")
 def scheduler_page() -> str:
-    """Release and generation, the last tick's age and stats, the due backlog and the runs of
-    the last hour by status. A tenant key gets the 404 page, as the admin API answers."""
+    """Release and generation, the last tick's age and stats, the due backlog, the waiting
+    room (slots in use, waiting runs by tenant: the same queries as /metrics) and the runs
+    of the last hour by status. A tenant key gets the 404 page, as the admin API answers."""
     if not context.principal().is_admin:
         raise NotFound()
     now = context.now()
@@ -27,6 +29,8 @@ def scheduler_page() -> str:
         due = metrics.count_due_triggers(session, now=now)
         active = metrics.count_active_runs(session)
         finished = metrics.count_finished_runs(session, since=now - RECENT)
+        room = admission.backlog(session)
+        waiting = admission.waiting_by_tenant(session, top=TOP_TENANTS)
     return render_template(
         "console/scheduler.html",
         state=current,
@@ -34,4 +38,10 @@ def scheduler_page() -> str:
         tick_age=display.relative(current.last_tick_at, now),
         due=due,
         by_status={**active, **finished},
+        active=active,
+        room=room,
+        waiting=waiting,
+        top=TOP_TENANTS,
+        max_running=context.settings().max_running,
+        span=display.span,
     )

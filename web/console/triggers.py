@@ -6,12 +6,13 @@ Each view is an adapter over the same app.triggers functions the API uses.
 from __future__ import annotations
 
 import secrets
+import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import render_template, request
 
-from app import triggers
+from app import schedule, triggers
 from app.models import Trigger
 from web import context, pagination
 from web import schemas as s
@@ -62,7 +63,19 @@ def _summary(trigger: Trigger, last_run: Any, now: Any) -> dict[str, Any]:
 @bp.route("/triggers/<trigger_id>")
 def trigger_page(trigger_id: str) -> str:
     """Every field, the next fires with DST changes marked, run history and its chart."""
-    tid = parse_id(trigger_id)
+    page, _ = render(parse_id(trigger_id))
+    return page
+
+
+def render(
+    tid: uuid.UUID,
+    *,
+    problems: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    """The trigger page; a refused pause or backfill form renders it again with `problems`
+    next to its fields (the API's names) and the text the person typed in `values`."""
     before = pagination.decode(request.args.get("runs") or None)
     now = context.now()
     with context.session() as session:
@@ -75,13 +88,14 @@ def trigger_page(trigger_id: str) -> str:
     runs_page = pagination.page(rows, RUNS_PAGE_SIZE, lambda run: (run.created_at, run.id))
     spec = triggers.spec_of(trigger)
     fires = display.fire_rows(
-        triggers.preview(spec, after=now, count=PREVIEW_COUNT), trigger.timezone
-    )
+        triggers.preview(spec, after=now, count=PREVIEW_COUNT), trigger.timezone,
+        due=lambda fire: schedule.due_at(spec, fire) if spec.jitter_seconds else None,
+    )  # fmt: skip
     runs = runs_page["items"]
     points = [
         chart.Point(
             label=s.iso_utc(run.scheduled_for),
-            lag=display.seconds_between(run.scheduled_for, run.started_at),
+            lag=display.seconds_between(display.due_of(run), run.started_at),
             duration=display.seconds_between(run.started_at, run.finished_at),
         )
         for run in reversed(runs)
@@ -96,6 +110,9 @@ def trigger_page(trigger_id: str) -> str:
         runs_page_older=before is not None,
         chart=chart.svg(points),
         seconds_between=display.seconds_between,
+        due_of=display.due_of,
         span=display.span,
         run_token=secrets.token_urlsafe(16),
-    )
+        problems=problems or {},
+        values=values or {},
+    ), status

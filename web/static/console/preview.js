@@ -7,7 +7,8 @@
   var box = document.getElementById("preview");
   if (!form || !box || !window.fetch) { return; }
   var timer = null;
-  var watched = ["cron", "run_at", "timezone", "start_at", "end_at", "schedule_kind"];
+  var watched = ["cron", "run_at", "interval_seconds", "anchor_at", "jitter_seconds", "timezone",
+                 "start_at", "end_at", "schedule_kind"];
 
   function el(tag, text, cls) {
     var node = document.createElement(tag);
@@ -28,6 +29,7 @@
       var list = el("ol");
       data.fires.forEach(function (fire) {
         var item = el("li", fire.local + " (" + fire.utc + ")");
+        if (fire.jittered_local) { item.appendChild(document.createTextNode(" ")); item.appendChild(el("span", "due with jitter " + fire.jittered_local, "jittered")); }
         if (fire.change) { item.appendChild(document.createTextNode(" ")); item.appendChild(el("strong", "DST change: " + fire.change, "dst")); }
         list.appendChild(item);
       });
@@ -57,5 +59,6 @@
   form.addEventListener("change", function (event) {
     if (event.target.name === "schedule_kind") { refresh(); }
   });
-  if (form.elements.cron && (form.elements.cron.value || form.elements.run_at.value)) { refresh(); }
+  if (form.elements.cron && (form.elements.cron.value || form.elements.run_at.value ||
+      form.elements.interval_seconds.value)) { refresh(); }
 }());
