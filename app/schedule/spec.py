@@ -223,12 +223,6 @@ def fires_between(spec: TriggerSpec, start: datetime, end: datetime, limit: int)
     return list(itertools.islice(itertools.takewhile(lambda f: f <= end, found), limit))
 
 
-def fires_in_range(spec: TriggerSpec, start: datetime, end: datetime, limit: int) -> list[datetime]:
-    """The first `limit` fires f with start <= f < end (half-open: backfill's range)."""
-    found = iter_spec(spec, start - _TICK)
-    return list(itertools.islice(itertools.takewhile(lambda f: f < end, found), limit))
-
-
 def last_fires(spec: TriggerSpec, start: datetime, end: datetime, limit: int) -> list[datetime]:
     """The last `limit` fires f with start <= f <= end, oldest first.
 
