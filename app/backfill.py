@@ -1,4 +1,4 @@
-"""Backfill: run a trigger's past fires again, each at most once (DESIGN section 11).
+"""Backfill: run a trigger's past fires again, each at most once (docs/design.md section 11).
 
 A backfill run has the idempotency key of the scheduled fire it stands for
 (`<trigger_id>:<fire ISO-8601 UTC>`), so the unique key, not a read-then-write, decides that
@@ -7,18 +7,20 @@ a fire already run (scheduled, or by an earlier backfill) is not run twice.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from app import dispatch, errors, schedule, triggers
-from app.models import Run, SchedulerState
+from app import errors, schedule, triggers
+from app.models import Run
+from app.queries import run_history
+from app.schedule import planner
 
 MAX_BACKFILL = 1000
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ def backfill(
     end: datetime,
     now: datetime,
 ) -> BackfillResult:
-    """Create a `backfill` run for every fire of the trigger in [start, end) (DESIGN 11).
+    """Create a `backfill` run for every fire of the trigger in [start, end)
+    (docs/design.md section 11).
 
     1. Validate the range: aware, start < end, end not in the future, at most 1,000 fires
        (InvalidTrigger naming `start` or `end`); a disabled trigger is a Conflict (its
@@ -57,32 +60,27 @@ def backfill(
     elif end > now:
         problems["end"] = "must not be in the future"
     if problems:
-        raise triggers.InvalidTrigger(problems)
+        raise errors.InvalidTrigger(problems)
     spec = triggers.spec_of(trigger)
-    fires = schedule.fires_in_range(spec, start, end, limit=MAX_BACKFILL + 1)
+    # Fires f with start <= f < end: strictly after the instant just before `start`.
+    in_range = itertools.takewhile(lambda f: f < end, schedule.fires(spec, start - _TICK))
+    fires = list(itertools.islice(in_range, MAX_BACKFILL + 1))
     if len(fires) > MAX_BACKFILL:
-        raise triggers.InvalidTrigger(
+        raise errors.InvalidTrigger(
             {"end": f"the range holds more than {MAX_BACKFILL} fires; split it into smaller ones"}
         )
     if not trigger.enabled:
         raise errors.Conflict("trigger is disabled")
     if not fires:
         return BackfillResult(created=0, existing=0, runs=[])
-    generation = select(SchedulerState.generation).where(SchedulerState.id == 1).scalar_subquery()
     rows = [
         {
             "id": uuid.uuid4(), "trigger_id": trigger.id, "tenant_id": trigger.tenant_id,
             "scheduled_for": fire, "due_at": schedule.due_at(spec, fire), "kind": "backfill",
-            "idempotency_key": dispatch.idempotency_key(trigger.id, fire), "status": "pending",
-            "attempt": 0, "generation": generation, "created_at": now,
+            "idempotency_key": planner.idempotency_key(trigger.id, fire), "status": "pending",
+            "attempt": 0, "created_at": now,
         }
         for fire in fires
     ]  # fmt: skip
-    statement = (
-        insert(Run)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Run)
-    )
-    created = list(session.scalars(statement))
+    created = run_history.insert_pending(session, rows)
     return BackfillResult(created=len(created), existing=len(fires) - len(created), runs=created)

@@ -1,11 +1,11 @@
-"""Engine and session scope. No queries live here (see app/repository.py)."""
+"""Engine, session and connection scopes. No queries live here: they are in app/queries/."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import config
@@ -57,3 +57,19 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in one transaction: committed on success, rolled back on an exception."""
+    with engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[Connection]:
+    """A connection in autocommit, for steps that are one conditional statement each: no
+    BEGIN and COMMIT round trips on the runner's hot path."""
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn

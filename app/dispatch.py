@@ -1,6 +1,6 @@
 """One dispatch tick: fence -> recover -> claim due batches -> insert runs -> advance -> hand off.
 
-DESIGN sections 5 and 12. The database, not the broker, is the source of truth: a batch's
+docs/design.md sections 5 and 12. The database, not the broker, is the source of truth: a batch's
 runs and its triggers' new `next_run_at` commit together as `pending`, and after that commit
 admission (app/admission.py) hands to `publish` (Celery) only the runs that have a free
 slot; the rest wait in PostgreSQL. The tick hands off once more at its end, as a safety net
@@ -16,57 +16,19 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from psycopg2.extras import execute_values
 from sqlalchemy import Engine
 
-from app import admission, config, reconcile, recovery, schedule, state
+from app import admission, config, reconcile, recovery, state
+from app.queries import run_queue
+from app.queries import triggers as triggers_q
+from app.schedule import planner
 
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[uuid.UUID]], Any]
-
-# Bulk statements, one round trip per batch whatever its size.
-# `next_run_at` is when the next fire is due (jitter included): the claim and its index use
-# it; planning starts from `next_fire_at`, the nominal fire (DESIGN section 11).
-CLAIM_DUE_TRIGGERS = """
-    SELECT id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
-           anchor_at, jitter_seconds, COALESCE(next_fire_at, next_run_at), next_run_at,
-           catchup_policy, catchup_window_seconds
-    FROM triggers
-    WHERE enabled AND next_run_at <= %(now)s
-    ORDER BY next_run_at
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-"""
-INSERT_RUNS = """
-    INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key, status,
-                      generation, created_at, finished_at, due_at)
-    VALUES %s
-    ON CONFLICT DO NOTHING
-    RETURNING id, status
-"""
-INSERT_RUNS_TEMPLATE = (
-    "(%s::uuid, %s::uuid, %s, %s::timestamptz, 'scheduled', %s, %s, %s, %s::timestamptz, "
-    "%s::timestamptz, %s::timestamptz)"
-)
-ADVANCE_TRIGGERS = """
-    UPDATE triggers AS t
-    SET next_run_at = v.next_run_at, next_fire_at = v.next_fire_at,
-        last_scheduled_for = COALESCE(v.last, t.last_scheduled_for), enabled = v.enabled
-    FROM (VALUES %s) AS v (id, next_run_at, next_fire_at, last, enabled)
-    WHERE t.id = v.id
-"""
-ADVANCE_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::boolean)"
-PLAN_CACHE_SIZE = 10_000
-
-
-def idempotency_key(trigger_id: uuid.UUID | str, scheduled_for: datetime) -> str:
-    """`<trigger_id>:<scheduled_for ISO-8601 UTC>`, the run's unique key (DESIGN section 5)."""
-    moment = scheduled_for.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return f"{trigger_id}:{moment}"
 
 
 @dataclass
@@ -91,7 +53,6 @@ class TickStats:
     budget_exhausted: bool = False
     broker_error: str | None = None
     duration_seconds: float = 0.0
-    max_lag_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,7 +103,7 @@ def run_tick(
 
     _recover(engine, options=options, stats=stats)
     stats.reconciled = reconcile.reconcile(engine, now=now, batch_size=options.batch_size)
-    plans: dict[tuple, schedule.CatchupPlan] = {}
+    plans: dict[tuple, planner.CatchupPlan] = {}
 
     def hand_off() -> None:
         _hand_off(engine, publish=publish, options=options, stats=stats)
@@ -255,7 +216,7 @@ def _dispatch_batch(
     options: TickOptions,
     stats: TickStats,
     hand_off: Callable[[], None],
-    plans: dict[tuple, schedule.CatchupPlan],
+    plans: dict[tuple, planner.CatchupPlan],
 ) -> int | None:
     """Dispatch one batch; return how many triggers it claimed, None when superseded."""
     with engine.begin() as conn:
@@ -266,135 +227,40 @@ def _dispatch_batch(
         if not fence.accepted:
             stats.accepted = False
             return None
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute(CLAIM_DUE_TRIGGERS, {"now": now, "batch": options.batch_size})
-            rows = cursor.fetchall()
-            if not rows:
-                return 0
-            run_rows, advances = _plan_batch(
-                rows,
-                now=now,
-                generation=fence.generation,
-                options=options,
-                stats=stats,
-                plans=plans,
-            )
-            inserted = execute_values(
-                cursor,
-                INSERT_RUNS,
-                run_rows,
-                template=INSERT_RUNS_TEMPLATE,
-                page_size=1000,
-                fetch=True,
-            )
-            execute_values(
-                cursor, ADVANCE_TRIGGERS, advances, template=ADVANCE_TEMPLATE, page_size=1000
-            )
-        finally:
-            cursor.close()
+        rows = triggers_q.claim_due(conn, now=now, batch=options.batch_size)
+        if not rows:
+            return 0
+        batch = planner.plan_batch(
+            rows,
+            now=now,
+            generation=fence.generation,
+            tick_seconds=options.tick_seconds,
+            max_fires=options.catchup_max_fires,
+            plans=plans,
+        )
+        _log_parked(batch.parked, stats)
+        inserted = run_queue.insert_scheduled(conn, batch.run_rows)
+        triggers_q.advance(conn, batch.advances)
     stats.batches += 1
     stats.due += len(rows)
     pending = [run_id for run_id, status in inserted if status == "pending"]
     stats.dispatched += len(pending)
     stats.skipped += sum(1 for _, status in inserted if status == "skipped")
-    stats.duplicates += len(run_rows) - len(inserted)
+    stats.duplicates += len(batch.run_rows) - len(inserted)
     if pending:
         hand_off()
     return len(rows)
 
 
-def _plan_batch(
-    rows: Sequence[tuple],
-    *,
-    now: datetime,
-    generation: int,
-    options: TickOptions,
-    stats: TickStats,
-    plans: dict[tuple, schedule.CatchupPlan],
-) -> tuple[list[tuple], list[tuple]]:
-    """Decide each claimed trigger's fires; return the run rows and the trigger advances.
-
-    `plans` memoises the decision per distinct schedule for the tick: 100,000 triggers due
-    at midnight share a handful of (expression, zone, next_run_at) combinations, and the
-    plan is pure, so each is computed once (most of a tick's CPU otherwise).
-    """
-    run_rows: list[tuple] = []
-    advances: list[tuple] = []
-    for row in rows:
-        trigger_id, tenant_id = row[:2]
-        trigger = str(trigger_id)
-        schedule_key = _schedule_key(row)
-        plan = plans.get(schedule_key)
-        if plan is None:
-            if len(plans) >= PLAN_CACHE_SIZE:  # memory stays bounded whatever the mix
-                plans.clear()
-            try:
-                plan = _plan(row, now=now, options=options)
-            except Exception:
-                # One unplannable row (a zone a tzdata upgrade removed, a row edited by
-                # hand) must not roll back its batch: it would lead every later batch and
-                # stop dispatch for every tenant. It is parked (no next run) and logged.
-                logger.exception(
-                    "trigger cannot be scheduled; parked",
-                    extra={"event": "trigger_parked", "trigger_id": trigger,
-                           "tenant_id": tenant_id},
-                )  # fmt: skip
-                stats.parked += 1
-                advances.append((trigger, None, None, None, True))
-                continue
-            plans[schedule_key] = plan
-        for status, fires in (("pending", plan.run), ("skipped", plan.skipped)):
-            finished_at = now if status == "skipped" else None
-            run_rows.extend(
-                (
-                    str(uuid.uuid4()),
-                    trigger,
-                    tenant_id,
-                    fire,
-                    idempotency_key(trigger, fire),
-                    status,
-                    generation,
-                    now,
-                    finished_at,
-                    plan.due_at(fire),
-                )
-                for fire in fires
-            )
-        if plan.run:
-            lag = (now - plan.run_due[0]).total_seconds()
-            stats.max_lag_seconds = max(stats.max_lag_seconds, lag)
-        last = max(plan.run + plan.skipped, default=None)
-        # A one-time trigger is done once dispatched; a cron or interval trigger past end_at
-        # keeps its row enabled but has no next run (DESIGN section 4).
-        run_at = schedule_key[2]
-        enabled = not (run_at is not None and plan.next_run_at is None)
-        advances.append((trigger, plan.next_run_at, plan.next_fire, last, enabled))
-    return run_rows, advances
-
-
-def _schedule_key(row: Sequence) -> tuple:
-    """The part of a claimed row the plan depends on. The trigger id is in it only for a
-    jittered trigger (its delays are its own); others share plans with their lookalikes."""
-    trigger_id, _tenant, cron, timezone, run_at, start_at, end_at, *rest = row
-    interval, anchor, jitter, first, first_due_at, policy, window = rest
-    key = str(trigger_id) if jitter else ""
-    return (cron, timezone, run_at, start_at, end_at, interval, anchor, jitter, key, first,
-            first_due_at, policy, window)  # fmt: skip
-
-
-def _plan(row: Sequence, *, now: datetime, options: TickOptions) -> schedule.CatchupPlan:
-    first, first_due_at, policy, window = row[10:14]
-    return schedule.plan_catchup(
-        reconcile.spec_of_row(row),
-        policy=policy,
-        window_seconds=window,
-        first_due=first,
-        now=now,
-        tick_seconds=options.tick_seconds,
-        max_fires=options.catchup_max_fires,
-        first_due_at=first_due_at,
-    )
+def _log_parked(parked: list[tuple[str, str, Exception]], stats: TickStats) -> None:
+    """Log each trigger the planner parked (no next run) with the error that stopped it."""
+    for trigger, tenant_id, exc in parked:
+        logger.error(
+            "trigger cannot be scheduled; parked",
+            extra={"event": "trigger_parked", "trigger_id": trigger, "tenant_id": tenant_id},
+            exc_info=exc,
+        )
+        stats.parked += 1
 
 
 def default_options(settings: config.Settings) -> TickOptions:

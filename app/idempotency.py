@@ -14,10 +14,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app import errors
+from app.queries import idempotency_records
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,6 @@ class Claim:
         return self.record_id is None
 
 
-class KeyReused(errors.Conflict):
-    """This Idempotency-Key was already used with a different request."""
-
-
 def request_hash(method: str, path: str, body: Any) -> str:
     """SHA-256 of the method, path and canonical JSON body (key order does not matter)."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
@@ -49,20 +45,20 @@ def claim(session: Session, *, tenant_id: str, key: str, request_hash: str) -> C
     1. Insert the record; the unique (tenant_id, key) index makes a concurrent insert of the
        same key wait for this transaction and then insert nothing.
     2. Nothing inserted: read the committed record. A different request hash raises
-       KeyReused (409); a stored response is returned for replay.
+       errors.KeyReused (409); a stored response is returned for replay.
 
     The caller must call :func:`complete` in the same transaction when it did the work.
     """
-    record_id = _insert_record(session, tenant_id, key, request_hash)
+    record_id = idempotency_records.insert(session, tenant_id, key, request_hash)
     if record_id is not None:
         return Claim(record_id=record_id)
-    row = _select_record(session, tenant_id, key)
+    row = idempotency_records.find(session, tenant_id, key)
     if row is None:
         # The record was pruned between our insert and read: claim it again.
         return claim(session, tenant_id=tenant_id, key=key, request_hash=request_hash)
     stored_hash, status, body = row
     if stored_hash != request_hash:
-        raise KeyReused()
+        raise errors.KeyReused()
     if status is None:
         # Only reachable if a writer committed without completing: never replay a blank.
         raise errors.Conflict("a request with this Idempotency-Key is still in progress")
@@ -76,14 +72,14 @@ def stored_response(
 
     Lets a caller answer a retry before validating the body again: a body that was valid
     when first sent (a one-time `run_at` 30 s ahead) may no longer be, and the retry must
-    still get the first response. Raises KeyReused for the same key with another request.
+    still get the first response. Raises errors.KeyReused for the same key with another request.
     """
-    row = _select_record(session, tenant_id, key)
+    row = idempotency_records.find(session, tenant_id, key)
     if row is None or row[1] is None:
         return None
     stored_hash, status, body = row
     if stored_hash != request_hash:
-        raise KeyReused()
+        raise errors.KeyReused()
     return Claim(status=status, body=body)
 
 
@@ -91,32 +87,6 @@ def complete(session: Session, claim: Claim, *, status: int, body: Any) -> None:
     """Store the response of a claimed request (same transaction as the claim)."""
     if claim.record_id is None:
         raise ValueError("complete() needs a claim that did the work, not a replay")
-    session.execute(
-        text(
-            "UPDATE idempotency_records SET response_status = :status, "
-            "response_body = CAST(:body AS jsonb) WHERE id = :id"
-        ),
-        {"status": status, "body": json.dumps(body), "id": claim.record_id},
+    idempotency_records.store_response(
+        session, claim.record_id, status=status, body=json.dumps(body)
     )
-
-
-def _insert_record(session: Session, tenant_id: str, key: str, request_hash: str) -> int | None:
-    return session.execute(
-        text(
-            "INSERT INTO idempotency_records (tenant_id, key, request_hash) "
-            "VALUES (:tenant, :key, :hash) "
-            "ON CONFLICT (tenant_id, key) DO NOTHING RETURNING id"
-        ),
-        {"tenant": tenant_id, "key": key, "hash": request_hash},
-    ).scalar_one_or_none()
-
-
-def _select_record(session: Session, tenant_id: str, key: str) -> tuple[str, int | None, Any]:
-    row = session.execute(
-        text(
-            "SELECT request_hash, response_status, response_body FROM idempotency_records "
-            "WHERE tenant_id = :tenant AND key = :key"
-        ),
-        {"tenant": tenant_id, "key": key},
-    ).one_or_none()
-    return None if row is None else tuple(row)

@@ -7,7 +7,6 @@ apart in `keys list` and revoke one without ever seeing the secret again.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 import secrets
@@ -15,11 +14,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app import errors
 from app.models import ApiKey
+from app.queries import api_keys
 
 KEY_SCHEME = "tsk_"
 KEY_BYTES = 32
@@ -87,8 +86,7 @@ def create(
         is_admin=is_admin,
         created_at=now,
     )
-    session.add(row)
-    session.flush()
+    api_keys.add(session, row)
     return NewKey(row.id, key, row.prefix, row.tenant_id, row.is_admin)
 
 
@@ -100,7 +98,7 @@ def authenticate(session: Session, key: str) -> Principal | None:
     """
     if not key.startswith(KEY_SCHEME) or len(key) > 200:
         return None
-    row = _select_active_by_hash(session, hash_key(key))
+    row = api_keys.find_active_by_hash(session, hash_key(key))
     if row is None:
         return None
     return Principal(row.id, row.tenant_id, row.is_admin, row.prefix)
@@ -121,10 +119,7 @@ def active_principal(session: Session, key_id: uuid.UUID) -> Principal | None:
 
 def list_keys(session: Session, *, tenant_id: str | None = None) -> list[ApiKey]:
     """Every key (revoked ones too), oldest first, optionally of one tenant."""
-    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
-    if tenant_id is not None:
-        query = query.where(ApiKey.tenant_id == tenant_id)
-    return list(session.scalars(query))
+    return api_keys.list_all(session, tenant_id=tenant_id)
 
 
 def revoke(session: Session, prefix_or_id: str, *, now: datetime) -> ApiKey:
@@ -133,31 +128,10 @@ def revoke(session: Session, prefix_or_id: str, *, now: datetime) -> ApiKey:
     Raises NotFound when no active key matches and Conflict when a prefix matches several
     (revoke by id then).
     """
-    matches = _select_active_by_prefix_or_id(session, prefix_or_id)
+    matches = api_keys.find_active_by_prefix_or_id(session, prefix_or_id)
     if not matches:
         raise errors.NotFound(f"no active key with id or prefix {prefix_or_id!r}")
     if len(matches) > 1:
         raise errors.Conflict(f"prefix {prefix_or_id!r} matches {len(matches)} keys; use the id")
-    _mark_revoked(session, matches[0].id, now=now)
+    api_keys.mark_revoked(session, matches[0].id, now=now)
     return matches[0]
-
-
-def _select_active_by_hash(session: Session, key_hash: str) -> ApiKey | None:
-    query = select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-    return session.scalars(query).one_or_none()
-
-
-def _select_active_by_prefix_or_id(session: Session, value: str) -> list[ApiKey]:
-    condition = ApiKey.prefix == value
-    with contextlib.suppress(ValueError):  # not a uuid: match the prefix only
-        condition = or_(condition, ApiKey.id == uuid.UUID(value))
-    query = select(ApiKey).where(condition, ApiKey.revoked_at.is_(None))
-    return list(session.scalars(query))
-
-
-def _mark_revoked(session: Session, key_id: uuid.UUID, *, now: datetime) -> None:
-    session.execute(
-        update(ApiKey)
-        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )

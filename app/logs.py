@@ -30,16 +30,6 @@ from typing import Any
 import psycopg2
 from sqlalchemy import exc as sa_exc
 
-CONTEXT_FIELDS = (
-    "event",
-    "tenant_id",
-    "trigger_id",
-    "run_id",
-    "generation",
-    "release",
-    "request_id",
-    "deployment_id",
-)
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -52,11 +42,6 @@ def bind(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
-
-
-def bound(name: str) -> Any:
-    """A field bound by :func:`bind` in the current context, or None."""
-    return _context.get({}).get(name)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 tables (DESIGN section 3). The migrations in migrations/versions must agree."""
+"""SQLAlchemy 2 tables (docs/design.md section 3); migrations/versions must agree."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.schedule import catchup
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -35,10 +37,11 @@ RUN_STATUSES = ("pending", "admitted", "running", "succeeded", "failed", "cancel
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled", "skipped")
 RUN_KINDS = ("scheduled", "manual", "backfill")
 OVERLAP_POLICIES = ("allow", "skip", "buffer_one")
-# Runs that hold a concurrency slot (DESIGN section 12).
+ONE_AT_A_TIME_POLICIES = ("skip", "buffer_one")  # overlap policies that run one fire at a time
+# Runs that hold a concurrency slot (docs/design.md section 12).
 IN_PROGRESS_STATUSES = ("admitted", "running")
-CATCHUP_POLICIES = ("latest", "all", "none")
-INTERVAL_SECONDS = (60, 366 * 86400)  # DESIGN section 11
+CATCHUP_POLICIES = catchup.POLICIES  # the engine that applies them defines them
+INTERVAL_SECONDS = (60, 366 * 86400)  # docs/design.md section 11
 MAX_JITTER_SECONDS = 3600
 PAUSED_NOTE_LENGTH = 500
 
@@ -240,7 +243,7 @@ class IdempotencyRecord(Base):
 
 
 class WebhookSecret(Base):
-    """A tenant's webhook signing secret (DESIGN section 13). Active while not revoked and
+    """A tenant's webhook signing secret (docs/design.md section 13). Active while not revoked and
     not past `expires_at`; the current one (no expiry) is unique per tenant."""
 
     __tablename__ = "webhook_secrets"

@@ -1,4 +1,4 @@
-"""Reconciliation: no enabled trigger may silently stop (DESIGN section 10, issue 13).
+"""Reconciliation: no enabled trigger may silently stop (docs/design.md section 10, issue 13).
 
 Every tick, an enabled trigger that should have a next fire but has `next_run_at` NULL gets
 one, computed by the engine from now, with a log line (`trigger_reconciled`) and the tick's
@@ -12,46 +12,13 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from psycopg2.extras import execute_values
 from sqlalchemy import Engine
 
 from app import schedule
+from app.queries import triggers as triggers_q
+from app.schedule import planner
 
 logger = logging.getLogger(__name__)
-
-# Reconciliation (every tick): enabled triggers that should have a next fire but have none
-# (a bulk path, a hand edit, a restore). Not those past end_at, nor dispatched one-time ones.
-CLAIM_UNSCHEDULED = """
-    SELECT id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
-           anchor_at, jitter_seconds
-    FROM triggers
-    WHERE enabled AND next_run_at IS NULL
-      AND (end_at IS NULL OR end_at > %(now)s)
-      AND (run_at IS NULL OR last_scheduled_for IS NULL)
-    ORDER BY id
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-"""
-SET_NEXT = """
-    UPDATE triggers AS t SET next_run_at = v.next_run_at, next_fire_at = v.next_fire_at
-    FROM (VALUES %s) AS v (id, next_run_at, next_fire_at)
-    WHERE t.id = v.id
-"""
-SET_NEXT_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz)"
-
-
-def spec_of_row(row: Sequence) -> schedule.TriggerSpec:
-    """The TriggerSpec of a row starting (id, tenant_id, cron, timezone, run_at, start_at,
-    end_at, interval_seconds, anchor_at, jitter_seconds): the columns CLAIM_UNSCHEDULED and
-    the dispatcher's CLAIM_DUE_TRIGGERS select first, in this order."""
-    trigger_id, _tenant, cron, timezone, run_at, start_at, end_at = row[:7]
-    interval, anchor, jitter = row[7:10]
-    return schedule.TriggerSpec(
-        cron=cron, timezone=timezone, run_at=run_at, start_at=start_at, end_at=end_at,
-        interval_seconds=interval, anchor_at=anchor, jitter_seconds=jitter or 0,
-        jitter_key=str(trigger_id),
-    )  # fmt: skip
-
 
 _failures_logged: set[str] = set()  # a row that cannot be planned is retried every tick
 
@@ -83,28 +50,23 @@ def reconcile(engine: Engine, *, now: datetime, batch_size: int) -> int:
     looked at again every tick (bounded by the batch size).
     """
     with engine.begin() as conn:
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute(CLAIM_UNSCHEDULED, {"now": now, "batch": batch_size})
-            updates: list[tuple] = []
-            for row in cursor.fetchall():
-                try:
-                    spec = spec_of_row(row)
-                    fire = schedule.first_fire(spec, now)
-                except Exception:
-                    _log_failure_once(row)
-                    continue
-                if fire is None:
-                    continue
-                due = schedule.due_at(spec, fire)
-                updates.append((str(row[0]), due, fire))
-                logger.warning(
-                    "trigger had no next run; rescheduled",
-                    extra={"event": "trigger_reconciled", "trigger_id": str(row[0]),
-                           "tenant_id": row[1], "next_run_at": due.isoformat()},
-                )  # fmt: skip
-            if updates:
-                execute_values(cursor, SET_NEXT, updates, template=SET_NEXT_TEMPLATE)
-        finally:
-            cursor.close()
+        updates: list[tuple] = []
+        for row in triggers_q.claim_unscheduled(conn, now=now, batch=batch_size):
+            try:
+                spec = planner.spec_of_row(row)
+                fire = schedule.first_fire(spec, now)
+            except Exception:
+                _log_failure_once(row)
+                continue
+            if fire is None:
+                continue
+            due = schedule.due_at(spec, fire)
+            updates.append((str(row[0]), due, fire))
+            logger.warning(
+                "trigger had no next run; rescheduled",
+                extra={"event": "trigger_reconciled", "trigger_id": str(row[0]),
+                       "tenant_id": row[1], "next_run_at": due.isoformat()},
+            )  # fmt: skip
+        if updates:
+            triggers_q.set_next(conn, updates)
     return len(updates)

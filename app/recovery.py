@@ -1,4 +1,4 @@
-"""The recovery sweep (DESIGN sections 5 and 12), run at the start of every accepted tick.
+"""The recovery sweep (docs/design.md sections 5 and 12), run at the start of every accepted tick.
 
 Two kinds of run hold a slot without progress, and would hold it forever without the sweep:
 
@@ -23,56 +23,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from app.queries import run_queue
 
 logger = logging.getLogger(__name__)
 
 MAX_ROUNDS = 20  # bounds one sweep; what is left waits for the next tick
-
-RECOVER_STALE_RUNNING = text("""
-    UPDATE runs AS r
-    SET status = CASE
-            WHEN s.max_attempts IS NULL THEN 'cancelled'
-            WHEN r.attempt >= s.max_attempts THEN 'failed'
-            ELSE 'pending' END,
-        finished_at = CASE
-            WHEN s.max_attempts IS NULL OR r.attempt >= s.max_attempts THEN clock_timestamp()
-            END,
-        error = CASE
-            WHEN s.max_attempts IS NULL THEN 'trigger deleted while its worker was lost'
-            WHEN r.attempt >= s.max_attempts
-            THEN 'worker lost: no heartbeat for ' || :timeout || ' s; attempts used up'
-            ELSE r.error END,
-        enqueued_at = NULL,
-        admitted_at = NULL,
-        not_before = NULL,
-        worker = NULL
-    FROM (
-        SELECT runs.id, t.max_attempts
-        FROM runs LEFT JOIN triggers AS t ON t.id = runs.trigger_id
-        WHERE runs.status = 'running'
-          AND COALESCE(runs.heartbeat_at, runs.started_at, runs.created_at)
-              < clock_timestamp() - make_interval(secs => :timeout)
-        ORDER BY runs.heartbeat_at
-        LIMIT :batch
-        FOR UPDATE OF runs SKIP LOCKED
-    ) AS s
-    WHERE r.id = s.id
-    RETURNING r.id, r.status, r.trigger_id, r.tenant_id, r.attempt
-""")
-
-RETURN_STALE_ADMITTED = text("""
-    UPDATE runs SET status = 'pending', admitted_at = NULL, enqueued_at = NULL
-    WHERE id IN (
-        SELECT id FROM runs
-        WHERE status = 'admitted'
-          AND admitted_at < clock_timestamp() - make_interval(secs => :lease)
-        ORDER BY admitted_at
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING id
-""")
 
 
 @dataclass(frozen=True)
@@ -93,14 +50,12 @@ def sweep(engine: Engine, *, options: RecoveryOptions) -> SweepResult:
     result = SweepResult()
     for _ in range(MAX_ROUNDS):
         with engine.begin() as conn:
-            stale = conn.execute(
-                RECOVER_STALE_RUNNING,
-                {"timeout": options.heartbeat_timeout_seconds, "batch": options.batch_size},
-            ).all()
-            returned = conn.execute(
-                RETURN_STALE_ADMITTED,
-                {"lease": options.admitted_lease_seconds, "batch": options.batch_size},
-            ).all()
+            stale = run_queue.recover_stale_running(
+                conn, timeout_seconds=options.heartbeat_timeout_seconds, batch=options.batch_size
+            )
+            returned = run_queue.return_stale_admitted(
+                conn, lease_seconds=options.admitted_lease_seconds, batch=options.batch_size
+            )
         for run_id, status, trigger_id, tenant_id, attempt in stale:
             logger.warning(
                 "worker lost; run recovered",

@@ -1,5 +1,5 @@
 """Retention: finished runs and idempotency records older than their horizon are pruned in
-bounded batches (DESIGN section 9), never in one huge DELETE that would hold locks and bloat
+bounded batches (docs/design.md section 9), never in one huge DELETE that would hold locks and bloat
 the WAL at once."""
 
 from __future__ import annotations
@@ -8,26 +8,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from app.queries import idempotency_records, run_history
 
 logger = logging.getLogger(__name__)
-
-DELETE_FINISHED_RUNS = text("""
-    DELETE FROM runs WHERE id IN (
-        SELECT id FROM runs
-        WHERE finished_at IS NOT NULL AND finished_at < :cutoff
-          AND status IN ('succeeded', 'failed', 'cancelled', 'skipped')
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
-    )
-""")
-DELETE_IDEMPOTENCY_RECORDS = text("""
-    DELETE FROM idempotency_records WHERE id IN (
-        SELECT id FROM idempotency_records WHERE created_at < :cutoff
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
-    )
-""")
 
 
 @dataclass
@@ -53,17 +38,17 @@ def prune(
     """
     result = PruneResult()
     jobs = (
-        ("runs", DELETE_FINISHED_RUNS, now - timedelta(days=run_retention_days)),
+        ("runs", run_history.delete_finished, now - timedelta(days=run_retention_days)),
         (
             "idempotency_records",
-            DELETE_IDEMPOTENCY_RECORDS,
+            idempotency_records.delete_expired,
             now - timedelta(hours=idempotency_retention_hours),
         ),
     )
-    for name, statement, cutoff in jobs:
+    for name, delete, cutoff in jobs:
         for _ in range(max_batches):
             with engine.begin() as conn:
-                deleted = conn.execute(statement, {"cutoff": cutoff, "batch": batch_size}).rowcount
+                deleted = delete(conn, cutoff=cutoff, batch=batch_size)
             setattr(result, name, getattr(result, name) + deleted)
             if deleted < batch_size:
                 break

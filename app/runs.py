@@ -1,4 +1,6 @@
-"""The run state machine (DESIGN section 6): everything that happens to a run after hand-off.
+"""The run state machine: everything that happens to a run after hand-off.
+
+docs/design.md section 6.
 
     pending --admission (app/admission.py): a slot is free--> admitted --claim--> running
     running --success--> succeeded
@@ -8,7 +10,7 @@
     pending | admitted --cancel, trigger deleted or disabled--> cancelled
     pending --overlap policy `skip`/`buffer_one`, another run in progress--> skipped
 
-Every transition is a conditional UPDATE (app/run_queries.py) checked by its row count, so a
+Every transition is a conditional UPDATE (app/queries/runs.py) checked by its row count, so a
 duplicate delivery, the API and the recovery sweep can race the runner safely. A run that
 ends (or leaves its slot without running) hands the slot on at once: the worker runs
 admission right after its commit. Times that decide ownership are PostgreSQL's; the
@@ -17,26 +19,20 @@ injected `Runtime.clock` only dates what the action sees (a webhook's signature)
 
 from __future__ import annotations
 
-import contextvars
-import itertools
 import logging
-import os
 import random
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from app import actions, admission, logs, webhook_secrets
-from app import run_queries as q
+from app import actions, admission, backoff, db, heartbeats, logs, queries, webhook_secrets
 from app.config import Settings
+from app.models import ONE_AT_A_TIME_POLICIES
+from app.queries import runs as q
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +44,6 @@ MISSING = "missing"  # no such run
 LOST = "lost"  # the recovery sweep handed the run to another attempt meanwhile
 RUNNING = "running"  # claimed: the attempt goes ahead
 _NEEDS_LOCK = "needs_lock"  # overlap policy `skip`/`buffer_one`: decide again, locked
-
-# Longest wait between attempts.
-BACKOFF_CAP_SECONDS = 1800.0
 
 
 @dataclass
@@ -82,24 +75,6 @@ class _Start:
     trigger: q.TriggerRow | None = None
     attempt: int = 0
     detail: str | None = None
-
-
-def backoff_seconds(
-    attempt: int,
-    base_seconds: float,
-    *,
-    rng: random.Random,
-    retry_after: float | None = None,
-    cap: float = BACKOFF_CAP_SECONDS,
-) -> float:
-    """Delay before the attempt after `attempt`: exponential backoff with full jitter,
-    uniform(0, min(cap, base * 2^(attempt-1))). A server's Retry-After raises the delay to
-    what it asked for, never past the cap."""
-    ceiling = min(cap, base_seconds * 2 ** max(0, attempt - 1))
-    delay = rng.uniform(0, ceiling)
-    if retry_after is not None:
-        delay = max(delay, min(max(retry_after, 0.0), cap))
-    return delay
 
 
 def execute_run(run_id: uuid.UUID | str, runtime: Runtime) -> str:
@@ -160,17 +135,19 @@ def _begin(run_id: uuid.UUID, rt: Runtime) -> _Start:
     at a time: checking that no other run is in progress and claiming must be one
     transaction, under a lock.
     """
-    with q.statements(rt.engine) as conn:
+    with db.statements(rt.engine) as conn:
         start = _decide(conn, run_id, rt, overlap_locked=False)
     if start.outcome != _NEEDS_LOCK:
         return start
-    with q.transaction(rt.engine) as tx:
+    with db.transaction(rt.engine) as tx:
         assert start.run is not None
         q.lock_trigger_runs(tx, start.run.trigger_id)
         return _decide(tx, run_id, rt, overlap_locked=True)
 
 
-def _decide(conn: q.Executor, run_id: uuid.UUID, rt: Runtime, *, overlap_locked: bool) -> _Start:
+def _decide(
+    conn: queries.Executor, run_id: uuid.UUID, rt: Runtime, *, overlap_locked: bool
+) -> _Start:
     found = q.load(conn, run_id)
     if found is None:
         return _Start(MISSING)
@@ -188,7 +165,7 @@ def _decide(conn: q.Executor, run_id: uuid.UUID, rt: Runtime, *, overlap_locked:
         # Taken back by the recovery sweep after its last attempt, or max_attempts lowered.
         ended = q.end_admitted(conn, run.id, status="failed", error=None)
         return _Start(FAILED if ended else DUPLICATE, run, trigger, detail="attempts used up")
-    if trigger.overlap_policy in ("skip", "buffer_one") and run.attempt == 0:
+    if trigger.overlap_policy in ONE_AT_A_TIME_POLICIES and run.attempt == 0:
         # Admission admits one fire of such a trigger at a time; this re-check under the
         # trigger's lock covers a run admitted before a policy change.
         if not overlap_locked:
@@ -245,7 +222,7 @@ def _attempt(start: _Start, rt: Runtime) -> actions.Attempt:
     secrets = (
         webhook_secrets.signing_secrets(rt.engine, run.tenant_id, now=now) if is_webhook else []
     )
-    with _heartbeats.watch(rt, run.id, start.attempt):
+    with heartbeats.watch(rt.engine, run.id, start.attempt, interval=rt.settings.heartbeat_seconds):
         return actions.perform(
             trigger.action,
             ctx,
@@ -261,7 +238,7 @@ def _finish(start: _Start, outcome: actions.Attempt, rt: Runtime) -> str:
     assert run is not None and trigger is not None
     retry_at: datetime | None = None
     if outcome.succeeded:
-        with q.statements(rt.engine) as conn:
+        with db.statements(rt.engine) as conn:
             # The hot path: one statement. A cancel request that came during the attempt
             # has nothing left to stop.
             ours = q.finish(
@@ -269,7 +246,7 @@ def _finish(start: _Start, outcome: actions.Attempt, rt: Runtime) -> str:
             )
         status = SUCCEEDED if ours else LOST
     else:
-        with q.transaction(rt.engine) as tx:
+        with db.transaction(rt.engine) as tx:
             status, retry_at = _after_failure(tx, start, outcome, rt)
     fields = {"event": f"run_{status}", "attempt": attempt}
     if status == SUCCEEDED:
@@ -305,7 +282,7 @@ def _wake(rt: Runtime, at: datetime | None) -> None:
 
 
 def _after_failure(
-    session: q.Executor, start: _Start, outcome: actions.Attempt, rt: Runtime
+    session: queries.Executor, start: _Start, outcome: actions.Attempt, rt: Runtime
 ) -> tuple[str, datetime | None]:
     """Decide and record what follows a failed attempt: (status, retry time or None)."""
     run, trigger, attempt = start.run, start.trigger, start.attempt
@@ -314,7 +291,7 @@ def _after_failure(
     if not ours:
         return LOST, None
     if outcome.retryable and attempt < trigger.max_attempts and not cancel_requested:
-        delay = backoff_seconds(
+        delay = backoff.delay_seconds(
             attempt, trigger.retry_backoff_seconds, rng=rt.rng, retry_after=outcome.retry_after
         )
         retry_at = q.schedule_retry(
@@ -332,121 +309,3 @@ def _after_failure(
         session, run.id, attempt=attempt, status=status, result=outcome.result, error=outcome.error
     )
     return status, None
-
-
-@dataclass
-class _Beat:
-    key: int
-    rt: Runtime
-    run_id: uuid.UUID
-    attempt: int
-    context: contextvars.Context  # the run's log fields
-    due: float
-
-
-class _Heartbeats:
-    """One daemon thread per process that stamps `heartbeat_at` (which holds the slot) of
-    every attempt in progress in the process, every `heartbeat_seconds`, so the recovery
-    sweep can tell a slow worker from a dead one. One thread for the process rather than one
-    per attempt: starting a thread per run cost as much as the rest of a short run."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._beats: dict[int, _Beat] = {}
-        self._keys = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    @contextmanager
-    def watch(self, rt: Runtime, run_id: uuid.UUID, attempt: int) -> Iterator[None]:
-        due = time.monotonic() + rt.settings.heartbeat_seconds
-        with self._cond:
-            key = next(self._keys)
-            context = contextvars.copy_context()
-            self._beats[key] = _Beat(key, rt, run_id, attempt, context, due)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-        try:
-            yield
-        finally:
-            with self._cond:
-                del self._beats[key]
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                now = time.monotonic()
-                due = [beat for beat in self._beats.values() if beat.due <= now]
-                if not due:
-                    soonest = min((beat.due for beat in self._beats.values()), default=now + 60)
-                    self._cond.wait(soonest - now)
-                    continue
-                for beat in due:
-                    beat.due = now + beat.rt.settings.heartbeat_seconds
-            for beat in due:
-                beat.context.run(self._beat, beat)
-
-    def _beat(self, beat: _Beat) -> None:
-        try:
-            with q.statements(beat.rt.engine) as conn:
-                ours = q.touch_heartbeat(conn, beat.run_id, attempt=beat.attempt)
-        except Exception:
-            # A database blip must not end the attempt; the next beat retries.
-            logger.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
-            return
-        with self._cond:
-            if beat.key not in self._beats:
-                return  # the attempt ended while this beat ran: nothing was lost
-        if not ours:
-            logger.warning("run no longer owned by this attempt", extra={"event": "run_lost"})
-
-
-_heartbeats = _Heartbeats()
-
-
-def _after_fork() -> None:
-    # Threads do not survive a fork (and a lock held at fork time never gets released in
-    # the child): each pool process starts afresh.
-    global _heartbeats
-    _heartbeats = _Heartbeats()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-
-def request_cancel(session: Session, run_id: uuid.UUID | str, *, now: datetime) -> str | None:
-    """Cancel a run: a pending or admitted one becomes `cancelled` at once; a running one is
-    flagged and ends `cancelled` at its next attempt boundary (or finishes if its attempt
-    succeeds).
-
-    Returns the run's status after the request, or None when there is no such run.
-    """
-    rid = q.as_uuid(run_id)
-    if rid is None:
-        return None
-    status = q.request_cancel(session, rid, now=now)
-    if status is not None:
-        logger.info(
-            "run cancel requested",
-            extra={"event": "run_cancel_requested", "run_id": str(rid), "status": status},
-        )
-    return status
-
-
-def cancel_pending_for_trigger(
-    session: Session, trigger_id: uuid.UUID | str, *, now: datetime
-) -> int:
-    """Cancel every waiting (pending or admitted) run of a trigger (on disable, delete and
-    schedule change);
-    return how many were cancelled. Running runs finish their current attempt."""
-    tid = q.as_uuid(trigger_id)
-    if tid is None:
-        return 0
-    count = q.cancel_pending_for_trigger(session, tid, now=now)
-    if count:
-        logger.info(
-            "pending runs cancelled",
-            extra={"event": "runs_cancelled", "trigger_id": str(tid), "count": count},
-        )
-    return count

@@ -1,4 +1,4 @@
-"""Per-tenant webhook signing secrets (DESIGN section 13): list, rotate, revoke.
+"""Per-tenant webhook signing secrets (docs/design.md section 13): list, rotate, revoke.
 
 A secret is `whsec_` + base64 of 32 random bytes, the Standard Webhooks format. It is
 active while not revoked and not past `expires_at`; every active secret signs each delivery,
@@ -23,11 +23,12 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, select, text, update
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app import db, errors
 from app.models import WebhookSecret
+from app.queries import webhook_secrets as webhook_secrets_q
 
 PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -41,12 +42,7 @@ def generate() -> str:
 
 def list_active(session: Session, tenant_id: str, *, now: datetime) -> list[WebhookSecret]:
     """The tenant's active secrets, newest first."""
-    query = (
-        select(WebhookSecret)
-        .where(WebhookSecret.tenant_id == tenant_id, _active(now))
-        .order_by(WebhookSecret.created_at.desc(), WebhookSecret.id.desc())
-    )
-    return list(session.scalars(query))
+    return webhook_secrets_q.list_active(session, tenant_id, now=now)
 
 
 def create(session: Session, tenant_id: str, *, now: datetime, grace: timedelta) -> WebhookSecret:
@@ -55,41 +51,28 @@ def create(session: Session, tenant_id: str, *, now: datetime, grace: timedelta)
     Beyond MAX_ACTIVE active secrets, the oldest expire now (a leaked old key cannot be
     kept alive by rotating often).
     """
-    _lock(session, tenant_id)
-    session.execute(
-        update(WebhookSecret)
-        .where(WebhookSecret.tenant_id == tenant_id, _current())
-        .values(expires_at=now + grace)
-    )
+    webhook_secrets_q.lock_tenant(session, tenant_id)
+    webhook_secrets_q.expire_current(session, tenant_id, at=now + grace)
     secret = _insert(session, tenant_id, now=now)
     extra = list_active(session, tenant_id, now=now)[MAX_ACTIVE:]
     if extra:
-        session.execute(
-            update(WebhookSecret)
-            .where(WebhookSecret.id.in_([s.id for s in extra]))
-            .values(expires_at=now)
-        )
+        webhook_secrets_q.expire(session, [s.id for s in extra], at=now)
     return secret
 
 
 def revoke(session: Session, secret_id: uuid.UUID, *, scope: str | None, now: datetime) -> None:
     """Revoke an active secret now; NotFound when it is not an active secret of `scope`
     (None: an admin, any tenant)."""
-    query = update(WebhookSecret).where(WebhookSecret.id == secret_id, _active(now))
-    if scope is not None:
-        query = query.where(WebhookSecret.tenant_id == scope)
-    if session.execute(query.values(revoked_at=now)).rowcount != 1:
+    if not webhook_secrets_q.revoke(session, secret_id, scope=scope, now=now):
         raise errors.NotFound("webhook secret not found")
 
 
 def ensure_first(session: Session, tenant_id: str, *, now: datetime) -> WebhookSecret | None:
     """Give the tenant a current secret if it has none; return the new one, or None when it
     already had one (or another transaction made it first: the lock makes us wait for it)."""
-    _lock(session, tenant_id)
-    exists = session.scalar(
-        select(WebhookSecret.id).where(WebhookSecret.tenant_id == tenant_id, _current())
-    )
-    return None if exists is not None else _insert(session, tenant_id, now=now)
+    webhook_secrets_q.lock_tenant(session, tenant_id)
+    has_current = webhook_secrets_q.has_current(session, tenant_id)
+    return None if has_current else _insert(session, tenant_id, now=now)
 
 
 def signing_secrets(engine: Engine, tenant_id: str, *, now: datetime) -> list[str]:
@@ -105,25 +88,5 @@ def signing_secrets(engine: Engine, tenant_id: str, *, now: datetime) -> list[st
 
 def _insert(session: Session, tenant_id: str, *, now: datetime) -> WebhookSecret:
     secret = WebhookSecret(id=uuid.uuid4(), tenant_id=tenant_id, secret=generate(), created_at=now)
-    session.add(secret)
-    session.flush()
+    webhook_secrets_q.add(session, secret)
     return secret
-
-
-def _lock(session: Session, tenant_id: str) -> None:
-    # Held until the transaction ends; keyed by tenant so tenants never wait on each other.
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"webhook_secrets:{tenant_id}"},
-    )
-
-
-def _current():  # noqa: ANN202 - a SQL expression
-    return and_(WebhookSecret.expires_at.is_(None), WebhookSecret.revoked_at.is_(None))
-
-
-def _active(now: datetime):  # noqa: ANN202 - a SQL expression
-    return and_(
-        WebhookSecret.revoked_at.is_(None),
-        or_(WebhookSecret.expires_at.is_(None), WebhookSecret.expires_at > now),
-    )

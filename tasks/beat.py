@@ -56,7 +56,7 @@ def every(seconds: int) -> schedules.BaseSchedule:
 
 class MemoryScheduler(Scheduler):
     """Celery's scheduler without the shelve file: the schedule lives in the database and
-    the beat schedule in code, so beat needs no writable disk (DESIGN section 9)."""
+    the beat schedule in code, so beat needs no writable disk (docs/design.md section 9)."""
 
     def setup_schedule(self) -> None:
         self.merge_inplace(self.app.conf.beat_schedule)

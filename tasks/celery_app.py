@@ -35,7 +35,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
         result_backend=None,
         task_ignore_result=True,
         # A run is acknowledged only once it has finished, and given back when the worker
-        # process dies, so a killed worker's run is redelivered (DESIGN section 6).
+        # process dies, so a killed worker's run is redelivered (docs/design.md section 6).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -81,7 +81,7 @@ def beat_schedule(settings: config.Settings) -> dict[str, dict]:
     """The tick at the start of every minute (or every N seconds, aligned to the clock).
 
     Each tick carries the beat's own release id, which the dispatcher checks against the
-    recorded deployment (DESIGN section 8).
+    recorded deployment (docs/design.md section 8).
     """
     from tasks import beat
 

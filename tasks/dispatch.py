@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from app import config, db, dispatch, logs
-from app import run_queries as q
+from app.queries import runs as q
 from tasks import celery, publish
 from tasks.celery_app import DISPATCH_TASK
 
@@ -17,7 +17,7 @@ from tasks.celery_app import DISPATCH_TASK
 def tick(release_id: str | None = None, *, now: datetime | None = None) -> dict[str, Any]:
     """One dispatch tick on behalf of `release_id` (default: this process's release).
 
-    What is due is decided on PostgreSQL's clock, not this host's (DESIGN section 15).
+    What is due is decided on PostgreSQL's clock, not this host's (docs/design.md section 15).
     """
     settings = config.get_settings()
     release = release_id or settings.release_id

@@ -1,4 +1,4 @@
-"""The run_trigger task: a thin wrapper over app.runs.execute_run (DESIGN section 6)."""
+"""The run_trigger task: a thin wrapper over app.runs.execute_run (docs/design.md section 6)."""
 
 from __future__ import annotations
 

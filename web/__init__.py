@@ -23,7 +23,7 @@ from web import (
     triggers,
     webhook_secrets,
 )
-from web.schemas import PAYLOAD_LIMIT
+from web.fields import PAYLOAD_LIMIT
 
 # The largest body we read: a 64 KiB payload plus room for the other fields. Anything
 # bigger is refused with 413 before it is parsed; a smaller body whose payload alone

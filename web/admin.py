@@ -1,4 +1,4 @@
-"""Operator endpoints: the deploy hook (DESIGN section 8) and the scheduler state."""
+"""Operator endpoints: the deploy hook (docs/design.md section 8) and the scheduler state."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import NotFound, Unauthorized
 
-from app import state
-from web import auth, context
-from web import schemas as s
+from app import errors, state
+from web import auth, context, ops_schemas
 from web.errors import Blueprint, InvalidFields, envelope
 
 logger = logging.getLogger(__name__)
@@ -37,8 +36,8 @@ def require_restart_secret() -> None:
         raise InvalidFields({"release": "Missing data for required field."})
 
 
-@blp.errorhandler(state.ReleaseMismatch)
-def release_mismatch(exc: state.ReleaseMismatch) -> Response:
+@blp.errorhandler(errors.ReleaseMismatch)
+def release_mismatch(exc: errors.ReleaseMismatch) -> Response:
     logger.warning(
         "restart refused: release mismatch",
         extra={
@@ -52,7 +51,7 @@ def release_mismatch(exc: state.ReleaseMismatch) -> Response:
 
 @blp.route("/scheduler")
 class SchedulerState(MethodView):
-    @blp.response(200, s.SchedulerStateOut)
+    @blp.response(200, ops_schemas.SchedulerStateOut)
     def get(self) -> dict:
         """Generation, deployment, last tick and its statistics (admin key)."""
         with context.session() as session:
@@ -63,9 +62,9 @@ class SchedulerState(MethodView):
 @blp.route("/scheduler/restart")
 @auth.public
 class SchedulerRestart(MethodView):
-    @blp.arguments(s.RestartIn)
-    @blp.arguments(s.RestartHeaders, location="headers")
-    @blp.response(200, s.RestartOut)
+    @blp.arguments(ops_schemas.RestartIn)
+    @blp.arguments(ops_schemas.RestartHeaders, location="headers")
+    @blp.response(200, ops_schemas.RestartOut)
     @blp.alt_response(409, description="The serving process runs another release")
     @blp.doc(security=[])
     def post(self, body: dict, headers: dict) -> dict:

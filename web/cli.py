@@ -87,7 +87,7 @@ def restart_scheduler(release: str | None) -> None:
                 requested_release=release or release_id,
                 now=context.now(),
             )
-    except state.ReleaseMismatch as exc:
+    except errors.ReleaseMismatch as exc:
         raise click.ClickException(exc.message)
     click.echo(
         json.dumps(

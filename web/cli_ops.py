@@ -18,13 +18,14 @@ from typing import Any
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import select
 
-from app import backfill, errors, keys, state, triggers
-from app.models import PAUSED_NOTE_LENGTH, ApiKey, Trigger
+from app import backfill, errors, keys, run_history, state, triggers
+from app.models import PAUSED_NOTE_LENGTH
+from app.queries import api_keys
+from app.queries import triggers as triggers_q
 from web import context
+from web import fields as wf
 from web import schemas as s
-from web import triggers as web_triggers
 
 triggers_cli = AppGroup("triggers", help="Inspect and operate triggers (every tenant).")
 demo_cli = AppGroup("demo", help="The local demo of `make run`.")
@@ -40,7 +41,7 @@ def _fails_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except triggers.InvalidTrigger as exc:
+        except errors.InvalidTrigger as exc:
             raise click.ClickException(f"{exc.message}: {json.dumps(exc.fields)}")
         except errors.SchedulerError as exc:
             raise click.ClickException(exc.message)
@@ -60,7 +61,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime):
-        return s.Timestamp()._serialize(value, None, None) or "-"
+        return wf.Timestamp()._serialize(value, None, None) or "-"
     return str(value)
 
 
@@ -132,10 +133,10 @@ def run_trigger_now(trigger_id: str, as_json: bool) -> None:
     """Create a manual run now and hand it to the workers."""
     now = context.now()
     with context.session() as session:
-        run, _created = triggers.run_now(
+        run, _created = run_history.run_now(
             session, _trigger_id(trigger_id), scope=None, request_key=None, now=now
         )
-    web_triggers.hand_off(run)  # admitted and published at once when a slot is free
+    context.hand_off(run)  # admitted and published at once when a slot is free
     data = s.RunOut().dump(run)
     _echo(data, as_json, lambda r: f"run {r['id']} {r['status']} (kind {r['kind']})")
 
@@ -202,7 +203,7 @@ def backfill_trigger(trigger_id: str, start: datetime, end: datetime, as_json: b
             now=context.now(),
         )  # fmt: skip
     if result.runs:
-        web_triggers.hand_off(*result.runs)
+        context.hand_off(*result.runs)
     data = {"created": result.created, "existing": result.existing}
     _echo(data, as_json, lambda d: f"backfill: {d['created']} run(s) created, "
                                    f"{d['existing']} fire(s) already had one")  # fmt: skip
@@ -256,16 +257,11 @@ def demo_setup(port: int, key_file: str | None) -> None:
     """
     now = context.now()
     with context.session() as session:
-        has_key = session.scalar(
-            select(ApiKey.id).where(ApiKey.tenant_id == DEMO_TENANT,
-                                    ApiKey.revoked_at.is_(None)).limit(1)
-        ) is not None  # fmt: skip
+        has_key = api_keys.has_active(session, DEMO_TENANT)
         new = None if has_key else keys.create(
             session, tenant_id=DEMO_TENANT, name="make run demo", is_admin=False, now=now
         )  # fmt: skip
-        trigger = session.scalar(
-            select(Trigger).where(Trigger.tenant_id == DEMO_TENANT, Trigger.name == DEMO_TRIGGER)
-        )
+        trigger = triggers_q.find_by_name(session, DEMO_TENANT, DEMO_TRIGGER)
         if trigger is None:
             trigger = triggers.create(session, tenant_id=DEMO_TENANT, now=now, values={
                 "name": DEMO_TRIGGER, "cron": "* * * * *", "timezone": "UTC",

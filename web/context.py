@@ -17,7 +17,8 @@ from flask import current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import config, db, keys
+from app import admission, config, db, keys, run_history
+from app.models import Run
 
 EXTENSION = "scheduler"
 
@@ -75,3 +76,12 @@ def principal() -> keys.Principal:
 def scope() -> str | None:
     """The caller's tenant, or None for an admin key (every tenant)."""
     return principal().scope
+
+
+def hand_off(*handed: Run) -> None:
+    """After new runs commit (run now, backfill): app.run_history.hand_off with this app's
+    limits, broker and clock; the API and the CLI both call it."""
+    limits = admission.Limits(
+        max_running=settings().max_running, max_per_tenant=settings().max_running_per_tenant
+    )
+    run_history.hand_off(engine(), handed, limits=limits, publish=services().publish, now=now())

@@ -2,7 +2,7 @@
 
 Werkzeug's HTTP errors, webargs' parse errors, the domain's exceptions and anything
 unexpected all leave through :func:`envelope`. An unexpected exception is logged with its
-traceback and answered with a generic 500 that echoes nothing (DESIGN section 10: an error
+traceback and answered with a generic 500 that echoes nothing (docs/design.md section 10: an error
 that echoes an exception leaks connection strings).
 """
 
@@ -18,7 +18,7 @@ from flask import Flask, Response, jsonify
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, HTTPException
 
-from app import errors, triggers
+from app import errors
 from web import json_input
 
 logger = logging.getLogger(__name__)
@@ -206,9 +206,9 @@ class Blueprint(flask_smorest.Blueprint):
 def register(app: Flask) -> None:
     """Map the domain's exceptions and anything unexpected to the envelope."""
 
-    @app.errorhandler(triggers.InvalidTrigger)
+    @app.errorhandler(errors.InvalidTrigger)
     @app.errorhandler(InvalidFields)
-    def invalid_fields(exc: triggers.InvalidTrigger | InvalidFields) -> Response:
+    def invalid_fields(exc: errors.InvalidTrigger | InvalidFields) -> Response:
         return validation_failed(exc.fields)
 
     @app.errorhandler(errors.ScheduleError)

@@ -24,8 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from app import admission, state
-from web import context
-from web import schemas as s
+from web import context, ops_schemas
 from web.errors import Blueprint
 from web.metrics import SchedulerCollector
 
@@ -36,8 +35,10 @@ blp = Blueprint("health", __name__, description="Health and metrics (no API key)
 
 @blp.route("/healthz")
 class Health(MethodView):
-    @blp.response(200, s.HealthOut)
-    @blp.alt_response(503, schema=s.HealthOut, description="A dependency is down or stale")
+    @blp.response(200, ops_schemas.HealthOut)
+    @blp.alt_response(
+        503, schema=ops_schemas.HealthOut, description="A dependency is down or stale"
+    )
     @blp.doc(security=[])
     def get(self) -> tuple[dict, int]:
         """Database, broker, the age of the scheduler's last tick and the waiting room;

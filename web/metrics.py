@@ -18,49 +18,20 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     Metric,
 )
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app import admission, db, state
+from app.models import FINISHED_STATUSES
+from app.queries import run_history
+from app.queries import triggers as triggers_q
 
 logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(minutes=15)  # recent runs for the lag histogram and finished counts
-LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+LAG_BUCKETS = run_history.LAG_BUCKETS
 TICK_OUTCOMES = ("due", "dispatched", "skipped", "reconciled")
 TOP_TENANTS = 10  # tenants shown by scheduler_runs_waiting (the label set stays bounded)
-
-# Lag from when a run was due: its fire plus jitter (due_at), or, for a backfill of past
-# fires, when it was created (its scheduled_for is the past fire it stands for).
-_DUE = "CASE WHEN kind = 'backfill' THEN created_at ELSE COALESCE(due_at, scheduled_for) END"
-_LAG = f"GREATEST(0, EXTRACT(EPOCH FROM (enqueued_at - {_DUE})))"
-# Two indexed halves: unfinished runs (ix_runs_unfinished) and recently finished ones
-# (ix_runs_finished_at). A run enqueued in the window is in exactly one of them.
-LAG_HISTOGRAM = text(
-    "WITH recent AS ("
-    f" SELECT {_LAG} AS lag FROM runs"
-    "  WHERE status IN ('pending', 'admitted', 'running') AND enqueued_at >= :since"
-    f" UNION ALL SELECT {_LAG} FROM runs"
-    "  WHERE finished_at >= :since AND enqueued_at >= :since"
-    ") SELECT "
-    + ", ".join(f"count(*) FILTER (WHERE lag <= {bound})" for bound in LAG_BUCKETS)
-    + ", count(*), COALESCE(sum(lag), 0) FROM recent"
-)
-
-
-_START_LAG = f"GREATEST(0, EXTRACT(EPOCH FROM (started_at - {_DUE})))"
-# Admission lag: fire to first start, of runs started in the window (running ones and ones
-# finished in the window; a run started in the window is in exactly one of the halves).
-ADMISSION_LAG_HISTOGRAM = text(
-    "WITH recent AS ("
-    f" SELECT {_START_LAG} AS lag FROM runs"
-    "  WHERE status IN ('pending', 'admitted', 'running') AND started_at >= :since"
-    f" UNION ALL SELECT {_START_LAG} FROM runs"
-    "  WHERE finished_at >= :since AND started_at >= :since"
-    ") SELECT "
-    + ", ".join(f"count(*) FILTER (WHERE lag <= {bound})" for bound in LAG_BUCKETS)
-    + ", count(*), COALESCE(sum(lag), 0) FROM recent"
-)
 
 
 class SchedulerCollector:
@@ -102,57 +73,14 @@ def read_snapshot(session: Session, *, now: datetime) -> dict[str, Any]:
     since = now - WINDOW
     return {
         "state": state.get_state(session),
-        "due": count_due_triggers(session, now=now),
-        "active": count_active_runs(session),
-        "finished": count_finished_runs(session, since=since),
-        "lag": dispatch_lag(session, since=since),
-        "admission_lag": _histogram(session, ADMISSION_LAG_HISTOGRAM, since=since),
+        "due": triggers_q.count_due(session, now=now),
+        "active": run_history.count_active(session),
+        "finished": run_history.count_finished(session, since=since),
+        "lag": run_history.enqueue_lag_histogram(session, since=since),
+        "admission_lag": run_history.start_lag_histogram(session, since=since),
         "backlog": admission.backlog(session),
         "waiting_by_tenant": admission.waiting_by_tenant(session, top=TOP_TENANTS),
     }
-
-
-def count_due_triggers(session: Session, *, now: datetime) -> int:
-    return session.execute(
-        text(
-            "SELECT count(*) FROM triggers "
-            "WHERE enabled AND next_run_at IS NOT NULL AND next_run_at <= :now"
-        ),
-        {"now": now},
-    ).scalar_one()
-
-
-def count_active_runs(session: Session) -> dict[str, int]:
-    rows = session.execute(
-        text(
-            "SELECT status, count(*) FROM runs "
-            "WHERE status IN ('pending', 'admitted', 'running') GROUP BY status"
-        )
-    )
-    return {
-        "pending": 0,
-        "admitted": 0,
-        "running": 0,
-        **{status: count for status, count in rows},
-    }
-
-
-def count_finished_runs(session: Session, *, since: datetime) -> dict[str, int]:
-    rows = session.execute(
-        text("SELECT status, count(*) FROM runs WHERE finished_at >= :since GROUP BY status"),
-        {"since": since},
-    )
-    return {status: count for status, count in rows}
-
-
-def dispatch_lag(session: Session, *, since: datetime) -> tuple[list[int], int, float]:
-    """(cumulative bucket counts, total count, sum of lags) of runs enqueued since `since`."""
-    return _histogram(session, LAG_HISTOGRAM, since=since)
-
-
-def _histogram(session: Session, query: Any, *, since: datetime) -> tuple[list[int], int, float]:
-    row = session.execute(query, {"since": since}).one()
-    return list(row[: len(LAG_BUCKETS)]), row[-2], float(row[-1])
 
 
 def families(snapshot: dict[str, Any], *, now: datetime) -> Iterator[Metric]:
@@ -211,7 +139,7 @@ def families(snapshot: dict[str, Any], *, now: datetime) -> Iterator[Metric]:
         f"Runs finished in the last {int(WINDOW.total_seconds())} s, by status",
         labels=["status"],
     )
-    for status in ("succeeded", "failed", "cancelled", "skipped"):
+    for status in FINISHED_STATUSES:
         finished.add_metric([status], snapshot["finished"].get(status, 0))
     yield finished
 
@@ -228,7 +156,7 @@ def families(snapshot: dict[str, Any], *, now: datetime) -> Iterator[Metric]:
 
 
 def admission_families(snapshot: dict[str, Any], *, max_running: int | None) -> Iterator[Metric]:
-    """The waiting room (DESIGN section 12): slots, waiting runs, fire-to-start lag."""
+    """The waiting room (docs/design.md section 12): slots, waiting runs, fire-to-start lag."""
     room: admission.Backlog = snapshot["backlog"]
     in_use = GaugeMetricFamily("scheduler_slots_in_use", "Runs holding a slot (admitted, running)")
     in_use.add_metric([], room.in_use)

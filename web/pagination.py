@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from app.triggers import Cursor
-from web import schemas
+from web import fields
 from web.errors import InvalidFields
 
 T = TypeVar("T")
@@ -42,7 +42,7 @@ def decode(cursor: str | None) -> Cursor | None:
     created_at = position[0]
     if created_at.tzinfo is None or created_at.utcoffset() != timedelta(0):
         raise InvalidFields({"cursor": INVALID})
-    if not schemas.MIN_YEAR <= created_at.year <= schemas.MAX_YEAR:
+    if not fields.MIN_YEAR <= created_at.year <= fields.MAX_YEAR:
         raise InvalidFields({"cursor": INVALID})
     return created_at.astimezone(UTC), position[1]
 

@@ -1,4 +1,4 @@
-"""The per-key API rate limit (DESIGN section 15): Flask-Limiter on the service's Redis.
+"""The per-key API rate limit (docs/design.md section 15): Flask-Limiter on the service's Redis.
 
 One budget per API key across every endpoint (`API_RATE_LIMIT`, default 1200/minute);
 past it, 429 with `Retry-After` in the error envelope. /healthz, /metrics and

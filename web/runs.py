@@ -6,7 +6,7 @@ import uuid
 
 from flask.views import MethodView
 
-from app import triggers
+from app import run_history
 from app.models import Run
 from web import auth, context, pagination
 from web import schemas as s
@@ -24,7 +24,7 @@ class TriggerRuns(MethodView):
         """A trigger's runs, newest first (also after the trigger was deleted)."""
         before, limit = pagination.decode(query.get("cursor")), query["limit"]
         with context.session() as session:
-            rows = triggers.list_runs(
+            rows = run_history.list_runs(
                 session, trigger_id, scope=context.scope(), status=query.get("status"),
                 limit=limit + 1, before=before,
             )  # fmt: skip
@@ -37,7 +37,7 @@ class RunItem(MethodView):
     def get(self, run_id: uuid.UUID) -> Run:
         """One run."""
         with context.session() as session:
-            return triggers.get_run(session, run_id, scope=context.scope())
+            return run_history.get_run(session, run_id, scope=context.scope())
 
 
 @blp.route("/runs/<uuid:run_id>/cancel")
@@ -46,4 +46,4 @@ class RunCancel(MethodView):
     def post(self, run_id: uuid.UUID) -> Run:
         """Cancel a pending run now, or ask a running one to stop between attempts."""
         with context.session() as session:
-            return triggers.cancel_run(session, run_id, scope=context.scope(), now=context.now())
+            return run_history.cancel_run(session, run_id, scope=context.scope(), now=context.now())

@@ -3,15 +3,14 @@
 Input is strict: unknown fields, wrong JSON types (a string for a number, 1 for a boolean)
 and naive timestamps are rejected with every bad field named. Cron expressions, time zones
 and actions are validated by the domain (app.schedule, app.actions.registry); cross-field
-rules by app.triggers.check_fields, the same function the service applies to updates.
+rules by app.trigger_checks.check_fields, the same function the service applies to updates.
 Timestamps go out as ISO-8601 UTC with `Z`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,8 +18,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app import errors, schedule, triggers
-from app.actions import registry
+from app import schedule, trigger_checks, triggers
 from app.models import (
     CATCHUP_POLICIES,
     INTERVAL_SECONDS,
@@ -31,149 +29,45 @@ from app.models import (
     RUN_STATUSES,
 )
 from web import context
+from web import fields as wf
 
-PAYLOAD_LIMIT = 64 * 1024  # bytes of compact JSON (DESIGN section 7)
 MAX_LIMIT = 200
-MIN_YEAR, MAX_YEAR = 1, 9998  # instants the API accepts (see Timestamp)
 MAX_IDEMPOTENCY_KEY = 150  # the run key `<uuid>:manual:<key>` must fit in 200 characters
 
 
-class StrictInteger(fields.Integer):
-    """An integer that must be a JSON number (not a string, not a boolean)."""
-
-    def _validated(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.make_error("invalid")
-        return super()._validated(value)
-
-
-class StrictBoolean(fields.Boolean):
-    """true or false, nothing else."""
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
-
-
-class Timestamp(fields.AwareDateTime):
-    """ISO-8601 with an offset in; ISO-8601 UTC with `Z` out.
-
-    Only years 1-9998 in UTC are accepted: Python's datetime ends at 9999-12-31, so an
-    instant near either end overflows as soon as it is converted to UTC or a window is
-    added to it (a preview, a catch-up), which would be a 500 rather than a 422. The value
-    loads as UTC: Python accepts offsets up to +-23:59, PostgreSQL only up to +-15:59.
-    """
-
-    default_error_messages = {
-        "invalid_awareness": "must include a UTC offset (e.g. Z or +02:00)",
-        "out_of_range": f"must be between years {MIN_YEAR} and {MAX_YEAR} (UTC)",
-    }
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
-        moment = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            utc = moment.astimezone(UTC)
-        except OverflowError:
-            raise self.make_error("out_of_range")
-        if not MIN_YEAR <= utc.year <= MAX_YEAR:
-            raise self.make_error("out_of_range")
-        return utc
-
-    def _serialize(self, value: datetime | None, attr: Any, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else iso_utc(value)
-
-
-class _ScheduleString(fields.String):
-    """A string validated (and normalised) by app.schedule, its error named by the field."""
-
-    max_length: int = 255
-    validate_with: Any = None
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if len(text) > self.max_length:
-            raise ma.ValidationError(f"must be at most {self.max_length} characters")
-        try:
-            return type(self).validate_with(text)
-        except errors.ScheduleError as exc:
-            raise ma.ValidationError(exc.message)
-
-
-class Cron(_ScheduleString):
-    """A cron expression, validated and normalised by app.schedule."""
-
-    validate_with = staticmethod(schedule.validate_cron)
-
-
-class TimeZone(_ScheduleString):
-    """An IANA time zone name, validated by app.schedule."""
-
-    max_length = 64
-    validate_with = staticmethod(schedule.validate_timezone)
-
-
-class Action(fields.Dict):
-    """A webhook or task action, validated by the action registry (each bad key named)."""
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> dict:
-        action = super()._deserialize(value, attr, data, **kwargs)
-        problems = registry.validate_action(action)
-        if "action" in problems:
-            raise ma.ValidationError(problems["action"])
-        if problems:  # "action.url" -> {"url": ...}, nested under this field by marshmallow
-            raise ma.ValidationError(
-                {path.removeprefix("action."): message for path, message in problems.items()}
-            )
-        return action
-
-
-def iso_utc(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def payload_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-
-
-class Strict(ma.Schema):
-    class Meta:
-        unknown = ma.RAISE
-
-
-class TriggerPatch(Strict):
+class TriggerPatch(wf.Strict):
     """Every writable trigger field, all optional (the PATCH body). Send `null` to clear
     cron, run_at, interval_seconds, anchor_at, start_at, end_at or paused_note (switching
     between cron, run_at and interval_seconds sets one and clears the other)."""
 
     name = fields.String(validate=validate.Length(1, 200))
     description = fields.String(validate=validate.Length(max=2000))
-    cron = Cron(allow_none=True, metadata={"example": "*/15 * * * *"})
-    timezone = TimeZone(metadata={"example": "Europe/Paris"})
-    run_at = Timestamp(allow_none=True)
-    start_at = Timestamp(allow_none=True)
-    end_at = Timestamp(allow_none=True)
-    enabled = StrictBoolean()
-    action = Action(metadata={"example": {"type": "task", "name": "echo"}})
+    cron = wf.Cron(allow_none=True, metadata={"example": "*/15 * * * *"})
+    timezone = wf.TimeZone(metadata={"example": "Europe/Paris"})
+    run_at = wf.Timestamp(allow_none=True)
+    start_at = wf.Timestamp(allow_none=True)
+    end_at = wf.Timestamp(allow_none=True)
+    enabled = wf.StrictBoolean()
+    action = wf.Action(metadata={"example": {"type": "task", "name": "echo"}})
     payload = fields.Dict(keys=fields.String())
     overlap_policy = fields.String(validate=validate.OneOf(OVERLAP_POLICIES))
     catchup_policy = fields.String(validate=validate.OneOf(CATCHUP_POLICIES))
-    catchup_window_seconds = StrictInteger(validate=validate.Range(0, 30 * 86400))
-    max_attempts = StrictInteger(validate=validate.Range(1, 20))
-    retry_backoff_seconds = StrictInteger(validate=validate.Range(0, 86400))
-    timeout_seconds = StrictInteger(validate=validate.Range(1, 86400))
-    interval_seconds = StrictInteger(
+    catchup_window_seconds = wf.StrictInteger(validate=validate.Range(0, 30 * 86400))
+    max_attempts = wf.StrictInteger(validate=validate.Range(1, 20))
+    retry_backoff_seconds = wf.StrictInteger(validate=validate.Range(0, 86400))
+    timeout_seconds = wf.StrictInteger(validate=validate.Range(1, 86400))
+    interval_seconds = wf.StrictInteger(
         allow_none=True,
         validate=validate.Range(*INTERVAL_SECONDS),
         metadata={"description": "Fire every N seconds from anchor_at (60 s to 366 days)",
                   "example": 5400},
     )  # fmt: skip
-    anchor_at = Timestamp(
+    anchor_at = wf.Timestamp(
         allow_none=True,
         metadata={"description": "Interval fires are anchor_at + k * interval_seconds, for "
                                  "every integer k (default the Unix epoch)"},
     )  # fmt: skip
-    jitter_seconds = StrictInteger(
+    jitter_seconds = wf.StrictInteger(
         validate=validate.Range(0, MAX_JITTER_SECONDS),
         metadata={"description": "Delay each cron or interval fire by a stable offset in "
                                  "[0, jitter_seconds) (at most min(period, 3600))"},
@@ -186,9 +80,9 @@ class TriggerPatch(Strict):
 
     @ma.pre_load
     def limit_payload(self, data: Any, **kwargs: Any) -> Any:
-        # An oversized payload is a 413, not a field error (DESIGN section 7).
-        if isinstance(data, dict) and payload_size(data.get("payload")) > PAYLOAD_LIMIT:
-            raise RequestEntityTooLarge(f"payload is larger than {PAYLOAD_LIMIT // 1024} KiB")
+        # An oversized payload is a 413, not a field error (docs/design.md section 7).
+        if isinstance(data, dict) and wf.payload_size(data.get("payload")) > wf.PAYLOAD_LIMIT:
+            raise RequestEntityTooLarge(f"payload is larger than {wf.PAYLOAD_LIMIT // 1024} KiB")
         return data
 
 
@@ -197,18 +91,22 @@ class TriggerCreate(TriggerPatch):
     `interval_seconds`."""
 
     name = fields.String(required=True, validate=validate.Length(1, 200))
-    action = Action(required=True, metadata={"example": {"type": "task", "name": "echo"}})
+    action = wf.Action(required=True, metadata={"example": {"type": "task", "name": "echo"}})
     description = fields.String(load_default="", validate=validate.Length(max=2000))
-    timezone = TimeZone(load_default="UTC", metadata={"example": "UTC"})
-    enabled = StrictBoolean(load_default=True)
+    timezone = wf.TimeZone(load_default="UTC", metadata={"example": "UTC"})
+    enabled = wf.StrictBoolean(load_default=True)
     payload = fields.Dict(keys=fields.String(), load_default=dict)
     overlap_policy = fields.String(load_default="allow", validate=validate.OneOf(OVERLAP_POLICIES))
     catchup_policy = fields.String(load_default="latest", validate=validate.OneOf(CATCHUP_POLICIES))
-    catchup_window_seconds = StrictInteger(load_default=3600, validate=validate.Range(0, 2592000))
-    max_attempts = StrictInteger(load_default=3, validate=validate.Range(1, 20))
-    retry_backoff_seconds = StrictInteger(load_default=10, validate=validate.Range(0, 86400))
-    timeout_seconds = StrictInteger(load_default=60, validate=validate.Range(1, 86400))
-    jitter_seconds = StrictInteger(load_default=0, validate=validate.Range(0, MAX_JITTER_SECONDS))
+    catchup_window_seconds = wf.StrictInteger(
+        load_default=3600, validate=validate.Range(0, 2592000)
+    )
+    max_attempts = wf.StrictInteger(load_default=3, validate=validate.Range(1, 20))
+    retry_backoff_seconds = wf.StrictInteger(load_default=10, validate=validate.Range(0, 86400))
+    timeout_seconds = wf.StrictInteger(load_default=60, validate=validate.Range(1, 86400))
+    jitter_seconds = wf.StrictInteger(
+        load_default=0, validate=validate.Range(0, MAX_JITTER_SECONDS)
+    )
 
     @ma.validates_schema(pass_original=True, skip_on_field_errors=False)
     def check_schedule(self, data: dict, original: Any, **kwargs: Any) -> None:
@@ -217,7 +115,7 @@ class TriggerCreate(TriggerPatch):
 
 def _check_schedule(data: dict, original: Any, *, run_at_is_new: bool) -> None:
     original = original if isinstance(original, dict) else {}
-    problems = triggers.check_fields(
+    problems = trigger_checks.check_fields(
         # Presence from the raw body, so an invalid cron still counts as "given".
         has_cron=original.get("cron") is not None,
         has_run_at=original.get("run_at") is not None,
@@ -241,8 +139,8 @@ class RunOut(ma.Schema):
     tenant_id = fields.String(required=True)
     kind = fields.String(required=True, metadata={"enum": list(RUN_KINDS)})
     status = fields.String(required=True, metadata={"enum": list(RUN_STATUSES)})
-    scheduled_for = Timestamp(required=True)
-    due_at = Timestamp(
+    scheduled_for = wf.Timestamp(required=True)
+    due_at = wf.Timestamp(
         required=True,
         allow_none=True,
         metadata={"description": "When the fire was due: scheduled_for plus the trigger's "
@@ -251,9 +149,9 @@ class RunOut(ma.Schema):
     idempotency_key = fields.String(required=True)
     attempt = fields.Integer(required=True)
     generation = fields.Integer(required=True)
-    enqueued_at = Timestamp(required=True, allow_none=True)
-    started_at = Timestamp(required=True, allow_none=True)
-    finished_at = Timestamp(required=True, allow_none=True)
+    enqueued_at = wf.Timestamp(required=True, allow_none=True)
+    started_at = wf.Timestamp(required=True, allow_none=True)
+    finished_at = wf.Timestamp(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     result = fields.Raw(required=True, allow_none=True)
 
@@ -265,9 +163,9 @@ class TriggerOut(ma.Schema):
     description = fields.String(required=True)
     cron = fields.String(required=True, allow_none=True)
     timezone = fields.String(required=True)
-    run_at = Timestamp(required=True, allow_none=True)
-    start_at = Timestamp(required=True, allow_none=True)
-    end_at = Timestamp(required=True, allow_none=True)
+    run_at = wf.Timestamp(required=True, allow_none=True)
+    start_at = wf.Timestamp(required=True, allow_none=True)
+    end_at = wf.Timestamp(required=True, allow_none=True)
     enabled = fields.Boolean(required=True)
     action = fields.Dict(required=True)
     payload = fields.Dict(required=True)
@@ -278,19 +176,19 @@ class TriggerOut(ma.Schema):
     retry_backoff_seconds = fields.Integer(required=True)
     timeout_seconds = fields.Integer(required=True)
     interval_seconds = fields.Integer(required=True, allow_none=True)
-    anchor_at = Timestamp(required=True, allow_none=True)
+    anchor_at = wf.Timestamp(required=True, allow_none=True)
     jitter_seconds = fields.Integer(required=True)
     paused_note = fields.String(required=True, allow_none=True)
-    paused_at = Timestamp(required=True, allow_none=True)
+    paused_at = wf.Timestamp(required=True, allow_none=True)
     paused_by = fields.String(
         required=True, allow_none=True, metadata={"description": "The pausing API key's prefix"}
     )
-    next_run_at = Timestamp(
+    next_run_at = wf.Timestamp(
         required=True,
         allow_none=True,
         metadata={"description": "When the next fire is due (its jitter included)"},
     )
-    next_fire_at = Timestamp(
+    next_fire_at = wf.Timestamp(
         required=True,
         allow_none=True,
         metadata={"description": "The next fire itself: its runs' scheduled_for"},
@@ -298,8 +196,8 @@ class TriggerOut(ma.Schema):
     schedule_description = fields.String(required=True)
     last_run = fields.Nested(RunOut, required=True, allow_none=True)
     version = fields.Integer(required=True)
-    created_at = Timestamp(required=True)
-    updated_at = Timestamp(required=True)
+    created_at = wf.Timestamp(required=True)
+    updated_at = wf.Timestamp(required=True)
 
     @ma.pre_dump
     def flatten_detail(self, detail: triggers.TriggerDetail, **kwargs: Any) -> dict:
@@ -366,23 +264,27 @@ class IfMatchHeaders(ma.Schema):
 
 class PreviewQuery(ma.Schema):
     count = fields.Integer(load_default=10, validate=validate.Range(1, 100))
-    after = Timestamp(metadata={"description": "Fires strictly after this instant (default now)"})
+    after = wf.Timestamp(
+        metadata={"description": "Fires strictly after this instant (default now)"}
+    )
 
 
-class PreviewIn(Strict):
+class PreviewIn(wf.Strict):
     """An unsaved schedule: `cron` (with `timezone`), `run_at` or `interval_seconds` (with
     `anchor_at`), an optional window and jitter (drawn as for a trigger with no id yet)."""
 
-    cron = Cron(allow_none=True)
-    timezone = TimeZone(load_default="UTC")
-    run_at = Timestamp(allow_none=True)
-    interval_seconds = StrictInteger(allow_none=True, validate=validate.Range(*INTERVAL_SECONDS))
-    anchor_at = Timestamp(allow_none=True)
-    jitter_seconds = StrictInteger(load_default=0, validate=validate.Range(0, MAX_JITTER_SECONDS))
-    start_at = Timestamp(allow_none=True)
-    end_at = Timestamp(allow_none=True)
-    after = Timestamp()
-    count = StrictInteger(load_default=10, validate=validate.Range(1, 100))
+    cron = wf.Cron(allow_none=True)
+    timezone = wf.TimeZone(load_default="UTC")
+    run_at = wf.Timestamp(allow_none=True)
+    interval_seconds = wf.StrictInteger(allow_none=True, validate=validate.Range(*INTERVAL_SECONDS))
+    anchor_at = wf.Timestamp(allow_none=True)
+    jitter_seconds = wf.StrictInteger(
+        load_default=0, validate=validate.Range(0, MAX_JITTER_SECONDS)
+    )
+    start_at = wf.Timestamp(allow_none=True)
+    end_at = wf.Timestamp(allow_none=True)
+    after = wf.Timestamp()
+    count = wf.StrictInteger(load_default=10, validate=validate.Range(1, 100))
 
     @ma.validates_schema(pass_original=True, skip_on_field_errors=False)
     def check_schedule(self, data: dict, original: Any, **kwargs: Any) -> None:
@@ -411,19 +313,21 @@ def preview_out(spec: schedule.TriggerSpec, fires: list[datetime]) -> dict:
     zone = ZoneInfo(spec.timezone)
     items = []
     for fire in fires:
-        item = {"utc": iso_utc(fire), "local": fire.astimezone(zone).isoformat()}
+        item = {"utc": schedule.iso_utc(fire), "local": fire.astimezone(zone).isoformat()}
         if spec.jitter_seconds:
             due = schedule.due_at(spec, fire)
-            item.update(jittered_utc=iso_utc(due), jittered_local=due.astimezone(zone).isoformat())
+            item.update(
+                jittered_utc=schedule.iso_utc(due), jittered_local=due.astimezone(zone).isoformat()
+            )
         items.append(item)
     return {"description": describe(spec), "fires": items}
 
 
-class BackfillIn(Strict):
+class BackfillIn(wf.Strict):
     """A past range to run again: every fire f with start <= f < end (at most 1,000)."""
 
-    start = Timestamp(required=True, metadata={"example": "2026-11-29T00:00:00Z"})
-    end = Timestamp(required=True, metadata={"example": "2026-11-30T00:00:00Z"})
+    start = wf.Timestamp(required=True, metadata={"example": "2026-11-29T00:00:00Z"})
+    end = wf.Timestamp(required=True, metadata={"example": "2026-11-30T00:00:00Z"})
 
 
 class BackfillOut(ma.Schema):
@@ -431,66 +335,3 @@ class BackfillOut(ma.Schema):
     existing = fields.Integer(
         required=True, metadata={"description": "Fires that already had a run (not run again)"}
     )
-
-
-class SchedulerStateOut(ma.Schema):
-    generation = fields.Integer(required=True)
-    deployment_id = fields.String(required=True, allow_none=True)
-    restarted_at = Timestamp(required=True, allow_none=True)
-    last_tick_at = Timestamp(required=True, allow_none=True)
-    last_tick_stats = fields.Dict(required=True, allow_none=True)
-    release_id = fields.String(required=True, metadata={"description": "This process's release"})
-
-
-class RestartOut(ma.Schema):
-    generation = fields.Integer(required=True)
-    deployment_id = fields.String(required=True)
-    previous_generation = fields.Integer(required=True)
-
-
-class RestartIn(Strict):
-    """The release the deployer just shipped: the hook refuses (409) when the process that
-    answers runs another one, so a call reaching an old process changes nothing."""
-
-    release = fields.String(
-        required=True,
-        validate=[
-            validate.Length(1, 200),
-            validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII without spaces"),
-        ],
-        metadata={"description": "The deployed release (RELEASE_ID)", "example": "v42"},
-    )
-
-
-class RestartHeaders(ma.Schema):
-    secret = fields.String(data_key="X-Scheduler-Secret", metadata={"description": "Deploy secret"})
-
-
-class Check(ma.Schema):
-    ok = fields.Boolean(required=True)
-    detail = fields.String()
-
-
-class SchedulerCheck(Check):
-    last_tick_at = Timestamp(required=True, allow_none=True)
-    age_seconds = fields.Float(required=True, allow_none=True)
-    max_age_seconds = fields.Float(required=True)
-
-
-class BacklogCheck(Check):
-    waiting = fields.Integer(allow_none=True)
-    oldest_wait_seconds = fields.Float(allow_none=True)
-    max_wait_seconds = fields.Float()
-    slots_in_use = fields.Integer(allow_none=True)
-
-
-class HealthChecks(ma.Schema):
-    database = fields.Nested(Check, required=True)
-    broker = fields.Nested(Check, required=True)
-    scheduler = fields.Nested(SchedulerCheck, required=True)
-    backlog = fields.Nested(BacklogCheck, required=True)
-
-
-class HealthOut(ma.Schema):
-    status = fields.String(required=True, metadata={"enum": ["ok", "unhealthy"]})
-    checks = fields.Nested(HealthChecks, required=True)

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 
-from app import admission, backfill, errors, idempotency, triggers
+from app import backfill, errors, idempotency, run_history, triggers
 from app.models import Run
 from web import auth, context, pagination
 from web import schemas as s
@@ -122,12 +122,12 @@ class TriggerRunNow(MethodView):
     def post(self, headers: dict, trigger_id: uuid.UUID) -> Run:
         """Run now: a `manual` run, committed, then handed to the workers."""
         with context.session() as session:
-            run, created = triggers.run_now(
+            run, created = run_history.run_now(
                 session, trigger_id, scope=context.scope(),
                 request_key=headers.get("idempotency_key"), now=context.now(),
             )  # fmt: skip
         if created:
-            hand_off(run)
+            context.hand_off(run)
         return run
 
 
@@ -145,7 +145,7 @@ class TriggerBackfill(MethodView):
                 end=body["end"], now=context.now(),
             )  # fmt: skip
         if result.runs:
-            hand_off(*result.runs)
+            context.hand_off(*result.runs)
         return {"created": result.created, "existing": result.existing}
 
 
@@ -172,28 +172,6 @@ class SchedulePreview(MethodView):
         spec = triggers.spec_of(body)
         after = body.get("after") or context.now()
         return s.preview_out(spec, triggers.preview(spec, after=after, count=body["count"]))
-
-
-def hand_off(*handed: Run) -> None:
-    """After new runs commit (run now, backfill): admit into the free slots and publish
-    (DESIGN section 12).
-
-    The new runs wait their turn like any other; those admitted now are published at once.
-    A broker failure is logged by admission and the request still succeeds: the runs wait
-    in PostgreSQL and a later hand-off (a finishing run, the tick) publishes them.
-    """
-    settings = context.settings()
-    limits = admission.Limits(
-        max_running=settings.max_running, max_per_tenant=settings.max_running_per_tenant
-    )
-    result = admission.hand_off(context.engine(), limits, context.services().publish)
-    if not result.published:
-        return
-    admitted, now = set(result.admitted), context.now()
-    for run in handed:
-        if run.id in admitted:
-            run.status = "admitted"
-            run.enqueued_at = now
 
 
 def if_match(value: str | None) -> int | None:

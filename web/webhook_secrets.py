@@ -1,4 +1,6 @@
-"""Webhook signing secrets: list the tenant's active ones, rotate, revoke (DESIGN section 13).
+"""Webhook signing secrets: list the tenant's active ones, rotate, revoke.
+
+docs/design.md section 13.
 
 A tenant key acts on its own tenant. An admin key names the tenant with `?tenant=` to list
 or rotate, and may revoke any secret by id.
@@ -16,7 +18,7 @@ from marshmallow import fields, validate
 from app import keys, webhook_secrets
 from app.models import WebhookSecret
 from web import auth, context
-from web import schemas as s
+from web import fields as wf
 from web.errors import Blueprint, InvalidFields
 
 blp = Blueprint(
@@ -40,8 +42,8 @@ class SecretOut(ma.Schema):
     secret = fields.String(
         required=True, metadata={"description": "`whsec_` + base64 of 32 random bytes"}
     )
-    created_at = s.Timestamp(required=True)
-    expires_at = s.Timestamp(
+    created_at = wf.Timestamp(required=True)
+    expires_at = wf.Timestamp(
         allow_none=True,
         metadata={"description": "When it stops signing; null for the current secret"},
     )

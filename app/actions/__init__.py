@@ -3,8 +3,8 @@
 How an attempt is bounded by `timeout_seconds` (a hung handler must not hold a worker):
 
 - In the main thread (Celery's prefork and solo pools run tasks there), a SIGALRM interval
-  timer raises AttemptTimeout inside the handler, which really stops it: the worker process
-  is free again and the run's concurrency slot is honest. AttemptTimeout derives from
+  timer raises errors.AttemptTimeout inside the handler, which really stops it: the worker process
+  is free again and the run's concurrency slot is honest. errors.AttemptTimeout derives from
   BaseException so a handler's `except Exception` cannot swallow it (a bare `except:` can;
   don't write one). C code that never returns to the interpreter cannot be interrupted.
 - Anywhere else (threads pool, tests calling the runner from threads), signals are not
@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from app import errors
 from app.actions import registry, webhook
 from app.actions.registry import (
     Attempt,
@@ -37,7 +38,7 @@ from app.errors import ActionError
 
 __all__ = [
     "Attempt",
-    "AttemptTimeout",
+    "errors.AttemptTimeout",
     "RunContext",
     "get_handler",
     "handler",
@@ -48,10 +49,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class AttemptTimeout(BaseException):  # noqa: N818 - an interrupt, like KeyboardInterrupt
-    """The attempt ran past its timeout."""
 
 
 def perform(
@@ -115,7 +112,7 @@ def _guarded(work: Callable[[], Attempt]) -> Attempt:
 
 def _with_alarm(work: Callable[[], Attempt], seconds: float) -> Attempt:
     def on_alarm(_signum: int, _frame: Any) -> None:
-        raise AttemptTimeout()
+        raise errors.AttemptTimeout()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     try:
@@ -124,7 +121,7 @@ def _with_alarm(work: Callable[[], Attempt], seconds: float) -> Attempt:
             outcome = _guarded(work)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-    except AttemptTimeout:
+    except errors.AttemptTimeout:
         # Also when the alarm lands between the end of `work` and the disarming above: the
         # attempt did overrun its budget.
         outcome = _timed_out(seconds)

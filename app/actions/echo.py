@@ -1,4 +1,4 @@
-"""The `echo` handler, shipped for demos and tests (DESIGN section 6).
+"""The `echo` handler, shipped for demos and tests (docs/design.md section 6).
 
 It returns its payload. Two optional payload keys shape its behaviour:
 

@@ -141,7 +141,7 @@ def _ensure_loaded() -> None:
         from app import config
 
         # Built-ins, then the modules named in HANDLER_MODULES (the "config list" of
-        # DESIGN section 6): importing a module runs its @handler decorators.
+        # docs/design.md section 6): importing a module runs its @handler decorators.
         for module in (*BUILTIN_MODULES, *config.get_settings().handler_modules):
             importlib.import_module(module)
         for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):

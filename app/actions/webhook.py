@@ -15,7 +15,7 @@ sent for every method), headers:
 - `X-Trigger-Id`, `X-Run-Id`, `X-Scheduled-For` (ISO-8601 UTC, `Z`);
 - plus the action's own `headers` (they cannot replace the ones above).
 
-Destination (DESIGN section 13): the URL is parsed by urllib3, the client that sends it
+Destination (docs/design.md section 13): the URL is parsed by urllib3, the client that sends it
 (registry.url_problem). Each attempt resolves the host once; if any address is not public
 (see `address_problem`) the attempt fails, otherwise the connection goes to the checked
 address itself (pinned: a DNS answer that changes between check and connect cannot move
@@ -35,18 +35,18 @@ import base64
 import email.utils
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
 from urllib3.util import parse_url
 
+from app import errors, schedule
+from app.actions import egress
 from app.actions.registry import Attempt, RunContext, url_problem
 
 logger = logging.getLogger(__name__)
@@ -57,101 +57,6 @@ USER_AGENT = "trigger-scheduler/0.1"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 REFUSED = "its address is not public (set WEBHOOK_ALLOW_PRIVATE_NETWORKS to allow)"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format marker, not a secret
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-# resolve(host, port) -> every address the name has; raises OSError when it has none.
-Resolver = Callable[[str, int], list[str]]
-
-# Refused whatever `is_global` says: CPython's view of some of these has changed between
-# patch releases (cpython #119812, gh-117566, CVE-2024-4032), and several are "global" yet
-# lead back inside (multicast, site-local, the IPv6 forms that embed an IPv4 address).
-DENIED_NETWORKS = tuple(
-    ipaddress.ip_network(net)
-    for net in (
-        "0.0.0.0/8",  # "this network": 0.0.0.0 reaches localhost
-        "10.0.0.0/8",
-        "100.64.0.0/10",  # carrier-grade NAT
-        "127.0.0.0/8",
-        "169.254.0.0/16",  # link-local, cloud metadata (169.254.169.254)
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.0.2.0/24",
-        "192.88.99.0/24",  # 6to4 relay anycast
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/4",  # multicast
-        "240.0.0.0/4",  # reserved, and 255.255.255.255
-        "::/96",  # unspecified, loopback and IPv4-compatible (::7f00:1)
-        "::ffff:0:0/96",  # IPv4-mapped (unwrapped and judged as IPv4 before this)
-        "64:ff9b::/96",  # NAT64
-        "64:ff9b:1::/48",  # local-use NAT64
-        "100::/64",  # discard
-        "2001::/32",  # Teredo
-        "2001:db8::/32",
-        "2002::/16",  # 6to4
-        "fc00::/7",  # unique local (fd00:ec2::254, the AWS metadata address)
-        "fe80::/10",  # link-local
-        "fec0::/10",  # site-local
-        "ff00::/8",  # multicast
-    )
-)
-
-
-def address_problem(address: Address) -> str | None:
-    """Why the scheduler must not connect to `address`, or None when it is public.
-
-    1. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is judged as its IPv4 address.
-    2. The explicit deny-list first, then `is_global` for whatever else is not routable.
-    """
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    for network in DENIED_NETWORKS:
-        if address.version == network.version and address in network:
-            return f"{address} is in {network}"
-    if not address.is_global:
-        return f"{address} is not a public address"
-    return None
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to (the system resolver: /etc/hosts, then DNS)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(sockaddr[0]) for *_, sockaddr in infos]
-
-
-def resolve(host: str, port: int, *, resolver: Resolver, allow_private_networks: bool) -> Address:
-    """The one address to connect to for `host`, resolved once.
-
-    Raises Unresolvable when the name has no address, Refused when any of its addresses is
-    not public (one bad address refuses the whole answer: a receiver that also answers on a
-    private address is refused rather than raced), unless `allow_private_networks`.
-    Numeric forms (`2130706433`, `0x7f.1`, `127.1`, `0`) are judged by what they resolve
-    to, never by the string.
-    """
-    name = host[1:-1] if host.startswith("[") else host
-    try:
-        answers = resolver(name, port)
-    except (OSError, UnicodeError) as exc:
-        raise Unresolvable(f"cannot resolve {host}") from exc
-    addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in answers]
-    if not addresses:
-        raise Unresolvable(f"cannot resolve {host}")
-    if not allow_private_networks:
-        for address in addresses:
-            problem = address_problem(address)
-            if problem:
-                raise Refused(problem)
-    return addresses[0]
-
-
-class Unresolvable(Exception):
-    """The host has no address (retryable: DNS may recover)."""
-
-
-class Refused(Exception):
-    """The host resolves to an address the scheduler must not call."""
 
 
 def sign(msg_id: str, timestamp: int, body: bytes, secrets: Sequence[str]) -> str:
@@ -201,7 +106,7 @@ def request_headers(
             "Idempotency-Key": ctx.idempotency_key,
             "X-Trigger-Id": ctx.trigger_id,
             "X-Run-Id": ctx.run_id,
-            "X-Scheduled-For": _iso(ctx.scheduled_for),
+            "X-Scheduled-For": schedule.iso_utc(ctx.scheduled_for),
         }
     )
     if signing_secrets:
@@ -230,7 +135,7 @@ def call(
     timeout_seconds: float,
     now: datetime,
     allow_private_networks: bool = False,
-    resolver: Resolver = system_resolver,
+    resolver: egress.Resolver = egress.system_resolver,
     ca_certs: str | None = None,
 ) -> Attempt:
     """Send the webhook once to the address its host resolves to, and classify the answer.
@@ -246,12 +151,12 @@ def call(
     host, scheme = parts.host or "", parts.scheme or "http"
     port = parts.port or DEFAULT_PORTS[scheme]
     try:
-        address = resolve(
+        address = egress.resolve(
             host, port, resolver=resolver, allow_private_networks=allow_private_networks
         )
-    except Unresolvable as exc:
+    except errors.Unresolvable as exc:
         return Attempt(False, error=f"webhook to {host} failed: {exc}", retryable=True)
-    except Refused as exc:
+    except errors.Refused as exc:
         # Which private address a name has stays in the operator's log: telling the tenant
         # would let it map the internal network through error messages.
         logger.warning(
@@ -298,7 +203,7 @@ def call(
 
 def _pool(
     scheme: str,
-    address: Address,
+    address: egress.Address,
     port: int,
     *,
     host: str,
@@ -387,7 +292,3 @@ def _read_capped(response: urllib3.BaseHTTPResponse, deadline: float) -> tuple[s
         return b"".join(chunks)[:MAX_BODY_BYTES].decode("utf-8", "replace"), True
     data = b"".join(chunks)
     return data[:MAX_BODY_BYTES].decode("utf-8", "replace"), size > MAX_BODY_BYTES
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -26,7 +26,7 @@ A one-time trigger runs once when it is on time or missed by no more than the wi
 every policy: there is no later fire to wait for), else it is recorded as skipped; either
 way its `next_run_at` becomes None.
 
-Jitter (DESIGN section 11): a fire f is due at f + its delay, and "due", "on time", "missed"
+Jitter (docs/design.md section 11): a fire f is due at f + its delay, and "due", "on time", "missed"
 and "out of window" above are all judged on that instant, never on f, so a fire delayed by
 its jitter is neither run early nor counted late. Since the jitter is below the schedule's
 period, at most one fire up to `now` is not yet due: it becomes the next fire.

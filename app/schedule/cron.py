@@ -6,7 +6,7 @@ names (`JAN`, `MON`), and day-of-week 7 is Sunday. `N/STEP` means `N-max/STEP` (
 reads it) and `A-A/STEP` means `A` (cronsim reads `A/STEP` there). Macros `@hourly @daily
 @midnight @weekly @monthly @yearly @annually` stand for their 5-field form.
 
-Extensions, with cronsim's meanings (DESIGN section 11), as items of a comma list:
+Extensions, with cronsim's meanings (docs/design.md section 11), as items of a comma list:
 - day-of-month `L` (the last day of the month) and `LW` (the last weekday, Monday-Friday, of
   the month);
 - day-of-week `D#N` (the Nth such weekday of the month, N 1-5; `D` a number or a name) and

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import cron_descriptor
 
 from app.schedule import cron as cron_grammar
-from app.schedule import interval
+from app.schedule import interval, zones
 from app.schedule import spec as schedule_spec
 
 EPOCH = interval.EPOCH
@@ -19,18 +17,18 @@ def describe(spec: schedule_spec.TriggerSpec) -> str:
     epoch); a window adds ", from <start_at>" and ", until <end_at>"; jitter adds ", delayed
     by up to N seconds of jitter"."""
     if spec.run_at is not None:
-        text = f"Once at {_iso(spec.run_at)}"
+        text = f"Once at {zones.iso_utc(spec.run_at)}"
     elif spec.interval_seconds is not None:
         text = f"Every {interval.describe(spec.interval_seconds)}"
         if spec.anchor != EPOCH:
-            text += f", counted from {_iso(spec.anchor)}"
+            text += f", counted from {zones.iso_utc(spec.anchor)}"
     else:
         assert spec.cron is not None
         text = f"{_describe_cron(cron_grammar.parse(spec.cron))}, {spec.timezone}"
     if spec.start_at is not None:
-        text += f", from {_iso(spec.start_at)}"
+        text += f", from {zones.iso_utc(spec.start_at)}"
     if spec.end_at is not None:
-        text += f", until {_iso(spec.end_at)}"
+        text += f", until {zones.iso_utc(spec.end_at)}"
     if spec.jitter_seconds:
         text += f", delayed by up to {interval.describe(spec.jitter_seconds)} of jitter"
     return text
@@ -113,7 +111,3 @@ def _describe_extended(expr: cron_grammar.CronExpr) -> str:
     else:
         days = f"{dom}, and only {dow}" if expr.day_and else f"{dom}, or {dow}"
     return f"{time_only}, {days}{months}"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,4 +1,6 @@
-"""Interval schedules: fires at `anchor + k * interval` for every integer k (DESIGN section 11).
+"""Interval schedules: fires at `anchor + k * interval` for every integer k.
+
+docs/design.md section 11.
 
 Absolute time only: no time zone, no daylight saving time (an interval of 3600 s fires every
 real hour, 24 times a day, also on the days a zone's clock jumps). The anchor may lie in the

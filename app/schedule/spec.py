@@ -1,9 +1,10 @@
 """A trigger's schedule as a value (cron, interval or one-time, with its window and jitter)
 and its fire times.
 
-`first_fire` is the one function that computes a trigger's next nominal fire on every write
-path (create, schedule change, re-enable), so no path can leave a trigger without one;
-`due_at` adds the trigger's jitter to a nominal fire (app/schedule/jitter.py).
+`first_fire` gives a trigger written at `now` its next nominal fire (every write path of
+app/triggers.py calls it, and reconciliation does for a row that lacks one); the dispatcher
+advances a trigger it has dispatched with the catch-up plan instead (catchup.py), from the
+same iterators. `due_at` adds the trigger's jitter to a nominal fire (app/schedule/jitter.py).
 
 Every function here speaks of nominal fires (the run's `scheduled_for`) unless its name says
 "due": a fire is due (claimed by the dispatcher) at `due_at(spec, fire)`, which is the fire
@@ -115,6 +116,17 @@ _PERIOD_SAMPLE = 1000
 _PERIOD_FROM = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def jitter_problem(spec: TriggerSpec) -> str | None:
+    """Why the spec's jitter is too large for its schedule, or None when it is within bound.
+
+    Within the period, jittered fires stay in order: the dispatcher's plan relies on it.
+    """
+    period = period_seconds(spec)
+    if period is None or spec.jitter_seconds <= jitter.limit(period):
+        return None
+    return f"must be at most {jitter.limit(period)} (the schedule's period, at most 3600)"
+
+
 def period_seconds(spec: TriggerSpec) -> float | None:
     """The shortest gap between two fires of a cron or interval schedule (None: one-time).
 
@@ -209,12 +221,6 @@ def fires_between(spec: TriggerSpec, start: datetime, end: datetime, limit: int)
     """The first `limit` fires f with start <= f <= end, oldest first."""
     found = iter_spec(spec, start - _TICK)
     return list(itertools.islice(itertools.takewhile(lambda f: f <= end, found), limit))
-
-
-def fires_in_range(spec: TriggerSpec, start: datetime, end: datetime, limit: int) -> list[datetime]:
-    """The first `limit` fires f with start <= f < end (half-open: backfill's range)."""
-    found = iter_spec(spec, start - _TICK)
-    return list(itertools.islice(itertools.takewhile(lambda f: f < end, found), limit))
 
 
 def last_fires(spec: TriggerSpec, start: datetime, end: datetime, limit: int) -> list[datetime]:

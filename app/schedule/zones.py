@@ -7,6 +7,7 @@ year, the rules are what the cron expression is evaluated against.
 from __future__ import annotations
 
 import zoneinfo
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from app.errors import ScheduleError
@@ -40,3 +41,9 @@ def validate(name: str) -> str:
     """Return `name` if it is a known IANA zone, else raise ScheduleError(field='timezone')."""
     get(name)
     return name
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with a `Z` (`2026-03-29T01:00:00Z`): how every instant is written
+    (API bodies, idempotency keys, webhook headers, descriptions)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,4 +1,6 @@
-"""A deploy, end to end, with the Procfile's real processes (issue "Operations", DESIGN 8).
+"""A deploy, end to end, with the Procfile's real processes.
+
+Issue "Operations", docs/design.md section 8.
 
 Release A (web, worker and beat with 2-second ticks) runs one-time triggers spaced a second
 apart; release B's web, worker, scheduler and beat start beside it (the overlap of a deploy); B's

@@ -1,4 +1,7 @@
-"""Migration 0003 (schedules beyond cron) keeps existing triggers firing (DESIGN section 3)."""
+"""Migration 0003 (schedules beyond cron) keeps existing triggers firing.
+
+docs/design.md section 3.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""BROKER_URL: one broker setting for every process (DESIGN section 12)."""
+"""BROKER_URL: one broker setting for every process (docs/design.md section 12)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ as a module-level one: a lazy `import flask` inside `app/` would still break the
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,91 @@ def _stdlib() -> frozenset[str]:
     import sys
 
     return frozenset(sys.stdlib_module_names) | {"__future__"}
+
+
+MAX_LINES = 350
+# A string literal is SQL when it holds a statement's shape, not merely an SQL word: prose
+# ("the update is applied", "select a tenant") never matches these.
+_SQL_SHAPES = re.compile(
+    r"\bSELECT\b[\s\S]+?\bFROM\b|\bUPDATE\s+\w+(\s+AS\s+\w+)?\s+SET\b|\bINSERT\s+INTO\b"
+    r"|\bDELETE\s+FROM\b|\bpg_advisory_xact_lock\s*\(",
+)
+_SQL_HOMES = ("app/queries", "migrations")
+
+
+def _code_modules() -> list[Path]:
+    return [path for folder in ("app", "web", "tasks") for path in _modules(folder)]
+
+
+def test_no_module_passes_the_size_that_calls_for_a_split() -> None:
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in _code_modules()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}
+
+
+def _sql_literals(path: Path) -> list[str]:
+    """String literals in `path` (docstrings excluded) that hold an SQL statement."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) in docstrings:
+                continue
+            text = node.value
+        else:
+            continue
+        if _SQL_SHAPES.search(text):
+            where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+            found.append(f"{where}:{node.lineno}")
+    return found
+
+
+def test_sql_lives_only_in_the_query_layer_and_the_migrations() -> None:
+    offences = [
+        where
+        for path in _code_modules()
+        if not str(path.relative_to(ROOT)).startswith(_SQL_HOMES)
+        for where in _sql_literals(path)
+    ]
+    assert offences == []
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "SELECT id FROM runs WHERE status = 'pending'",
+        "UPDATE runs SET status = 'pending'",
+        "UPDATE triggers AS t SET next_run_at = v.next_run_at",
+        "INSERT INTO runs (id) VALUES (:id)",
+        "DELETE FROM runs WHERE id = :id",
+        "SELECT pg_advisory_xact_lock(:key)",
+    ],
+)
+def test_the_sql_check_sees_a_statement(tmp_path: Path, literal: str) -> None:
+    module = tmp_path / "probe.py"
+    module.write_text(f"QUERY = {literal!r}\n", encoding="utf-8")
+    assert _sql_literals(module) != []
+
+
+def test_the_sql_check_leaves_prose_alone(tmp_path: Path) -> None:
+    module = tmp_path / "probe.py"
+    module.write_text(
+        '"""Select the runs from the queue; an update sets the status."""\n'
+        'MESSAGE = "delete from your list any trigger you no longer need"\n'
+        'HINT = "update the settings, then select a tenant"\n',
+        encoding="utf-8",
+    )
+    assert _sql_literals(module) == []

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for input the API must refuse (DESIGN section 15).
+"""Hypothesis strategies for input the API must refuse (docs/design.md section 15).
 
 Every value drawn here is refusable wherever it lands: a string holding NUL or a lone
 surrogate, a number JSON cannot express (NaN, Infinity, 1e999), nesting deeper than 32

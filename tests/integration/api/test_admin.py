@@ -1,4 +1,4 @@
-"""The deploy hook (DESIGN section 8) and the scheduler state endpoint."""
+"""The deploy hook (docs/design.md section 8) and the scheduler state endpoint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The waiting room in /healthz and /metrics (DESIGN section 12): slots in use, runs waiting
+"""The waiting room in /healthz and /metrics (docs/design.md section 12): slots in use, runs waiting
 by tenant, fire-to-start lag, and a backlog that keeps growing reported as unhealthy."""
 
 from __future__ import annotations

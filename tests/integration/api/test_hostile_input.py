@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from tests.integration.api import hostile
 from tests.integration.api.conftest import Caller, assert_error, trigger_body
+from web import fields as wf
+from web import ops_schemas, webhook_secrets
 from web import schemas as s
-from web import webhook_secrets
 from web.json_input import MAX_DEPTH
 
 SECRET = "test-restart-secret-0123456789"
@@ -50,7 +51,7 @@ BODIES = [
     ("POST", "/api/v1/triggers", s.TriggerCreate, CREATE),
     ("PATCH", "/api/v1/triggers/{trigger_id}", s.TriggerPatch, CREATE),
     ("POST", "/api/v1/schedules/preview", s.PreviewIn, PREVIEW),
-    ("POST", "/api/v1/admin/scheduler/restart", s.RestartIn, RESTART),
+    ("POST", "/api/v1/admin/scheduler/restart", ops_schemas.RestartIn, RESTART),
     ("POST", "/api/v1/triggers/{trigger_id}/backfill", s.BackfillIn, BACKFILL),
 ]
 # (method, path, schema of the query string)
@@ -92,7 +93,7 @@ def names(schema: type[ma.Schema]) -> list[str]:
 
 
 def timestamp_names(schema: type[ma.Schema]) -> list[str]:
-    return [f.data_key or n for n, f in schema().load_fields.items() if isinstance(f, s.Timestamp)]
+    return [f.data_key or n for n, f in schema().load_fields.items() if isinstance(f, wf.Timestamp)]
 
 
 def body_mutations(schema: type[ma.Schema], base: dict[str, Any]) -> st.SearchStrategy:
@@ -131,7 +132,7 @@ def query_mutations(schema: type[ma.Schema]) -> st.SearchStrategy:
         values = [hostile.unstorable_text]
         if name == "cursor":
             values.append(hostile.hostile_cursor)
-        if isinstance(field, s.Timestamp):
+        if isinstance(field, wf.Timestamp):
             values.append(hostile.out_of_range_timestamp)
         if isinstance(field, ma.fields.Integer):
             values.append(

@@ -1,4 +1,4 @@
-"""Tenancy limits (DESIGN section 15): triggers per tenant, and API requests per key."""
+"""Tenancy limits (docs/design.md section 15): triggers per tenant, and API requests per key."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from app import db, triggers
+from app import db, errors, triggers
 from tests.integration.api.conftest import Caller, assert_error, trigger_body
 from web import create_app
 
@@ -52,7 +52,7 @@ def test_two_creates_at_the_cap_minus_one_do_not_both_succeed(engine):
             with db.session_scope(engine) as session:
                 triggers.create(session, tenant_id="acme", values=values, now=now, max_triggers=1)
             outcome.append("created")
-        except triggers.TriggerLimitReached as exc:
+        except errors.TriggerLimitReached as exc:
             outcome.append(exc)
 
     with db.session_scope(engine) as session:
@@ -62,7 +62,7 @@ def test_two_creates_at_the_cap_minus_one_do_not_both_succeed(engine):
         wait_for_a_blocked_advisory_lock(engine)  # the second create is counting under lock
     racer.join(timeout=30)
 
-    assert len(outcome) == 1 and isinstance(outcome[0], triggers.TriggerLimitReached), outcome
+    assert len(outcome) == 1 and isinstance(outcome[0], errors.TriggerLimitReached), outcome
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM triggers")).scalar_one() == 1
 

@@ -1,5 +1,5 @@
 """What the logs of a failing request hold: never the caller's key, a webhook token, a
-header value or any SQL parameter (DESIGN section 15)."""
+header value or any SQL parameter (docs/design.md section 15)."""
 
 from __future__ import annotations
 

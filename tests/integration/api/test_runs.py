@@ -20,7 +20,7 @@ def test_run_now_creates_a_manual_run_and_enqueues_it_after_commit(acme, publish
 
     assert response.status_code == 202
     run = response.get_json()
-    # A slot was free: admitted and published at once (DESIGN section 12).
+    # A slot was free: admitted and published at once (docs/design.md section 12).
     assert (run["kind"], run["status"], run["trigger_id"]) == ("manual", "admitted", trigger["id"])
     assert run["idempotency_key"].startswith(f"{trigger['id']}:manual:")
     assert run["enqueued_at"] is not None

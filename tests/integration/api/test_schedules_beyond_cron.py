@@ -1,4 +1,7 @@
-"""Interval triggers, jitter, pause notes and backfill through the API and CLI (DESIGN 11)."""
+"""Interval triggers, jitter, pause notes and backfill through the API and CLI.
+
+docs/design.md section 11.
+"""
 
 from __future__ import annotations
 

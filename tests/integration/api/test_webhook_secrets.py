@@ -1,4 +1,4 @@
-"""Webhook URLs at create time and the webhook-secrets API (DESIGN section 13)."""
+"""Webhook URLs at create time and the webhook-secrets API (docs/design.md section 13)."""
 
 from __future__ import annotations
 

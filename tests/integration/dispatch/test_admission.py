@@ -1,4 +1,4 @@
-"""Admission on the real PostgreSQL (DESIGN section 12): fair order, caps under concurrent
+"""Admission on the real PostgreSQL (docs/design.md section 12): fair order, caps under concurrent
 admitters, retries waiting for `not_before`, overlap policies that run one fire at a time.
 
 The races are the ones of ../shared/notes/fair-admission-prior-art.md: two admitters with

@@ -1,6 +1,6 @@
-"""The dispatcher on the real PostgreSQL and Redis, with an injected clock (DESIGN sections 5
-and 12). Times that decide ownership (heartbeats, leases) are PostgreSQL's: tests that need
-them old move them back in the database."""
+"""The dispatcher on the real PostgreSQL and Redis, with an injected clock (docs/design.md
+sections 5 and 12). Times that decide ownership (heartbeats, leases) are PostgreSQL's: tests
+that need them old move them back in the database."""
 
 from __future__ import annotations
 

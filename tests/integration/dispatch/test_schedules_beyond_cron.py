@@ -94,7 +94,7 @@ def test_changing_the_jitter_never_runs_a_fire_twice_or_not_at_all(engine, tick,
     expected = [NOON + timedelta(minutes=10 * k) for k in range(1, 24)]
     assert fired[: len(expected)] == expected
     assert len(fired) == len(set(fired))
-    # none skipped as late: each waits for, or already has, a slot (DESIGN section 12)
+    # none skipped as late: each waits for, or already has, a slot (docs/design.md section 12)
     assert all(r["status"] in ("pending", "admitted") for r in runs(engine))
 
 

@@ -1,4 +1,4 @@
-"""Admission with real worker processes (DESIGN section 12): a killed worker's slot comes
+"""Admission with real worker processes (docs/design.md section 12): a killed worker's slot comes
 back, a burst survives the broker losing its messages with every run executed exactly once
 (on Redis and on RabbitMQ), and `buffer_one` runs one fire at a time across processes."""
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from app import db, runs
+from app import db, run_history, runs
 from app.actions import registry
 from app.errors import ActionError
 
@@ -176,7 +176,7 @@ def test_an_attempt_past_its_timeout_is_stopped_and_counts_as_a_failure(harness)
 def test_cancelling_a_pending_run_cancels_it_at_once_and_it_never_runs(harness) -> None:
     run_id = harness.run(harness.trigger())
     with db.session_scope(harness.engine) as session:
-        assert runs.request_cancel(session, run_id, now=harness.clock.now()) == "cancelled"
+        assert run_history.request_cancel(session, run_id, now=harness.clock.now()) == "cancelled"
 
     assert harness.execute(run_id) == "duplicate"
     row = harness.row(run_id)
@@ -192,7 +192,10 @@ def test_cancelling_a_running_run_stops_it_before_its_next_attempt(harness) -> N
     def cancelled_while_failing(ctx: registry.RunContext) -> None:
         # The API's cancel arrives while this attempt runs.
         with db.session_scope(harness.engine) as session:
-            assert runs.request_cancel(session, ctx.run_id, now=harness.clock.now()) == "running"
+            assert (
+                run_history.request_cancel(session, ctx.run_id, now=harness.clock.now())
+                == "running"
+            )
         raise RuntimeError("boom")
 
     action = {"type": "task", "name": "test.cancelled_while_failing"}
@@ -210,7 +213,7 @@ def test_a_cancel_request_does_not_undo_an_attempt_that_succeeded(harness) -> No
     @registry.handler("test.cancelled_while_succeeding")
     def cancelled_while_succeeding(ctx: registry.RunContext) -> str:
         with db.session_scope(harness.engine) as session:
-            runs.request_cancel(session, ctx.run_id, now=harness.clock.now())
+            run_history.request_cancel(session, ctx.run_id, now=harness.clock.now())
         return "done"
 
     action = {"type": "task", "name": "test.cancelled_while_succeeding"}
@@ -224,9 +227,9 @@ def test_request_cancel_reports_the_status_and_none_for_an_unknown_run(harness) 
     run_id = harness.run(harness.trigger())
     harness.execute(run_id)
     with db.session_scope(harness.engine) as session:
-        assert runs.request_cancel(session, run_id, now=harness.clock.now()) == "succeeded"
-        assert runs.request_cancel(session, _uuid(), now=harness.clock.now()) is None
-        assert runs.request_cancel(session, "not-a-uuid", now=harness.clock.now()) is None
+        assert run_history.request_cancel(session, run_id, now=harness.clock.now()) == "succeeded"
+        assert run_history.request_cancel(session, _uuid(), now=harness.clock.now()) is None
+        assert run_history.request_cancel(session, "not-a-uuid", now=harness.clock.now()) is None
     assert harness.row(run_id)["cancel_requested_at"] is None
 
 
@@ -241,7 +244,7 @@ def test_cancel_pending_for_trigger_cancels_only_its_pending_runs(harness) -> No
     other = harness.run(harness.trigger())
 
     with db.session_scope(harness.engine) as session:
-        assert runs.cancel_pending_for_trigger(session, trigger_id, now=now) == 2
+        assert run_history.cancel_pending_for_trigger(session, trigger_id, now=now) == 2
 
     assert [harness.row(r)["status"] for r in pending] == ["cancelled", "cancelled"]
     assert harness.row(running)["status"] == "running"

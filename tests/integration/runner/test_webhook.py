@@ -12,7 +12,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from app import runs
+from app import backoff
 from tests.integration.runner.receiver import Reply
 
 
@@ -95,7 +95,7 @@ def test_retry_after_is_capped_by_the_backoff_bound(harness, receiver) -> None:
     receiver.plan("/hook", Reply(503, headers={"Retry-After": "9999999"}))
     run_id = harness.run(harness.trigger(action=hook(receiver)))
     assert harness.execute(run_id) == "retrying"
-    cap = runs.BACKOFF_CAP_SECONDS
+    cap = backoff.BACKOFF_CAP_SECONDS
     assert cap - 5 < harness.retry_due_in(run_id) <= cap
 
 

@@ -1,4 +1,4 @@
-"""Where a webhook may go (DESIGN section 13): never inward, to the very address checked,
+"""Where a webhook may go (docs/design.md section 13): never inward, to the very address checked,
 with TLS for the hostname, no redirects, no environment proxies.
 
 The suite runs with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true (its receivers listen on

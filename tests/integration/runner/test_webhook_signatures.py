@@ -1,5 +1,5 @@
 """Real deliveries verified with the `standardwebhooks` library: per-tenant secrets, rotation,
-revocation, replay protection (DESIGN section 13)."""
+revocation, replay protection (docs/design.md section 13)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import runs
+from app import backoff
 
 
 class Fixed:
@@ -20,17 +20,17 @@ class Fixed:
 
 def test_the_ceiling_doubles_with_each_attempt() -> None:
     top = Fixed(1.0)
-    assert [runs.backoff_seconds(n, 10, rng=top) for n in (1, 2, 3, 4)] == [10, 20, 40, 80]
+    assert [backoff.delay_seconds(n, 10, rng=top) for n in (1, 2, 3, 4)] == [10, 20, 40, 80]
 
 
 def test_the_ceiling_is_capped() -> None:
-    assert runs.backoff_seconds(20, 10, rng=Fixed(1.0)) == runs.BACKOFF_CAP_SECONDS
+    assert backoff.delay_seconds(20, 10, rng=Fixed(1.0)) == backoff.BACKOFF_CAP_SECONDS
 
 
 def test_retry_after_raises_the_delay_but_not_past_the_cap() -> None:
-    assert runs.backoff_seconds(1, 10, rng=Fixed(0.0), retry_after=120) == 120
-    assert runs.backoff_seconds(1, 10, rng=Fixed(0.9), retry_after=1) == 9
-    assert runs.backoff_seconds(1, 10, rng=Fixed(0.0), retry_after=10**9) == 1800
+    assert backoff.delay_seconds(1, 10, rng=Fixed(0.0), retry_after=120) == 120
+    assert backoff.delay_seconds(1, 10, rng=Fixed(0.9), retry_after=1) == 9
+    assert backoff.delay_seconds(1, 10, rng=Fixed(0.0), retry_after=10**9) == 1800
 
 
 @given(
@@ -40,9 +40,9 @@ def test_retry_after_raises_the_delay_but_not_past_the_cap() -> None:
     retry_after=st.one_of(st.none(), st.floats(0, 10**7)),
 )
 def test_the_delay_always_lies_within_the_bounds(attempt, base, seed, retry_after) -> None:
-    delay = runs.backoff_seconds(attempt, base, rng=random.Random(seed), retry_after=retry_after)
-    assert 0 <= delay <= runs.BACKOFF_CAP_SECONDS
+    delay = backoff.delay_seconds(attempt, base, rng=random.Random(seed), retry_after=retry_after)
+    assert 0 <= delay <= backoff.BACKOFF_CAP_SECONDS
     if retry_after is None:
         assert delay <= base * 2 ** (attempt - 1)
     else:
-        assert delay >= min(retry_after, runs.BACKOFF_CAP_SECONDS)
+        assert delay >= min(retry_after, backoff.BACKOFF_CAP_SECONDS)

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import pytest
 import standardwebhooks
 
-from app import webhook_secrets
-from app.actions import registry, webhook
+from app import errors, webhook_secrets
+from app.actions import egress, registry, webhook
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 CTX = registry.RunContext(
@@ -64,33 +64,33 @@ ALLOWED = [
 
 @pytest.mark.parametrize("address", DENIED)
 def test_non_public_addresses_are_denied(address: str) -> None:
-    assert webhook.address_problem(ipaddress.ip_address(address)) is not None
+    assert egress.address_problem(ipaddress.ip_address(address)) is not None
 
 
 @pytest.mark.parametrize("address", ALLOWED)
 def test_public_addresses_pass(address: str) -> None:
-    assert webhook.address_problem(ipaddress.ip_address(address)) is None
+    assert egress.address_problem(ipaddress.ip_address(address)) is None
 
 
 @pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "0177.0.0.1", "127.1", "0", "localhost"])
 def test_numeric_and_local_names_are_judged_by_what_they_resolve_to(host: str) -> None:
-    with pytest.raises(webhook.Refused):
-        webhook.resolve(host, 80, resolver=webhook.system_resolver, allow_private_networks=False)
+    with pytest.raises(errors.Refused):
+        egress.resolve(host, 80, resolver=egress.system_resolver, allow_private_networks=False)
 
 
 def test_one_private_address_in_the_answer_refuses_the_host() -> None:
     def mixed(host: str, port: int) -> list[str]:
         return ["93.184.215.14", "10.0.0.7"]
 
-    with pytest.raises(webhook.Refused, match="10.0.0.7"):
-        webhook.resolve("example.com", 443, resolver=mixed, allow_private_networks=False)
+    with pytest.raises(errors.Refused, match="10.0.0.7"):
+        egress.resolve("example.com", 443, resolver=mixed, allow_private_networks=False)
 
 
 def test_the_first_address_is_the_one_pinned() -> None:
     def public(host: str, port: int) -> list[str]:
         return ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"]
 
-    address = webhook.resolve("example.com", 443, resolver=public, allow_private_networks=False)
+    address = egress.resolve("example.com", 443, resolver=public, allow_private_networks=False)
     assert str(address) == "93.184.215.14"
 
 
@@ -98,13 +98,13 @@ def test_an_unresolvable_host_is_an_error_not_a_pass() -> None:
     def nothing(host: str, port: int) -> list[str]:
         raise OSError("Name or service not known")
 
-    with pytest.raises(webhook.Unresolvable, match="cannot resolve nowhere.invalid"):
-        webhook.resolve("nowhere.invalid", 80, resolver=nothing, allow_private_networks=True)
+    with pytest.raises(errors.Unresolvable, match="cannot resolve nowhere.invalid"):
+        egress.resolve("nowhere.invalid", 80, resolver=nothing, allow_private_networks=True)
 
 
 def test_the_operator_may_allow_private_networks() -> None:
-    address = webhook.resolve(
-        "127.0.0.1", 80, resolver=webhook.system_resolver, allow_private_networks=True
+    address = egress.resolve(
+        "127.0.0.1", 80, resolver=egress.system_resolver, allow_private_networks=True
     )
     assert str(address) == "127.0.0.1"
 

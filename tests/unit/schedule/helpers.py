@@ -7,9 +7,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from app import schedule
 from app.errors import ScheduleError
 from app.schedule import cron as cron_grammar
+from app.schedule import spec as schedule_spec
 
 
 def at(text: str) -> datetime:
@@ -25,7 +25,7 @@ def iso(moment: datetime) -> str:
 
 
 def fires(cron: str, zone: str, after: str, count: int) -> list[str]:
-    return [iso(f) for f in schedule.next_fires(cron, zone, at(after), count)]
+    return [iso(f) for f in schedule_spec.next_fires(cron, zone, at(after), count)]
 
 
 BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))

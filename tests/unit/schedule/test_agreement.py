@@ -1,4 +1,4 @@
-"""Agreement with cronsim, the reference model of Debian cron (DESIGN section 4).
+"""Agreement with cronsim, the reference model of Debian cron (docs/design.md section 4).
 
 2,000 random valid 5-field expressions, each paired with one of 20 zones (every zone gets
 100), compare their first 50 fires after a random instant in 2026-2028; then 1,000 more
@@ -113,7 +113,7 @@ def test_random_expressions_agree_with_cronsim_across_dst_transitions() -> None:
 
 
 def test_random_expressions_with_extensions_agree_with_cronsim_in_many_zones() -> None:
-    # L, LW, D#N and DL (DESIGN section 11), alone and in lists, with the OR/AND day rule,
+    # L, LW, D#N and DL (docs/design.md section 11), alone and in lists, with the OR/AND day rule,
     # in every zone, half of the cases starting within a day of a DST transition.
     rng = random.Random(20261130)
     cases = []

@@ -1,4 +1,4 @@
-"""Catch-up after downtime, per policy, with exact instants (DESIGN section 5)."""
+"""Catch-up after downtime, per policy, with exact instants (docs/design.md section 5)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from app import schedule
+from app.schedule import catchup as schedule_catchup
 from tests.unit.schedule.helpers import at, iso
 
 QUARTERLY = schedule.TriggerSpec(cron="*/15 * * * *")
@@ -17,7 +18,7 @@ MISSED = [f"2026-01-05T{h}:{m}Z" for h in ("12", "13", "14") for m in ("00", "15
 
 def plan(spec=QUARTERLY, *, policy="latest", window=3600, first_due=NOON, now, tick=60,
          max_fires=100) -> tuple[list[str], list[str], str | None]:  # fmt: skip
-    result = schedule.plan_catchup(
+    result = schedule_catchup.plan_catchup(
         spec,
         policy=policy,
         window_seconds=window,

@@ -9,6 +9,7 @@ import pytest
 
 from app import schedule
 from app.errors import ScheduleError
+from app.schedule import spec as schedule_spec
 from tests.unit.schedule.helpers import fires, random_extended_expression
 
 
@@ -81,8 +82,8 @@ def test_a_never_firing_expression_is_rejected_at_once_everywhere() -> None:
     started = time.perf_counter()
     for call in (
         lambda: schedule.validate_cron("0 0 30 2 *"),
-        lambda: schedule.next_fires("0 0 30 2 *", "UTC", _after(), 1),
-        lambda: schedule.next_fire("0 0 30 2 *", "UTC", _after()),
+        lambda: schedule_spec.next_fires("0 0 30 2 *", "UTC", _after(), 1),
+        lambda: schedule_spec.next_fire("0 0 30 2 *", "UTC", _after()),
     ):
         with pytest.raises(ScheduleError, match="never fires"):
             call()

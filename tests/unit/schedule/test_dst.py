@@ -1,4 +1,4 @@
-"""Daylight saving time, exactly once, as Debian cron does it (DESIGN section 4).
+"""Daylight saving time, exactly once, as Debian cron does it (docs/design.md section 4).
 
 The transitions these tests cross (zoneinfo, 2026):
 

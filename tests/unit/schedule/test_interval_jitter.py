@@ -1,4 +1,7 @@
-"""Interval schedules and jitter in the pure engine, with exact instants (DESIGN section 11)."""
+"""Interval schedules and jitter in the pure engine, with exact instants.
+
+docs/design.md section 11.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ import pytest
 
 from app import schedule
 from app.errors import ScheduleError
-from app.schedule import jitter, spec
+from app.schedule import catchup, jitter, spec
+from app.schedule import spec as schedule_spec
 from tests.unit.schedule.helpers import at, iso
 
 NY = "America/New_York"
@@ -22,7 +26,7 @@ def interval(seconds: int, **fields) -> schedule.TriggerSpec:
 
 
 def fires(spec_value: schedule.TriggerSpec, after: str, count: int) -> list[str]:
-    return [iso(f) for f in schedule.trigger_fires(spec_value, at(after), count)]
+    return [iso(f) for f in schedule_spec.trigger_fires(spec_value, at(after), count)]
 
 
 def test_an_interval_without_anchor_counts_from_the_unix_epoch() -> None:
@@ -75,7 +79,7 @@ def test_an_anchor_in_the_past_or_the_future_sets_the_phase_both_ways() -> None:
 
 def test_an_anchor_with_seconds_keeps_them() -> None:
     anchor = at("2026-01-01T00:00:30Z")
-    got = schedule.trigger_fires(interval(60, anchor_at=anchor), at("2026-01-01T00:00:31Z"), 1)
+    got = schedule_spec.trigger_fires(interval(60, anchor_at=anchor), at("2026-01-01T00:00:31Z"), 1)
     assert got[0].isoformat() == "2026-01-01T00:01:30+00:00"
 
 
@@ -148,7 +152,7 @@ def jittered(**fields) -> schedule.TriggerSpec:
 
 def test_due_at_adds_the_offset_and_previews_know_both_instants() -> None:
     hourly = jittered(interval_seconds=HOUR, jitter_seconds=900)
-    for fire in schedule.trigger_fires(hourly, at("2026-01-05T00:00Z"), 24):
+    for fire in schedule_spec.trigger_fires(hourly, at("2026-01-05T00:00Z"), 24):
         due = schedule.due_at(hourly, fire)
         assert due - fire == jitter.offset("trigger-1", fire, 900)
         assert fire <= due < fire + timedelta(seconds=900)
@@ -162,11 +166,13 @@ def test_jitter_is_rejected_for_a_one_time_trigger() -> None:
 
 
 def test_the_period_bounds_jitter() -> None:
-    assert schedule.period_seconds(interval(5400)) == 5400
-    assert schedule.period_seconds(schedule.TriggerSpec(cron="*/15 * * * *")) == 900
-    assert schedule.period_seconds(schedule.TriggerSpec(cron="0 9 * * 1-5")) == 86400
+    assert schedule_spec.period_seconds(interval(5400)) == 5400
+    assert schedule_spec.period_seconds(schedule.TriggerSpec(cron="*/15 * * * *")) == 900
+    assert schedule_spec.period_seconds(schedule.TriggerSpec(cron="0 9 * * 1-5")) == 86400
     # a spring-forward day brings 02:30 (moved to 03:00) within 30 minutes of 03:30
-    assert schedule.period_seconds(schedule.TriggerSpec(cron="30 2,3 * * *", timezone=NY)) == 1800
+    assert (
+        schedule_spec.period_seconds(schedule.TriggerSpec(cron="30 2,3 * * *", timezone=NY)) == 1800
+    )
     assert jitter.limit(86400) == 3600 and jitter.limit(900) == 900
 
 
@@ -174,7 +180,7 @@ def test_the_period_bounds_jitter() -> None:
 
 
 def plan(spec_value, *, policy="latest", window=3600, first_due, now, tick=60, max_fires=100):
-    result = schedule.plan_catchup(
+    result = catchup.plan_catchup(
         spec_value,
         policy=policy,
         window_seconds=window,
@@ -232,12 +238,12 @@ def test_a_jittered_fire_is_not_run_before_it_is_due() -> None:
     fire = at("2026-01-05T12:00Z")
     due = schedule.due_at(hourly, fire)
     assert due - fire > timedelta(minutes=1)  # this fire's jitter is large: a real test
-    result = schedule.plan_catchup(hourly, policy="none", window_seconds=3600, first_due=fire,
+    result = catchup.plan_catchup(hourly, policy="none", window_seconds=3600, first_due=fire,
                                    now=due - timedelta(seconds=1), tick_seconds=60,
                                    max_fires=100)  # fmt: skip
     assert (result.run, result.skipped, result.next_fire) == ([], [], fire)
     assert result.next_run_at == due
-    result = schedule.plan_catchup(hourly, policy="none", window_seconds=3600, first_due=fire,
+    result = catchup.plan_catchup(hourly, policy="none", window_seconds=3600, first_due=fire,
                                    now=due + timedelta(seconds=5), tick_seconds=60,
                                    max_fires=100)  # fmt: skip
     # on time by its due instant, even if its nominal time is long past: it runs under `none`
@@ -255,7 +261,7 @@ def test_jittered_catch_up_classifies_each_fire_by_its_due_instant() -> None:
         first = at("2026-01-05T00:00Z")
         now = first + timedelta(seconds=rng.randint(0, 6 * HOUR))
         for policy in ("all", "none", "latest"):
-            result = schedule.plan_catchup(hourly, policy=policy, window_seconds=7200,
+            result = catchup.plan_catchup(hourly, policy=policy, window_seconds=7200,
                                            first_due=first, now=now, tick_seconds=60,
                                            max_fires=100)  # fmt: skip
             handled = sorted(result.run + result.skipped)
@@ -263,8 +269,8 @@ def test_jittered_catch_up_classifies_each_fire_by_its_due_instant() -> None:
             assert schedule.due_at(hourly, result.next_fire) > now
             assert all(f < result.next_fire for f in handled)
             if policy != "latest":  # every due fire is handled exactly once
-                due = [f for f in schedule.trigger_fires(hourly, first - timedelta(seconds=1), 10)
-                       if schedule.due_at(hourly, f) <= now]  # fmt: skip
+                ahead = schedule_spec.trigger_fires(hourly, first - timedelta(seconds=1), 10)
+                due = [f for f in ahead if schedule.due_at(hourly, f) <= now]
                 assert handled == due
             for fire in result.run:
                 assert schedule.due_at(hourly, fire) >= now - timedelta(seconds=7200)
@@ -305,7 +311,7 @@ def test_jitter_changes_never_run_a_fire_twice_or_drop_it(policy: str) -> None:
                 current = spec_with(jitters[step % len(jitters)])
                 due = max(schedule.due_at(current, fire), clock)
             if due <= clock:
-                result = schedule.plan_catchup(
+                result = catchup.plan_catchup(
                     current, policy=policy, window_seconds=3600, first_due=fire, now=clock,
                     tick_seconds=60, max_fires=100, first_due_at=due,
                 )  # fmt: skip

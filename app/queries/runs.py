@@ -1,4 +1,7 @@
-"""Every SQL statement of the run state machine (app/runs.py), one named function each.
+"""Every SQL statement on the `runs` table, one named function each.
+
+The run state machine (app/runs.py), admission (app/admission.py), the recovery sweep,
+retention, dispatch's batch insert, run history and the metrics all call these.
 
 Transitions are conditional UPDATEs whose WHERE clause states the status they leave (and, for
 a running run, the attempt that owns it); callers check the row count, and "no row" means
@@ -7,44 +10,25 @@ another worker, the API or the recovery sweep got there first.
 Every time that decides ownership is PostgreSQL's (`clock_timestamp()`), never the worker's:
 the recovery sweep compares heartbeats with PostgreSQL's clock too, so a worker whose clock
 is off by minutes neither looks dead while alive nor holds a slot past its lease
-(DESIGN section 15). A retry's `not_before` is on the same clock as admission's check.
+(docs/design.md section 15). A retry's `not_before` is on the same clock as admission's check.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, text
+
+from app import queries
 
 MAX_ERROR_CHARS = 4000
 MAX_RESULT_CHARS = 16 * 1024
 # pg_advisory_xact_lock(int, int) namespace for "runs of this trigger": ASCII "RUNS".
 OVERLAP_LOCK_NAMESPACE = 0x52554E53
-
-Executor = Session | Connection  # what the functions below run their statement on
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection in one transaction: committed on success, rolled back on an exception."""
-    with engine.begin() as conn:
-        yield conn
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[Connection]:
-    """A connection in autocommit, for steps that are one conditional statement each: no
-    BEGIN and COMMIT round trips on the runner's hot path."""
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
 
 
 @dataclass(frozen=True)
@@ -114,7 +98,7 @@ def clip_json(value: Any, limit: int = MAX_RESULT_CHARS) -> str | None:
     return json.dumps({"truncated": True, "preview": encoded[: limit // 4]})
 
 
-def load(session: Executor, run_id: uuid.UUID) -> tuple[RunRow, TriggerRow | None] | None:
+def load(session: queries.Executor, run_id: uuid.UUID) -> tuple[RunRow, TriggerRow | None] | None:
     """The run and its trigger (None when deleted) in one round trip; None for no run."""
     row = session.execute(
         text(
@@ -133,7 +117,7 @@ def load(session: Executor, run_id: uuid.UUID) -> tuple[RunRow, TriggerRow | Non
     return run, (TriggerRow(*row[12:]) if row[12] is not None else None)
 
 
-def lock_trigger_runs(session: Executor, trigger_id: uuid.UUID) -> None:
+def lock_trigger_runs(session: queries.Executor, trigger_id: uuid.UUID) -> None:
     """Serialise the overlap check of one trigger's runs until the transaction ends.
 
     An advisory lock, not FOR UPDATE on the trigger row: the dispatcher claims trigger rows
@@ -145,7 +129,9 @@ def lock_trigger_runs(session: Executor, trigger_id: uuid.UUID) -> None:
     )
 
 
-def other_run_in_progress(session: Executor, trigger_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+def other_run_in_progress(
+    session: queries.Executor, trigger_id: uuid.UUID, run_id: uuid.UUID
+) -> bool:
     """Whether another run of the trigger holds a slot or has started and not finished
     (admitted, running, or pending between two attempts)."""
     return bool(
@@ -160,7 +146,9 @@ def other_run_in_progress(session: Executor, trigger_id: uuid.UUID, run_id: uuid
     )
 
 
-def end_admitted(session: Executor, run_id: uuid.UUID, *, status: str, error: str | None) -> bool:
+def end_admitted(
+    session: queries.Executor, run_id: uuid.UUID, *, status: str, error: str | None
+) -> bool:
     """admitted -> a final status (cancelled, skipped, failed) without running, giving its
     slot back; False when the run was no longer admitted."""
     result = session.execute(
@@ -174,7 +162,9 @@ def end_admitted(session: Executor, run_id: uuid.UUID, *, status: str, error: st
     return result.rowcount == 1
 
 
-def claim(session: Executor, run_id: uuid.UUID, *, worker: str) -> tuple[int, datetime] | None:
+def claim(
+    session: queries.Executor, run_id: uuid.UUID, *, worker: str
+) -> tuple[int, datetime] | None:
     """admitted -> running for this worker; return (the new attempt number, its start on
     PostgreSQL's clock), or None when the run was not admitted any more (another delivery
     claimed it, it was cancelled, or the sweep returned it to the queue).
@@ -194,7 +184,7 @@ def claim(session: Executor, run_id: uuid.UUID, *, worker: str) -> tuple[int, da
     return None if row is None else (row[0], row[1])
 
 
-def touch_heartbeat(session: Executor, run_id: uuid.UUID, *, attempt: int) -> bool:
+def touch_heartbeat(session: queries.Executor, run_id: uuid.UUID, *, attempt: int) -> bool:
     """Record that the attempt is alive (PostgreSQL's clock); False when the run is no
     longer this attempt's."""
     result = session.execute(
@@ -207,7 +197,9 @@ def touch_heartbeat(session: Executor, run_id: uuid.UUID, *, attempt: int) -> bo
     return result.rowcount == 1
 
 
-def lock_attempt(session: Executor, run_id: uuid.UUID, *, attempt: int) -> tuple[bool, bool]:
+def lock_attempt(
+    session: queries.Executor, run_id: uuid.UUID, *, attempt: int
+) -> tuple[bool, bool]:
     """Lock a running run owned by `attempt`: (still ours, cancel requested).
 
     Not ours any more when the recovery sweep took it back while this attempt looked dead.
@@ -223,7 +215,7 @@ def lock_attempt(session: Executor, run_id: uuid.UUID, *, attempt: int) -> tuple
 
 
 def finish(
-    session: Executor,
+    session: queries.Executor,
     run_id: uuid.UUID,
     *,
     attempt: int,
@@ -251,7 +243,7 @@ def finish(
 
 
 def schedule_retry(
-    session: Executor,
+    session: queries.Executor,
     run_id: uuid.UUID,
     *,
     attempt: int,
@@ -281,7 +273,7 @@ def schedule_retry(
     ).scalar_one_or_none()
 
 
-def request_cancel(session: Executor, run_id: uuid.UUID, *, now: datetime) -> str | None:
+def request_cancel(session: queries.Executor, run_id: uuid.UUID, *, now: datetime) -> str | None:
     """Cancel a waiting (pending or admitted) run now, flag a running one; return the run's
     status after, or None when there is no such run. A finished run is left as it is.
     An admitted run's message may still reach a worker: it finds the run not admitted."""
@@ -302,7 +294,9 @@ def request_cancel(session: Executor, run_id: uuid.UUID, *, now: datetime) -> st
     ).scalar_one_or_none()
 
 
-def cancel_pending_for_trigger(session: Executor, trigger_id: uuid.UUID, *, now: datetime) -> int:
+def cancel_pending_for_trigger(
+    session: queries.Executor, trigger_id: uuid.UUID, *, now: datetime
+) -> int:
     """Cancel every waiting (pending or admitted) run of a trigger; return how many."""
     result = session.execute(
         text(
@@ -317,6 +311,6 @@ def cancel_pending_for_trigger(session: Executor, trigger_id: uuid.UUID, *, now:
 
 def database_now(engine: Engine) -> datetime:
     """PostgreSQL's clock: the one clock that decides what is due and who owns what
-    (DESIGN section 15), whatever the clock of the host that asks."""
+    (docs/design.md section 15), whatever the clock of the host that asks."""
     with engine.connect() as conn:
         return conn.execute(text("SELECT clock_timestamp()")).scalar_one()

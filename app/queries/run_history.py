@@ -1,0 +1,160 @@
+"""Statements on `runs` for reading and keeping history: the API's run reads, manual and
+backfill runs, the metrics' aggregates and retention.
+
+The service reads and creates ORM rows here (`Run` objects its views serialise); the
+aggregates are `text()`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, select, text, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.models import Run, SchedulerState
+
+# Histogram buckets (seconds) of the lag metrics; the statements count each bucket.
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+
+# Lag from when a run was due: its fire plus jitter (due_at), or, for a backfill of past
+# fires, when it was created (its scheduled_for is the past fire it stands for).
+_DUE = "CASE WHEN kind = 'backfill' THEN created_at ELSE COALESCE(due_at, scheduled_for) END"
+_LAG = f"GREATEST(0, EXTRACT(EPOCH FROM (enqueued_at - {_DUE})))"
+# Two indexed halves: unfinished runs (ix_runs_unfinished) and recently finished ones
+# (ix_runs_finished_at). A run enqueued in the window is in exactly one of them.
+_ENQUEUE_LAG_HISTOGRAM = text(
+    "WITH recent AS ("
+    f" SELECT {_LAG} AS lag FROM runs"
+    "  WHERE status IN ('pending', 'admitted', 'running') AND enqueued_at >= :since"
+    f" UNION ALL SELECT {_LAG} FROM runs"
+    "  WHERE finished_at >= :since AND enqueued_at >= :since"
+    ") SELECT "
+    + ", ".join(f"count(*) FILTER (WHERE lag <= {bound})" for bound in LAG_BUCKETS)
+    + ", count(*), COALESCE(sum(lag), 0) FROM recent"
+)
+
+
+_START_LAG = f"GREATEST(0, EXTRACT(EPOCH FROM (started_at - {_DUE})))"
+# Admission lag: fire to first start, of runs started in the window (running ones and ones
+# finished in the window; a run started in the window is in exactly one of the halves).
+_START_LAG_HISTOGRAM = text(
+    "WITH recent AS ("
+    f" SELECT {_START_LAG} AS lag FROM runs"
+    "  WHERE status IN ('pending', 'admitted', 'running') AND started_at >= :since"
+    f" UNION ALL SELECT {_START_LAG} FROM runs"
+    "  WHERE finished_at >= :since AND started_at >= :since"
+    ") SELECT "
+    + ", ".join(f"count(*) FILTER (WHERE lag <= {bound})" for bound in LAG_BUCKETS)
+    + ", count(*), COALESCE(sum(lag), 0) FROM recent"
+)
+
+_DELETE_FINISHED = text("""
+    DELETE FROM runs WHERE id IN (
+        SELECT id FROM runs
+        WHERE finished_at IS NOT NULL AND finished_at < :cutoff
+          AND status IN ('succeeded', 'failed', 'cancelled', 'skipped')
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+""")
+
+
+def get(session: Session, run_id: uuid.UUID, *, scope: str | None) -> Run | None:
+    """The run visible to `scope` (refreshed from the database), or None."""
+    query = select(Run).where(Run.id == run_id).execution_options(populate_existing=True)
+    if scope is not None:
+        query = query.where(Run.tenant_id == scope)
+    return session.scalars(query).one_or_none()
+
+
+def page_for_trigger(
+    session: Session,
+    trigger_id: uuid.UUID,
+    *,
+    scope: str | None,
+    status: str | None,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[Run]:
+    """Up to `limit` runs of a trigger visible to `scope`, newest first, before the cursor."""
+    query = _visible(select(Run), scope).where(Run.trigger_id == trigger_id)
+    if status is not None:
+        query = query.where(Run.status == status)
+    if before is not None:
+        query = query.where(tuple_(Run.created_at, Run.id) < tuple_(*before))
+    query = query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def any_for_trigger(session: Session, trigger_id: uuid.UUID, *, scope: str | None) -> bool:
+    """Whether any run of the trigger is visible to `scope` (history outlives triggers)."""
+    query = _visible(select(Run.id), scope).where(Run.trigger_id == trigger_id).limit(1)
+    return session.execute(query).first() is not None
+
+
+def find_by_key(session: Session, key: str) -> Run | None:
+    """The run with this idempotency key, or None."""
+    return session.scalars(select(Run).where(Run.idempotency_key == key)).one_or_none()
+
+
+def insert_pending(session: Session, rows: Sequence[dict[str, Any]]) -> list[Run]:
+    """Insert pending runs (manual, backfill) stamped with the current scheduler generation,
+    as the dispatcher stamps scheduled runs; return those inserted (a key already taken is
+    left out)."""
+    generation = select(SchedulerState.generation).where(SchedulerState.id == 1).scalar_subquery()
+    statement = (
+        insert(Run)
+        .values([{**row, "generation": generation} for row in rows])
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Run)
+    )
+    return list(session.scalars(statement))
+
+
+def count_active(session: Any) -> dict[str, int]:
+    """Runs pending, admitted and running, by status (each present, 0 when none)."""
+    rows = session.execute(
+        text(
+            "SELECT status, count(*) FROM runs "
+            "WHERE status IN ('pending', 'admitted', 'running') GROUP BY status"
+        )
+    )
+    return {"pending": 0, "admitted": 0, "running": 0, **{status: n for status, n in rows}}
+
+
+def count_finished(session: Any, *, since: datetime) -> dict[str, int]:
+    """Runs finished since `since`, by status."""
+    rows = session.execute(
+        text("SELECT status, count(*) FROM runs WHERE finished_at >= :since GROUP BY status"),
+        {"since": since},
+    )
+    return {status: count for status, count in rows}
+
+
+def enqueue_lag_histogram(session: Any, *, since: datetime) -> tuple[list[int], int, float]:
+    """(cumulative bucket counts, count, sum) of due-to-enqueued lags of runs enqueued since."""
+    return _histogram(session, _ENQUEUE_LAG_HISTOGRAM, since=since)
+
+
+def start_lag_histogram(session: Any, *, since: datetime) -> tuple[list[int], int, float]:
+    """(cumulative bucket counts, count, sum) of due-to-first-start lags of runs started since."""
+    return _histogram(session, _START_LAG_HISTOGRAM, since=since)
+
+
+def delete_finished(conn: Connection, *, cutoff: datetime, batch: int) -> int:
+    """Delete up to `batch` runs finished before `cutoff`; return how many."""
+    return conn.execute(_DELETE_FINISHED, {"cutoff": cutoff, "batch": batch}).rowcount
+
+
+def _histogram(session: Any, query: Any, *, since: datetime) -> tuple[list[int], int, float]:
+    row = session.execute(query, {"since": since}).one()
+    return list(row[: len(LAG_BUCKETS)]), row[-2], float(row[-1])
+
+
+def _visible(query: Select, scope: str | None) -> Select:
+    return query if scope is None else query.where(Run.tenant_id == scope)

@@ -1,0 +1,135 @@
+"""The batch planner: what a dispatch batch inserts and how its triggers advance. Pure.
+
+Rows come as the dispatcher claims them (app/queries/triggers.py, `claim_due`):
+(id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds, anchor_at,
+jitter_seconds, first fire, first due, catchup_policy, catchup_window_seconds). The planner
+reads no clock and no database: `now` and the run generation are arguments, so it is tested
+without PostgreSQL (tests/unit/schedule/test_planner.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.schedule.catchup import CatchupPlan, plan_catchup
+from app.schedule.spec import TriggerSpec
+from app.schedule.zones import iso_utc
+
+# Distinct schedules memoised per tick; memory stays bounded whatever the mix.
+PLAN_CACHE_SIZE = 10_000
+
+
+@dataclass
+class BatchPlan:
+    """Run rows to insert, trigger advances to write, and rows that could not be planned."""
+
+    run_rows: list[tuple] = field(default_factory=list)
+    advances: list[tuple] = field(default_factory=list)
+    parked: list[tuple[str, str, Exception]] = field(default_factory=list)
+
+
+def idempotency_key(trigger_id: uuid.UUID | str, scheduled_for: datetime) -> str:
+    """`<trigger_id>:<scheduled_for ISO-8601 UTC>`, a scheduled run's unique key
+    (docs/design.md section 5)."""
+    return f"{trigger_id}:{iso_utc(scheduled_for)}"
+
+
+def spec_of_row(row: Sequence) -> TriggerSpec:
+    """The TriggerSpec of a row starting (id, tenant_id, cron, timezone, run_at, start_at,
+    end_at, interval_seconds, anchor_at, jitter_seconds): the columns both claims of
+    app/queries/triggers.py select first, in this order."""
+    trigger_id, _tenant, cron, timezone, run_at, start_at, end_at = row[:7]
+    interval, anchor, jitter = row[7:10]
+    return TriggerSpec(
+        cron=cron, timezone=timezone, run_at=run_at, start_at=start_at, end_at=end_at,
+        interval_seconds=interval, anchor_at=anchor, jitter_seconds=jitter or 0,
+        jitter_key=str(trigger_id),
+    )  # fmt: skip
+
+
+def plan_batch(
+    rows: Sequence[Sequence],
+    *,
+    now: datetime,
+    generation: int,
+    tick_seconds: int,
+    max_fires: int,
+    plans: dict[tuple, CatchupPlan],
+) -> BatchPlan:
+    """Decide each claimed trigger's fires; return the run rows and the trigger advances.
+
+    `plans` memoises the decision per distinct schedule for the tick: 100,000 triggers due
+    at midnight share a handful of (expression, zone, next_run_at) combinations, and the
+    plan is pure, so each is computed once (most of a tick's CPU otherwise).
+
+    A row that cannot be planned (a zone a tzdata upgrade removed, a row edited by hand) is
+    parked (no next run; in `parked` with its error for the caller to log): it must not fail
+    its batch, which would lead every later batch and stop dispatch for every tenant.
+    """
+    result = BatchPlan()
+    for row in rows:
+        trigger_id, tenant_id = row[:2]
+        trigger = str(trigger_id)
+        schedule_key = _schedule_key(row)
+        plan = plans.get(schedule_key)
+        if plan is None:
+            if len(plans) >= PLAN_CACHE_SIZE:
+                plans.clear()
+            try:
+                plan = _plan(row, now=now, tick_seconds=tick_seconds, max_fires=max_fires)
+            except Exception as exc:
+                result.parked.append((trigger, tenant_id, exc))
+                result.advances.append((trigger, None, None, None, True))
+                continue
+            plans[schedule_key] = plan
+        for status, fires in (("pending", plan.run), ("skipped", plan.skipped)):
+            finished_at = now if status == "skipped" else None
+            result.run_rows.extend(
+                (
+                    str(uuid.uuid4()),
+                    trigger,
+                    tenant_id,
+                    fire,
+                    idempotency_key(trigger, fire),
+                    status,
+                    generation,
+                    now,
+                    finished_at,
+                    plan.due_at(fire),
+                )
+                for fire in fires
+            )
+        last = max(plan.run + plan.skipped, default=None)
+        # A one-time trigger is done once dispatched; a cron or interval trigger past end_at
+        # keeps its row enabled but has no next run (docs/design.md section 4).
+        run_at = schedule_key[2]
+        enabled = not (run_at is not None and plan.next_run_at is None)
+        result.advances.append((trigger, plan.next_run_at, plan.next_fire, last, enabled))
+    return result
+
+
+def _schedule_key(row: Sequence) -> tuple:
+    """The part of a claimed row the plan depends on. The trigger id is in it only for a
+    jittered trigger (its delays are its own); others share plans with their lookalikes."""
+    trigger_id, _tenant, cron, timezone, run_at, start_at, end_at, *rest = row
+    interval, anchor, jitter, first, first_due_at, policy, window = rest
+    key = str(trigger_id) if jitter else ""
+    return (cron, timezone, run_at, start_at, end_at, interval, anchor, jitter, key, first,
+            first_due_at, policy, window)  # fmt: skip
+
+
+def _plan(row: Sequence, *, now: datetime, tick_seconds: int, max_fires: int) -> CatchupPlan:
+    first, first_due_at, policy, window = row[10:14]
+    return plan_catchup(
+        spec_of_row(row),
+        policy=policy,
+        window_seconds=window,
+        first_due=first,
+        now=now,
+        tick_seconds=tick_seconds,
+        max_fires=max_fires,
+        first_due_at=first_due_at,
+    )
