@@ -110,8 +110,7 @@ def active_principal(session: Session, key_id: uuid.UUID) -> Principal | None:
     For the console's session, which holds the key's id (never the key) and re-checks it on
     every request so revoking a key ends its console sessions at once.
     """
-    query = select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-    row = session.scalars(query).one_or_none()
+    row = api_keys.find_active_by_id(session, key_id)
     if row is None:
         return None
     return Principal(row.id, row.tenant_id, row.is_admin, row.prefix)

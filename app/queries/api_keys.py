@@ -32,6 +32,12 @@ def find_active_by_hash(session: Session, key_hash: str) -> ApiKey | None:
     return session.scalars(query).one_or_none()
 
 
+def find_active_by_id(session: Session, key_id: uuid.UUID) -> ApiKey | None:
+    """The unrevoked key with this id, or None."""
+    query = select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    return session.scalars(query).one_or_none()
+
+
 def find_active_by_prefix_or_id(session: Session, value: str) -> list[ApiKey]:
     """Active keys whose display prefix, or id, is `value`."""
     condition = ApiKey.prefix == value

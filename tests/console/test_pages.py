@@ -150,7 +150,7 @@ def test_pause_resume_run_now_and_delete(client, sign_in, engine, published) -> 
     second = client.post(f"{location}/run", data={"csrf_token": token, "token": run_token})
     assert first.headers["Location"] == second.headers["Location"]  # a double click: one run
     run_page = client.get(first.headers["Location"]).get_data(as_text=True)
-    # Admitted into a free slot at once (DESIGN section 12); the page says so and refreshes.
+    # Admitted into a free slot at once (docs/design.md section 12); the page says so and refreshes.
     assert "status-admitted" in run_page and 'http-equiv="refresh"' in run_page
     assert "Admitted: a worker picks it up next." in run_page
     with db.session_scope(engine) as session:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from app import db, schedule, triggers
+from app import db, run_history, schedule, triggers
 from app.models import Run, Trigger, WebhookSecret
 from tests.console.conftest import NOW, csrf_of, new_form
 
@@ -351,7 +351,7 @@ def test_the_scheduler_page_shows_waiting_runs_by_tenant_and_slots(
             values = {"name": "t", "cron": "0 * * * *", "action": {"type": "task", "name": "echo"}}
             trigger = triggers.create(session, tenant_id=tenant, values=values, now=clock.now())
             for _ in range(waiting):  # pending, never handed off: waiting for a slot
-                triggers.run_now(session, trigger.id, scope=None, request_key=None, now=NOW)
+                run_history.run_now(session, trigger.id, scope=None, request_key=None, now=NOW)
     sign_in("ops", admin=True)
     page = client.get("/console/scheduler").text
     assert "Waiting runs by tenant" in page and "Slots in use" in page

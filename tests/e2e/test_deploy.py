@@ -51,8 +51,9 @@ def free_port() -> int:
 
 @dataclass
 class Release:
-    """One release's processes, started from the Procfile lines: the three of DESIGN
-    section 1 (web, worker, beat), and optionally the dedicated tick process `scheduler`."""
+    """One release's processes, started from the Procfile lines: the three of
+    docs/design.md section 1 (web, worker, beat), and optionally the dedicated tick
+    process `scheduler`."""
 
     name: str
     env: dict[str, str]

@@ -1,4 +1,4 @@
-"""The console (DESIGN section 14): server-rendered pages for people under /console.
+"""The console (docs/design.md section 14): server-rendered pages for people under /console.
 
 `init_app` sets up the signed session cookie, CSRF protection for every form (the JSON API
 blueprints are exempt: they authenticate with bearer keys, which a browser never sends on

@@ -12,10 +12,9 @@ from typing import Any
 
 from flask import Response, flash, redirect, render_template, request, url_for
 
-from app import backfill, errors, triggers
+from app import backfill, errors, run_history, triggers
 from web import context
 from web import schemas as s
-from web import triggers as api_triggers
 from web.console import forms
 from web.console import triggers as pages
 from web.console.blueprint import TOKEN, bp, parse_id
@@ -28,7 +27,7 @@ def run_trigger_now(trigger_id: str) -> Response:
     token = request.form.get("token", "")
     try:
         with context.session() as session:
-            run, created = triggers.run_now(
+            run, created = run_history.run_now(
                 session, tid, scope=context.scope(),
                 request_key=f"console-{token}" if TOKEN.match(token) else None,
                 now=context.now(),
@@ -37,7 +36,7 @@ def run_trigger_now(trigger_id: str) -> Response:
         flash(f"Cannot run now: {exc.message}.", "error")
         return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
     if created:
-        api_triggers.hand_off(run)
+        context.hand_off(run)
     return redirect(url_for("console.run_page", run_id=run.id), code=303)
 
 
@@ -67,7 +66,7 @@ def pause_trigger(trigger_id: str) -> Any:
         return pages.render(tid, problems=problems, values={"paused_note": text}, status=422)
     try:
         set_enabled(tid, enabled=False, note=values["paused_note"])
-    except triggers.InvalidTrigger as exc:
+    except errors.InvalidTrigger as exc:
         return pages.render(tid, problems=exc.fields, values={"paused_note": text}, status=422)
     flash("Trigger paused: it will not fire until resumed.", "success")
     return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
@@ -99,13 +98,13 @@ def backfill_trigger(trigger_id: str) -> Any:
                 session, tid, scope=context.scope(), start=values["start"], end=values["end"],
                 now=context.now(),
             )  # fmt: skip
-    except triggers.InvalidTrigger as exc:
+    except errors.InvalidTrigger as exc:
         return pages.render(tid, problems=exc.fields, values=text, status=422)
     except errors.Conflict as exc:
         flash(f"Cannot backfill: {exc.message}.", "error")
         return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
     if result.runs:
-        api_triggers.hand_off(*result.runs)
+        context.hand_off(*result.runs)
     flash(
         f"Backfill: {result.created} run{'' if result.created == 1 else 's'} created, "
         f"{result.existing} fire{'' if result.existing == 1 else 's'} already had a run.",

@@ -109,7 +109,7 @@ def create_trigger() -> Any:
                                           now=context.now())  # fmt: skip
                 body = s.TriggerOut().dump(triggers.TriggerDetail(trigger, None))
                 idempotency.complete(session, claim, status=201, body=body)
-    except triggers.InvalidTrigger as exc:
+    except errors.InvalidTrigger as exc:
         return _render_form(values=form, problems=exc.fields, status=422)
     except errors.Conflict as exc:
         return _render_form(values=form, problems={"body": exc.message}, status=409)
@@ -154,7 +154,7 @@ def edit_trigger(trigger_id: str) -> Any:
                 if_match=int(version) if version.isdigit() and len(version) < 10 else None,
                 now=context.now(),
             )  # fmt: skip
-    except triggers.InvalidTrigger as exc:
+    except errors.InvalidTrigger as exc:
         return _render_form(values=form, problems=exc.fields, trigger=trigger, status=422)
     except errors.PreconditionFailed:
         message = "Someone changed this trigger since you opened the form; reload it."

@@ -16,11 +16,12 @@ from typing import Any
 import marshmallow as ma
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app import schedule
 from app.models import Trigger
 from web import errors as web_errors
 from web import schemas as s
 
-MAX_DEPTH = 32  # DESIGN section 15: deeper JSON is refused
+MAX_DEPTH = 32  # docs/design.md section 15: deeper JSON is refused
 INTEGER = re.compile(r"^-?\d{1,12}$")
 INT_FIELDS = (
     "catchup_window_seconds",
@@ -196,11 +197,11 @@ def form_of(trigger: Trigger) -> dict[str, str]:
         ),
         "cron": trigger.cron or "",
         "interval_seconds": str(trigger.interval_seconds or ""),
-        "anchor_at": s.iso_utc(trigger.anchor_at) if trigger.anchor_at else "",
+        "anchor_at": schedule.iso_utc(trigger.anchor_at) if trigger.anchor_at else "",
         "timezone": trigger.timezone,
-        "run_at": s.iso_utc(trigger.run_at) if trigger.run_at else "",
-        "start_at": s.iso_utc(trigger.start_at) if trigger.start_at else "",
-        "end_at": s.iso_utc(trigger.end_at) if trigger.end_at else "",
+        "run_at": schedule.iso_utc(trigger.run_at) if trigger.run_at else "",
+        "start_at": schedule.iso_utc(trigger.start_at) if trigger.start_at else "",
+        "end_at": schedule.iso_utc(trigger.end_at) if trigger.end_at else "",
         "action.type": action.get("type", "task"),
         "action.name": action.get("name", ""),
         "action.url": action.get("url", ""),

@@ -60,9 +60,13 @@ def of_form(form: dict[str, str], *, trigger_id: uuid.UUID | None = None) -> dic
     due = (lambda fire: schedule.due_at(spec, fire)) if spec.jitter_seconds else None
     items = []
     for row in display.fire_rows(fires, spec.timezone, due=due):
-        item = {"utc": s.iso_utc(row.utc), "local": row.local.isoformat(), "change": row.change}
+        item = {
+            "utc": schedule.iso_utc(row.utc),
+            "local": row.local.isoformat(),
+            "change": row.change,
+        }
         if row.due_local is not None:
-            item.update(jittered_utc=s.iso_utc(row.due_local),
+            item.update(jittered_utc=schedule.iso_utc(row.due_local),
                         jittered_local=row.due_local.isoformat())  # fmt: skip
         items.append(item)
     return {"description": s.describe(spec), "fires": items}

@@ -6,7 +6,7 @@ import json
 
 from flask import render_template
 
-from app import triggers
+from app import run_history
 from app.models import FINISHED_STATUSES
 from web import context
 from web.console import display
@@ -17,7 +17,7 @@ from web.console.blueprint import bp, parse_id
 def run_page(run_id: str) -> str:
     """A run; the page refreshes itself (no script) until the run has finished."""
     with context.session() as session:
-        run = triggers.get_run(session, parse_id(run_id, "run"), scope=context.scope())
+        run = run_history.get_run(session, parse_id(run_id, "run"), scope=context.scope())
     return render_template(
         "console/run.html",
         run=run,

@@ -8,6 +8,8 @@ from flask import render_template
 from werkzeug.exceptions import NotFound
 
 from app import admission, state
+from app.queries import run_history
+from app.queries import triggers as triggers_q
 from web import context, metrics
 from web.console import display
 from web.console.blueprint import bp
@@ -26,9 +28,9 @@ def scheduler_page() -> str:
     now = context.now()
     with context.session() as session:
         current = state.get_state(session)
-        due = metrics.count_due_triggers(session, now=now)
-        active = metrics.count_active_runs(session)
-        finished = metrics.count_finished_runs(session, since=now - RECENT)
+        due = triggers_q.count_due(session, now=now)
+        active = run_history.count_active(session)
+        finished = run_history.count_finished(session, since=now - RECENT)
         room = admission.backlog(session)
         waiting = admission.waiting_by_tenant(session, top=TOP_TENANTS)
     return render_template(

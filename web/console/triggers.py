@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from flask import render_template, request
 
-from app import schedule, triggers
+from app import run_history, schedule, triggers
 from app.models import Trigger
 from web import context, pagination
 from web import schemas as s
@@ -80,7 +80,7 @@ def render(
     now = context.now()
     with context.session() as session:
         detail = triggers.get(session, tid, scope=context.scope())
-        rows = triggers.list_runs(
+        rows = run_history.list_runs(
             session, tid, scope=context.scope(), status=None, limit=RUNS_PAGE_SIZE + 1,
             before=before,
         )  # fmt: skip
@@ -94,7 +94,7 @@ def render(
     runs = runs_page["items"]
     points = [
         chart.Point(
-            label=s.iso_utc(run.scheduled_for),
+            label=schedule.iso_utc(run.scheduled_for),
             lag=display.seconds_between(display.due_of(run), run.started_at),
             duration=display.seconds_between(run.started_at, run.finished_at),
         )

@@ -1,4 +1,4 @@
-"""Console page for a tenant's webhook signing secrets: list, rotate, revoke (DESIGN section 13).
+"""Console page for a tenant's webhook signing secrets: list, rotate, revoke (design §13).
 
 Each view calls the app.webhook_secrets function the API calls, with the same rules: a tenant
 key acts on its own tenant; an admin key chooses the tenant (`?tenant=`) to list or rotate and
