@@ -148,8 +148,8 @@ class Settings:
                 f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}"
             )
         log_format = env.get("LOG_FORMAT", "json").strip().lower() or "json"
-        if log_format not in ("json", "kv"):
-            raise ConfigError(f"LOG_FORMAT must be json or kv, got {log_format!r}")
+        if log_format not in ("json", "kv", "text"):
+            raise ConfigError(f"LOG_FORMAT must be json, kv or text, got {log_format!r}")
         redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
         interval = _int(env, "DISPATCH_INTERVAL_SECONDS", 60, minimum=1, maximum=60)
         if 60 % interval:

@@ -1,4 +1,4 @@
-"""Structured logging: one JSON object (or key=value line) per event.
+"""Structured logging: one JSON object (or a key=value line, or a short text line) per event.
 
 Callers log events, not prose::
 
@@ -153,10 +153,33 @@ def _kv(value: Any) -> str:
     return json.dumps(text)
 
 
+class TextFormatter(logging.Formatter):
+    """A short line for a person at a terminal (`make run`): `HH:MM:SS level what k=v ...`.
+
+    `what` is the event name when there is one, else the message. The timestamp's date, the
+    logger name, the message of an event and Celery's bulky `data` are left out; the values
+    are escaped as on a kv line, so a line stays one line.
+    """
+
+    _OMITTED = frozenset({"ts", "level", "logger", "message", "event", "data"})
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _fields(record)
+        clock = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
+        what = fields.get("event") or fields["message"]
+        rest = " ".join(
+            f"{key}={_kv(value)}" for key, value in fields.items() if key not in self._OMITTED
+        )
+        return " ".join(part for part in (clock, fields["level"], _kv(what), rest) if part)
+
+
+FORMATTERS = {"json": JsonFormatter, "kv": KeyValueFormatter, "text": TextFormatter}
+
+
 def configure(level: str = "INFO", fmt: str = "json") -> None:
     """Send every log line of the process to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    handler.setFormatter(FORMATTERS[fmt]())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

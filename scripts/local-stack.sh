@@ -4,9 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export PORT="${PORT:-5000}"
-# One short key=value line per event for a person reading the terminal (deployments keep
+# One short line per event (time, level, event, ids) for a person reading the terminal (deployments keep
 # the JSON default).
-export LOG_FORMAT="${LOG_FORMAT:-kv}"
+export LOG_FORMAT="${LOG_FORMAT:-text}"
 # The console's session key, shared by every gunicorn worker and kept between runs (git-ignored).
 mkdir -p .devdata
 if [ -z "${SECRET_KEY:-}" ]; then

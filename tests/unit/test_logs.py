@@ -65,6 +65,23 @@ def test_a_kv_value_with_control_characters_cannot_forge_a_line(path: str) -> No
     assert (fields["level"], fields["path"], fields["status"]) == ("info", path, "200")
 
 
+@pytest.mark.parametrize("path", FORGERIES)
+def test_a_text_line_is_short_and_stays_one_line(path: str) -> None:
+    item = record("run claimed", event="run_claimed", run_id="r-1", path=path, data={"x": 1})
+    line = logs.TextFormatter().format(item)
+
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert "\u2028" not in line
+    assert re.fullmatch(r"\d\d:\d\d:\d\d info run_claimed run_id=r-1 path=\S.*", line), line
+    rest = parse_kv(line.split(" ", 3)[3])  # no logger, message or Celery data
+    assert list(rest) == ["run_id", "path"] and rest["path"] == path
+
+
+def test_a_text_line_without_an_event_shows_its_message() -> None:
+    line = logs.TextFormatter().format(record("Task run_trigger succeeded", status=200))
+    assert line.endswith(' info "Task run_trigger succeeded" status=200'), line
+
+
 def test_plain_kv_values_stay_bare() -> None:
     line = logs.KeyValueFormatter().format(record(path="/api/v1/triggers", status=201))
     assert " path=/api/v1/triggers status=201" in line
