@@ -156,7 +156,10 @@ def _peer_verdicts(comparison: dict[str, Any] | None) -> list[Verdict]:
 
 def headline_markdown(results: dict[str, Any]) -> str:
     lines = ["| target | this run: median [min-max] | verdict |", "|---|---|---|"]
-    lines += [f"| {v.target} | {v.figure} | {v.word} |" for v in verdicts(results)]
+    from bench import report_admission  # it imports Verdict and fmt from here
+
+    found = verdicts(results) + report_admission.verdicts(results)
+    lines += [f"| {v.target} | {v.figure} | {v.word} |" for v in found]
     return "\n".join(lines)
 
 
@@ -354,6 +357,8 @@ def _schedule_section(results: dict[str, Any]) -> list[str]:
 
 
 def render(results: dict[str, Any], images: list[str]) -> str:
+    from bench import report_admission
+
     lines = [
         "# Benchmark report",
         "",
@@ -366,6 +371,7 @@ def render(results: dict[str, Any], images: list[str]) -> str:
         "",
         headline_markdown(results),
         "",
+        *report_admission.sections(results, images),
         *_dispatch_section(results, images),
         *_peers_section(results, images),
         *_e2e_section(results, images),

@@ -38,12 +38,16 @@ from bench import common, dispatch, peers, plots, report
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# Sized to fit about 25 minutes on 2 shared cores (issue 12 added four benchmarks).
 FULL = {
-    "schedule_runs": 5,
-    "dispatch": {1000: 5, 10_000: 5, 100_000: 3},
-    "e2e": {"runs": 1000, "concurrency": 8, "repeat": 3},
-    "api": {"triggers": 10_000, "requests": 2000, "repeat": 3},
-    "peers": {"counts": [1000, 10_000, 100_000], "repeat": 3, "repeat_large": 1, "timeout": 240},
+    "schedule_runs": 3,
+    "dispatch": {1000: 3, 10_000: 3, 100_000: 1},
+    "e2e": {"runs": 1000, "concurrency": 8, "repeat": 2},
+    "api": {"triggers": 10_000, "requests": 2000, "repeat": 1},
+    "peers": {"counts": [1000, 10_000], "repeat": 1, "repeat_large": 1, "timeout": 60},
+    "noisy": {"drain": [1000], "backlogs": [10_000, 50_000], "pre": [1000, 2000]},
+    "burst": 100_000,
+    "peers_e2e": {"counts": [1000, 10_000], "repeat": 1, "timeout": 150},
 }
 QUICK = {
     "schedule_runs": 1,
@@ -51,7 +55,12 @@ QUICK = {
     "e2e": {"runs": 200, "concurrency": 8, "repeat": 1},
     "api": {"triggers": 2000, "requests": 200, "repeat": 1},
     "peers": {"counts": [1000], "repeat": 1, "repeat_large": 1, "timeout": 60},
+    "noisy": {"drain": [300], "backlogs": [1000], "pre": [300]},
+    "burst": 10_000,
+    "peers_e2e": {"counts": [500], "repeat": 1, "timeout": 60},
 }
+# The pre-admission code (issue 12's "before"): main just before admission landed.
+PRE_ADMISSION_COMMIT = "293e245"
 
 
 def say(message: str) -> None:
@@ -147,6 +156,60 @@ def api(plan: dict[str, int]) -> dict[str, Any]:
     return {**plan, "samples": samples, "summary": summary}
 
 
+def noisy(plan: dict[str, list[int]], pre: Path | None) -> dict[str, Any]:
+    """Noisy neighbour at each backlog (the smallest drained), and the same on `pre`."""
+    rows = _json_run("bench.noisy_neighbour", "--backlog", *map(str, plan["drain"]), "--drain")
+    rows += _json_run("bench.noisy_neighbour", "--backlog", *map(str, plan["backlogs"]))
+    for row in rows:
+        say(_noisy_line("admission", row))
+    out: dict[str, Any] = {"rows": rows, "pre_commit": None, "pre_rows": []}
+    if pre is not None:
+        out["pre_commit"] = _git(pre, "rev-parse", "--short", "HEAD")
+        pre_rows = _pre_noisy(pre, plan["pre"])
+        for row in pre_rows:
+            say(_noisy_line(f"pre-admission {out['pre_commit']}", row))
+        out["pre_rows"] = pre_rows
+    return out
+
+
+def _noisy_line(label: str, row: dict[str, Any]) -> str:
+    drain = (
+        f", A drained in {row['a_drain_seconds']} s (ideal {row['a_drain_ideal_seconds']} s)"
+        if row["a_drain_seconds"]
+        else ""
+    )
+    return (
+        f"noisy {label} backlog {row['backlog']:,}: B lag p50 {row['small_lag_p50']} s, "
+        f"p99 {row['small_lag_p99']} s, max {row['small_lag_max']} s{drain}; "
+        f"{row['publishes_per_run']} publishes/run, queue depth max {row['broker_depth_max']}"
+    )
+
+
+def _git(where: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def _pre_noisy(pre: Path, backlogs: list[int]) -> list[dict[str, Any]]:
+    """bench.noisy_neighbour, this checkout's copy, run from the pre-admission checkout."""
+    for name in ("noisy_neighbour.py", "common.py"):
+        (pre / "bench" / name).write_text((ROOT / "bench" / name).read_text())
+    env = {**os.environ, "PYTHONPATH": str(pre)}
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.noisy_neighbour", "--backlog", *map(str, backlogs)]
+            + ["--drain", "--json", out.name],
+            cwd=pre,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pre-admission noisy neighbour failed: {done.stderr[-3000:]}")
+        return json.loads(Path(out.name).read_text())
+
+
 def servers(database_url: str, redis_url: str) -> dict[str, str]:
     """Versions of the PostgreSQL and Redis servers the benchmarks ran against."""
     conn = psycopg2.connect(database_url)
@@ -179,7 +242,27 @@ def code_version() -> dict[str, Any]:
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
+def burst(count: int) -> dict[str, Any]:
+    row = _json_run("bench.burst", "--triggers", str(count))
+    say(
+        f"burst N={count:,}: tick {row['tick_seconds']:.2f} s, bare INSERT "
+        f"{row['bare_insert_client_seconds']:.2f} s (client) / "
+        f"{row['bare_insert_server_seconds']:.2f} s (server), first run started "
+        f"{row['first_run_started_seconds']:.2f} s after T"
+    )
+    return row
+
+
+def peers_e2e(plan: dict[str, Any]) -> dict[str, Any]:
+    args = ["--triggers", *map(str, plan["counts"]), "--repeat", str(plan["repeat"])]
+    result = _json_run("bench.peers_e2e", *args, "--timeout", str(plan["timeout"]))
+    for row in result["rows"]:
+        figure = f"{row['seconds']['median']:.2f} s" if row.get("finished") else "not finished/run"
+        say(f"end to end {row['label']} N={row['n']:,}: {figure}")
+    return result
+
+
+def run(quick: bool, pre: Path | None = None, only: list[str] | None = None) -> dict[str, Any]:
     plan = QUICK if quick else FULL
     redis_url = common.bench_redis_url()
     os.environ["REDIS_URL"] = redis_url  # the benchmarks started below inherit it
@@ -195,6 +278,14 @@ def run(quick: bool) -> dict[str, Any]:
             "node": platform.node(),
         },
     }
+    if only and (_folder(quick) / "results.json").exists():
+        # A partial run: the other steps' figures stay as the last run left them.
+        kept = json.loads((_folder(quick) / "results.json").read_text())
+        results = {**kept, **{k: results[k] for k in ("code", "machine")}}
+        results.setdefault("partial_runs", []).append(
+            {"steps": only, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+             "commit": results["code"]["commit"]}
+        )  # fmt: skip
     started = time.monotonic()
     steps = (
         ("schedule", lambda: schedule_engine(plan["schedule_runs"])),
@@ -202,11 +293,17 @@ def run(quick: bool) -> dict[str, Any]:
         ("e2e", lambda: end_to_end(plan["e2e"])),
         ("api", lambda: api(plan["api"])),
         ("peers", lambda: peers.compare(redis_url=redis_url, say=say, **plan["peers"])),
+        ("noisy", lambda: noisy(plan["noisy"], pre)),
+        ("burst", lambda: burst(plan["burst"])),
+        ("peers_e2e", lambda: peers_e2e(plan["peers_e2e"])),
     )
     for name, step in steps:
+        if only and name not in only:
+            continue
         say(f"{name}: starting")
         step_started = time.monotonic()
         results[name] = step()
+        results.setdefault("step_at", {})[name] = datetime.now(UTC).isoformat(timespec="seconds")
         results.setdefault("step_seconds", {})[name] = round(time.monotonic() - step_started, 1)
         _save(results)
     results["machine"]["load_average_at_end"] = os.getloadavg()
@@ -240,11 +337,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="redraw from the saved results.json"
     )
+    parser.add_argument(
+        "--pre",
+        type=Path,
+        help=f"a checkout of the pre-admission code ({PRE_ADMISSION_COMMIT}) to run the "
+        "noisy-neighbour benchmark on too (made with `git worktree add` when absent)",
+    )
+    parser.add_argument("--only", nargs="+", help="run only these steps (a partial run)")
     args = parser.parse_args(argv)
     if args.report_only:
         results = json.loads((_folder(args.quick) / "results.json").read_text())
     else:
-        results = run(args.quick)
+        if args.pre and not args.pre.exists():
+            subprocess.run(
+                ["git", "worktree", "add", str(args.pre), PRE_ADMISSION_COMMIT],
+                cwd=ROOT,
+                check=True,
+            )
+        results = run(args.quick, args.pre, args.only)
     folder = _folder(args.quick)
     images = plots.draw_all(results, folder)
     path = report.write(results, folder, images)
