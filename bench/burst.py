@@ -106,7 +106,7 @@ def _bare_inserts(url: str) -> dict[str, float]:
 
 def run_once(count: int, redis_url: str) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url)
-    client.flushdb()
+    common.clean_redis(client)
     due = (datetime.now(UTC) + timedelta(minutes=15)).replace(second=0, microsecond=0)
     env = {
         **os.environ,
@@ -166,7 +166,7 @@ def run_once(count: int, redis_url: str) -> dict[str, Any]:
             "SELECT EXTRACT(EPOCH FROM min(started_at)), count(*) FROM runs WHERE kind <> 'manual'",
         )
         bare = _bare_inserts(url)
-    client.flushdb()
+    common.clean_redis(client)
     client.close()
     before = [s for s in sampler.samples if s[0] < due_at]
     during = [s for s in sampler.samples if s[0] >= due_at]

@@ -248,7 +248,7 @@ def run_once(
 ) -> dict[str, Any]:
     """One measurement at one backlog; see the module docstring."""
     client = redis.Redis.from_url(redis_url)
-    client.flushdb()  # the benchmark's own logical database: queue, unacked, limiter keys
+    common.clean_redis(client)
     with common.fresh_database("sched_bench_noisy") as url:
         port = _free_port()
         env = {
@@ -276,7 +276,7 @@ def run_once(
                 raise
             finally:
                 stop_stack(procs)
-    client.flushdb()
+    common.clean_redis(client)
     client.close()
     return result
 

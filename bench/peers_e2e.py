@@ -129,7 +129,7 @@ def _warm_up(peer: str, env: dict[str, str], client: redis.Redis) -> None:
 
 def run_once(peer: str, count: int, redis_url: str, *, timeout: float) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url)
-    client.flushdb()
+    common.clean_redis(client)
     due = (datetime.now(UTC) + timedelta(minutes=15)).replace(second=0, microsecond=0)
     workdir = tempfile.mkdtemp(prefix="bench-peer-e2e-")
     env = {
@@ -189,7 +189,7 @@ def run_once(peer: str, count: int, redis_url: str, *, timeout: float) -> dict[s
                 except subprocess.TimeoutExpired:
                     os.killpg(worker.pid, signal.SIGKILL)
                     worker.wait()
-    client.flushdb()
+    common.clean_redis(client)
     client.close()
     shutil.rmtree(workdir, ignore_errors=True)
     ok = done >= count and last is not None

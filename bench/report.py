@@ -190,7 +190,21 @@ def _machine(results: dict[str, Any]) -> list[str]:
         "same PostgreSQL and Redis servers while the benchmarks run. Figures move by tens of "
         "percent from run to run (the min-max ranges show how much); compare ratios within one "
         "run rather than absolute numbers across runs.",
+        *_partial(results),
     ]
+
+
+def _partial(results: dict[str, Any]) -> list[str]:
+    """Which steps were measured when, if the figures come from more than one run."""
+    if not results.get("partial_runs"):
+        return []
+    steps = results.get("step_at") or {}
+    when = ", ".join(f"{name} {at}" for name, at in sorted(steps.items(), key=lambda i: i[1]))
+    runs = "; ".join(
+        f"{', '.join(p['steps'])} re-run at {p['at']} (commit `{p['commit']}`)"
+        for p in results["partial_runs"]
+    )
+    return [f"- **Figures from more than one run**: {runs}. Each step finished at: {when} (UTC)."]
 
 
 def _dispatch_section(results: dict[str, Any], images: list[str]) -> list[str]:

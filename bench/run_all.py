@@ -1,19 +1,25 @@
-"""Every benchmark, one report: `python -m bench.run_all [--quick]` (what `make bench` runs).
+"""Every benchmark, one report: `python -m bench.run_all [--quick] [--pre DIR] [--only STEP ...]`.
 
 1. Schedule engine (bench.schedule_bench), several processes.
 2. Dispatcher at N = 1,000, 10,000, 100,000 (bench.dispatch.run_once, a fresh database each).
 3. End-to-end lag of 1,000 runs due at once (bench.e2e_lag, through bench.e2e_runs).
 4. API latency under gunicorn (bench.api_latency).
-5. The side-by-side against celery beat and celery-redbeat (bench.peers).
-6. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
+5. Time to queue N due messages against celery beat and celery-redbeat (bench.peers).
+6. Noisy neighbour on the real web, worker, scheduler and beat processes (bench.noisy_neighbour),
+   and with `--pre DIR` the same file run on the pre-admission code checked out in DIR.
+7. 100,000 triggers due at one instant against a bare bulk INSERT (bench.burst).
+8. End to end against celery beat, celery-redbeat and bare Celery (bench.peers_e2e).
+9. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
 
-Every figure is the median of several runs with their min and max. Redis traffic goes to
+Every figure is the median of the runs with their min and max. Redis traffic goes to
 logical database BENCH_REDIS_DB (15) of REDIS_URL; databases are created on DATABASE_URL's
-server and dropped afterwards. The full run takes about 16 minutes on 2 cores.
+server and dropped afterwards. The full run takes about 25 minutes on 2 cores.
 
-`--quick` is a smoke run (small N, one run each, about a minute) written to
+`--quick` is a smoke run (small N, one run each, a few minutes) written to
 bench/results/quick/ (ignored by git), so it never replaces the committed report.
-`--report-only` redraws the report and plots from the saved results.json.
+`--only STEP ...` runs some steps and keeps the others' figures from the saved results.json
+(the report then says which steps ran when). `--report-only` redraws the report and plots
+from the saved results.json.
 """
 
 from __future__ import annotations
