@@ -70,6 +70,7 @@ def noisy_depth(results: dict[str, Any], out: Path) -> str | None:
         if axis.lines:
             axis.legend(fontsize=7)
     bottom.set_yscale("symlog")
+    bottom.set_ylim(bottom=0)
     bottom.set_xlabel("seconds after A's due instant")
     return _save(fig, out, "noisy_depth.png")
 
