@@ -183,6 +183,7 @@ def _machine(results: dict[str, Any]) -> list[str]:
         f"- **Versions and servers**: {facts}.",
         f"- **Run**: started {results['started_at']} UTC, "
         f"{results.get('total_seconds', 0) / 60:.1f} minutes"
+        + (" (the last partial run)" if results.get("partial_runs") else "")
         + (f", load average at start {', '.join(f'{x:.2f}' for x in load)}" if load else "")
         + ("; **quick smoke run** (small N, one run each)" if results.get("quick") else "")
         + ".",
@@ -201,7 +202,13 @@ def _partial(results: dict[str, Any]) -> list[str]:
     steps = results.get("step_at") or {}
     when = ", ".join(f"{name} {at}" for name, at in sorted(steps.items(), key=lambda i: i[1]))
     runs = "; ".join(
-        f"{', '.join(p['steps'])} re-run at {p['at']} (commit `{p['commit']}`)"
+        f"{', '.join(p['steps'])} re-run at {p['at']} (commit `{p['commit']}`"
+        + (
+            ", the same product code (app, tasks, web, migrations) as the first run's"
+            if p.get("same_product_code")
+            else ""
+        )
+        + ")"
         for p in results["partial_runs"]
     )
     return [f"- **Figures from more than one run**: {runs}. Each step finished at: {when} (UTC)."]

@@ -288,9 +288,13 @@ def run(quick: bool, pre: Path | None = None, only: list[str] | None = None) -> 
         # A partial run: the other steps' figures stay as the last run left them.
         kept = json.loads((_folder(quick) / "results.json").read_text())
         results = {**kept, **{k: results[k] for k in ("code", "machine")}}
+        first = kept["code"]["commit"]
+        product = ("app", "tasks", "web", "migrations")
+        same = subprocess.run(["git", "diff", "--quiet", first, "HEAD", "--", *product], cwd=ROOT)
         results.setdefault("partial_runs", []).append(
             {"steps": only, "at": datetime.now(UTC).isoformat(timespec="seconds"),
-             "commit": results["code"]["commit"]}
+             "commit": results["code"]["commit"], "first_commit": first,
+             "same_product_code": same.returncode == 0}
         )  # fmt: skip
     started = time.monotonic()
     steps = (
