@@ -3,6 +3,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# A checkout of the pre-admission code, for the noisy-neighbour side by side (made if absent).
+BENCH_PRE ?= /tmp/scheduler-pre-admission
 
 .PHONY: run test lint format bench install clean
 
@@ -32,7 +34,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
-	$(PY) scripts/devstack.py -- $(PY) -m bench.run_all
+	$(PY) scripts/devstack.py -- $(PY) -m bench.run_all --pre $(BENCH_PRE)
 
 clean:
 	rm -rf $(VENV) .devdata *.egg-info

@@ -53,6 +53,19 @@ def fresh_database(prefix: str = "sched_bench") -> Iterator[str]:
         dbadmin.drop_database(url)
 
 
+# The keys a benchmark run leaves in its logical database: the run queue and kombu's
+# unacknowledged-message bookkeeping, the peers' keys, the pre-admission limiter's slot sets.
+BENCH_KEY_PATTERNS = ("runs", "unacked*", "bench-*", "{sched-slots}*", "scheduler")
+
+
+def clean_redis(client) -> None:
+    """Delete what the benchmarks leave behind, and only that (not FLUSHDB: the logical
+    database may be shared by mistake with something else running on this machine)."""
+    for pattern in BENCH_KEY_PATTERNS:
+        for key in client.scan_iter(pattern, count=10_000):
+            client.delete(key)
+
+
 def bench_redis_url(url: str | None = None) -> str:
     """REDIS_URL (or `url`) moved to the benchmarks' logical database, BENCH_REDIS_DB (15)."""
     url = url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"

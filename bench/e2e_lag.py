@@ -134,7 +134,9 @@ def start_worker(env: dict[str, str], concurrency: int, log) -> subprocess.Popen
     )
 
 
-def run_once(count: int, concurrency: int, redis_url: str, *, dispatch: bool) -> dict:
+def run_once(
+    count: int, concurrency: int, redis_url: str, *, dispatch: bool, max_running: int | None = None
+) -> dict:
     client = redis.Redis.from_url(redis_url)
     client.delete("runs")
     with common.fresh_database("sched_bench_e2e") as url:
@@ -144,8 +146,8 @@ def run_once(count: int, concurrency: int, redis_url: str, *, dispatch: bool) ->
             "DATABASE_URL": url,
             "REDIS_URL": redis_url,
             "LOG_LEVEL": "WARNING",
-            "MAX_RUNNING": str(concurrency),
-            "MAX_RUNNING_PER_TENANT": str(concurrency),
+            "MAX_RUNNING": str(max_running or concurrency),
+            "MAX_RUNNING_PER_TENANT": str(max_running or concurrency),
         }
         os.environ.update({"DATABASE_URL": url, "REDIS_URL": redis_url})
         from app import config, db
@@ -156,7 +158,8 @@ def run_once(count: int, concurrency: int, redis_url: str, *, dispatch: bool) ->
         from tasks import celery, publish
         from tasks.celery_app import use_broker
 
-        limits = admission.Limits(max_running=concurrency, max_per_tenant=concurrency)
+        slots = max_running or concurrency
+        limits = admission.Limits(max_running=slots, max_per_tenant=slots)
 
         def hand_off() -> None:
             admission.hand_off(db.get_engine(), limits, publish.enqueue_runs)
@@ -224,12 +227,24 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--dispatch", action="store_true", help="create the runs by a real tick")
     parser.add_argument(
+        "--max-running",
+        type=int,
+        help="MAX_RUNNING and MAX_RUNNING_PER_TENANT (default: the concurrency); above it, "
+        "admitted runs wait in the broker for a free pool process",
+    )
+    parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     args = parser.parse_args(argv)
     results: dict[str, object] = {"machine": common.machine(), "e2e_lag": []}
     for _ in range(args.repeat):
-        row = run_once(args.runs, args.concurrency, args.redis_url, dispatch=args.dispatch)
+        row = run_once(
+            args.runs,
+            args.concurrency,
+            args.redis_url,
+            dispatch=args.dispatch,
+            max_running=args.max_running,
+        )
         results["e2e_lag"].append(row)
         print(
             f"{row['runs']} runs, concurrency {args.concurrency}: lag p50 {row['lag_p50']:.3f} s,"

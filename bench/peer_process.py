@@ -99,9 +99,23 @@ def _our_peer(due: datetime) -> None:
     sys.stdin.read()  # stay alive (and measurable) until the parent has read its figures
 
 
+def _bare_peer(count: int, redis_url: str) -> None:
+    """No scheduler: publish `count` run_trigger messages at T (the bare Celery ceiling)."""
+    app = _peer_app(redis_url)
+    task = app.signature(RUN_TASK)
+    with app.producer_or_acquire() as producer:  # connected before T
+        due_at = _ready()
+        time.sleep(max(0.0, due_at - time.time()))
+        for n in range(count):
+            task.apply_async(args=(f"trigger-{n}",), producer=producer)
+    sys.stdin.read()
+
+
 def main(argv: list[str]) -> None:
     peer, count, due, redis_url, workdir = argv
-    if peer == "ours":
+    if peer == "celery-bare":
+        _bare_peer(int(count), redis_url)
+    elif peer == "ours":
         _our_peer(datetime.fromisoformat(due))
     else:
         _beat_peer(peer, int(count), datetime.fromisoformat(due), redis_url, workdir)

@@ -31,6 +31,9 @@ def draw_all(results: dict[str, Any], out: Path) -> list[str]:
         api_latency,
         peers,
     ]
+    from bench import plots_admission  # it takes its helpers from here
+
+    drawers += plots_admission.DRAWERS
     return [name for draw in drawers if (name := draw(results, out))]
 
 

@@ -156,7 +156,10 @@ def _peer_verdicts(comparison: dict[str, Any] | None) -> list[Verdict]:
 
 def headline_markdown(results: dict[str, Any]) -> str:
     lines = ["| target | this run: median [min-max] | verdict |", "|---|---|---|"]
-    lines += [f"| {v.target} | {v.figure} | {v.word} |" for v in verdicts(results)]
+    from bench import report_admission  # it imports Verdict and fmt from here
+
+    found = verdicts(results) + report_admission.verdicts(results)
+    lines += [f"| {v.target} | {v.figure} | {v.word} |" for v in found]
     return "\n".join(lines)
 
 
@@ -180,6 +183,7 @@ def _machine(results: dict[str, Any]) -> list[str]:
         f"- **Versions and servers**: {facts}.",
         f"- **Run**: started {results['started_at']} UTC, "
         f"{results.get('total_seconds', 0) / 60:.1f} minutes"
+        + (" (the last partial run)" if results.get("partial_runs") else "")
         + (f", load average at start {', '.join(f'{x:.2f}' for x in load)}" if load else "")
         + ("; **quick smoke run** (small N, one run each)" if results.get("quick") else "")
         + ".",
@@ -187,7 +191,27 @@ def _machine(results: dict[str, Any]) -> list[str]:
         "same PostgreSQL and Redis servers while the benchmarks run. Figures move by tens of "
         "percent from run to run (the min-max ranges show how much); compare ratios within one "
         "run rather than absolute numbers across runs.",
+        *_partial(results),
     ]
+
+
+def _partial(results: dict[str, Any]) -> list[str]:
+    """Which steps were measured when, if the figures come from more than one run."""
+    if not results.get("partial_runs"):
+        return []
+    steps = results.get("step_at") or {}
+    when = ", ".join(f"{name} {at}" for name, at in sorted(steps.items(), key=lambda i: i[1]))
+    runs = "; ".join(
+        f"{', '.join(p['steps'])} re-run at {p['at']} (commit `{p['commit']}`"
+        + (
+            ", the same product code (app, tasks, web, migrations) as the first run's"
+            if p.get("same_product_code")
+            else ""
+        )
+        + ")"
+        for p in results["partial_runs"]
+    )
+    return [f"- **Figures from more than one run**: {runs}. Each step finished at: {when} (UTC)."]
 
 
 def _dispatch_section(results: dict[str, Any], images: list[str]) -> list[str]:
@@ -233,7 +257,12 @@ def _peers_section(results: dict[str, Any], images: list[str]) -> list[str]:
         "`RedBeatScheduler` with the same N entries. The beats run `celery.beat.Service`'s "
         "loop (what `celery beat` runs), used as libraries. Each peer runs in its own process, "
         "set up before the due instant T (beats: entries stored; ours: imports). *Time* runs "
-        "from T until LLEN of the queue reaches N (polled every 5 ms); *CPU* is the "
+        "from T until LLEN of the queue reaches N (polled every 5 ms) for the beats, and for "
+        "ours until all N runs are committed in PostgreSQL (polled every 20 ms): since "
+        "admission (DESIGN section 12) our tick puts only the runs that have a slot "
+        "(`MAX_RUNNING`) on the broker, the rest wait in PostgreSQL, so this measures how "
+        "fast each puts N due runs in its queue, not run throughput (the end-to-end "
+        "side-by-side above does that); *CPU* is the "
         "dispatching process's CPU time over that window; *peak RSS* is the process's own "
         "high-water mark over its life, set-up included. Ratios are the peer's median over "
         f"ours (above 1: ours is better). Each run is capped at {cap:.0f} s; runs of one N "
@@ -354,6 +383,8 @@ def _schedule_section(results: dict[str, Any]) -> list[str]:
 
 
 def render(results: dict[str, Any], images: list[str]) -> str:
+    from bench import report_admission
+
     lines = [
         "# Benchmark report",
         "",
@@ -366,6 +397,7 @@ def render(results: dict[str, Any], images: list[str]) -> str:
         "",
         headline_markdown(results),
         "",
+        *report_admission.sections(results, images),
         *_dispatch_section(results, images),
         *_peers_section(results, images),
         *_e2e_section(results, images),

@@ -1,19 +1,25 @@
-"""Every benchmark, one report: `python -m bench.run_all [--quick]` (what `make bench` runs).
+"""Every benchmark, one report: `python -m bench.run_all [--quick] [--pre DIR] [--only STEP ...]`.
 
 1. Schedule engine (bench.schedule_bench), several processes.
 2. Dispatcher at N = 1,000, 10,000, 100,000 (bench.dispatch.run_once, a fresh database each).
 3. End-to-end lag of 1,000 runs due at once (bench.e2e_lag, through bench.e2e_runs).
 4. API latency under gunicorn (bench.api_latency).
-5. The side-by-side against celery beat and celery-redbeat (bench.peers).
-6. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
+5. Time to queue N due messages against celery beat and celery-redbeat (bench.peers).
+6. Noisy neighbour on the real web, worker, scheduler and beat processes (bench.noisy_neighbour),
+   and with `--pre DIR` the same file run on the pre-admission code checked out in DIR.
+7. 100,000 triggers due at one instant against a bare bulk INSERT (bench.burst).
+8. End to end against celery beat, celery-redbeat and bare Celery (bench.peers_e2e).
+9. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
 
-Every figure is the median of several runs with their min and max. Redis traffic goes to
+Every figure is the median of the runs with their min and max. Redis traffic goes to
 logical database BENCH_REDIS_DB (15) of REDIS_URL; databases are created on DATABASE_URL's
-server and dropped afterwards. The full run takes about 16 minutes on 2 cores.
+server and dropped afterwards. The full run takes about 25 minutes on 2 cores.
 
-`--quick` is a smoke run (small N, one run each, about a minute) written to
+`--quick` is a smoke run (small N, one run each, a few minutes) written to
 bench/results/quick/ (ignored by git), so it never replaces the committed report.
-`--report-only` redraws the report and plots from the saved results.json.
+`--only STEP ...` runs some steps and keeps the others' figures from the saved results.json
+(the report then says which steps ran when). `--report-only` redraws the report and plots
+from the saved results.json.
 """
 
 from __future__ import annotations
@@ -38,12 +44,16 @@ from bench import common, dispatch, peers, plots, report
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# Sized to fit about 25 minutes on 2 shared cores (issue 12 added four benchmarks).
 FULL = {
-    "schedule_runs": 5,
-    "dispatch": {1000: 5, 10_000: 5, 100_000: 3},
-    "e2e": {"runs": 1000, "concurrency": 8, "repeat": 3},
-    "api": {"triggers": 10_000, "requests": 2000, "repeat": 3},
-    "peers": {"counts": [1000, 10_000, 100_000], "repeat": 3, "repeat_large": 1, "timeout": 240},
+    "schedule_runs": 3,
+    "dispatch": {1000: 3, 10_000: 3, 100_000: 1},
+    "e2e": {"runs": 1000, "concurrency": 8, "repeat": 2},
+    "api": {"triggers": 10_000, "requests": 2000, "repeat": 1},
+    "peers": {"counts": [1000, 10_000], "repeat": 1, "repeat_large": 1, "timeout": 60},
+    "noisy": {"drain": [1000], "backlogs": [10_000, 50_000], "pre": [1000, 2000]},
+    "burst": 100_000,
+    "peers_e2e": {"counts": [1000, 10_000], "repeat": 1, "timeout": 150},
 }
 QUICK = {
     "schedule_runs": 1,
@@ -51,7 +61,12 @@ QUICK = {
     "e2e": {"runs": 200, "concurrency": 8, "repeat": 1},
     "api": {"triggers": 2000, "requests": 200, "repeat": 1},
     "peers": {"counts": [1000], "repeat": 1, "repeat_large": 1, "timeout": 60},
+    "noisy": {"drain": [300], "backlogs": [1000], "pre": [300]},
+    "burst": 10_000,
+    "peers_e2e": {"counts": [500], "repeat": 1, "timeout": 60},
 }
+# The pre-admission code (issue 12's "before"): main just before admission landed.
+PRE_ADMISSION_COMMIT = "293e245"
 
 
 def say(message: str) -> None:
@@ -147,6 +162,60 @@ def api(plan: dict[str, int]) -> dict[str, Any]:
     return {**plan, "samples": samples, "summary": summary}
 
 
+def noisy(plan: dict[str, list[int]], pre: Path | None) -> dict[str, Any]:
+    """Noisy neighbour at each backlog (the smallest drained), and the same on `pre`."""
+    rows = _json_run("bench.noisy_neighbour", "--backlog", *map(str, plan["drain"]), "--drain")
+    rows += _json_run("bench.noisy_neighbour", "--backlog", *map(str, plan["backlogs"]))
+    for row in rows:
+        say(_noisy_line("admission", row))
+    out: dict[str, Any] = {"rows": rows, "pre_commit": None, "pre_rows": []}
+    if pre is not None:
+        out["pre_commit"] = _git(pre, "rev-parse", "--short", "HEAD")
+        pre_rows = _pre_noisy(pre, plan["pre"])
+        for row in pre_rows:
+            say(_noisy_line(f"pre-admission {out['pre_commit']}", row))
+        out["pre_rows"] = pre_rows
+    return out
+
+
+def _noisy_line(label: str, row: dict[str, Any]) -> str:
+    drain = (
+        f", A drained in {row['a_drain_seconds']} s (ideal {row['a_drain_ideal_seconds']} s)"
+        if row["a_drain_seconds"]
+        else ""
+    )
+    return (
+        f"noisy {label} backlog {row['backlog']:,}: B lag p50 {row['small_lag_p50']} s, "
+        f"p99 {row['small_lag_p99']} s, max {row['small_lag_max']} s{drain}; "
+        f"{row['publishes_per_run']} publishes/run, queue depth max {row['broker_depth_max']}"
+    )
+
+
+def _git(where: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def _pre_noisy(pre: Path, backlogs: list[int]) -> list[dict[str, Any]]:
+    """bench.noisy_neighbour, this checkout's copy, run from the pre-admission checkout."""
+    for name in ("noisy_neighbour.py", "common.py"):
+        (pre / "bench" / name).write_text((ROOT / "bench" / name).read_text())
+    env = {**os.environ, "PYTHONPATH": str(pre)}
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.noisy_neighbour", "--backlog", *map(str, backlogs)]
+            + ["--drain", "--json", out.name],
+            cwd=pre,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pre-admission noisy neighbour failed: {done.stderr[-3000:]}")
+        return json.loads(Path(out.name).read_text())
+
+
 def servers(database_url: str, redis_url: str) -> dict[str, str]:
     """Versions of the PostgreSQL and Redis servers the benchmarks ran against."""
     conn = psycopg2.connect(database_url)
@@ -179,7 +248,27 @@ def code_version() -> dict[str, Any]:
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
+def burst(count: int) -> dict[str, Any]:
+    row = _json_run("bench.burst", "--triggers", str(count))
+    say(
+        f"burst N={count:,}: tick {row['tick_seconds']:.2f} s, bare INSERT "
+        f"{row['bare_insert_client_seconds']:.2f} s (client) / "
+        f"{row['bare_insert_server_seconds']:.2f} s (server), first run started "
+        f"{row['first_run_started_seconds']:.2f} s after T"
+    )
+    return row
+
+
+def peers_e2e(plan: dict[str, Any]) -> dict[str, Any]:
+    args = ["--triggers", *map(str, plan["counts"]), "--repeat", str(plan["repeat"])]
+    result = _json_run("bench.peers_e2e", *args, "--timeout", str(plan["timeout"]))
+    for row in result["rows"]:
+        figure = f"{row['seconds']['median']:.2f} s" if row.get("finished") else "not finished/run"
+        say(f"end to end {row['label']} N={row['n']:,}: {figure}")
+    return result
+
+
+def run(quick: bool, pre: Path | None = None, only: list[str] | None = None) -> dict[str, Any]:
     plan = QUICK if quick else FULL
     redis_url = common.bench_redis_url()
     os.environ["REDIS_URL"] = redis_url  # the benchmarks started below inherit it
@@ -195,6 +284,18 @@ def run(quick: bool) -> dict[str, Any]:
             "node": platform.node(),
         },
     }
+    if only and (_folder(quick) / "results.json").exists():
+        # A partial run: the other steps' figures stay as the last run left them.
+        kept = json.loads((_folder(quick) / "results.json").read_text())
+        results = {**kept, **{k: results[k] for k in ("code", "machine")}}
+        first = kept["code"]["commit"]
+        product = ("app", "tasks", "web", "migrations")
+        same = subprocess.run(["git", "diff", "--quiet", first, "HEAD", "--", *product], cwd=ROOT)
+        results.setdefault("partial_runs", []).append(
+            {"steps": only, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+             "commit": results["code"]["commit"], "first_commit": first,
+             "same_product_code": same.returncode == 0}
+        )  # fmt: skip
     started = time.monotonic()
     steps = (
         ("schedule", lambda: schedule_engine(plan["schedule_runs"])),
@@ -202,11 +303,17 @@ def run(quick: bool) -> dict[str, Any]:
         ("e2e", lambda: end_to_end(plan["e2e"])),
         ("api", lambda: api(plan["api"])),
         ("peers", lambda: peers.compare(redis_url=redis_url, say=say, **plan["peers"])),
+        ("noisy", lambda: noisy(plan["noisy"], pre)),
+        ("burst", lambda: burst(plan["burst"])),
+        ("peers_e2e", lambda: peers_e2e(plan["peers_e2e"])),
     )
     for name, step in steps:
+        if only and name not in only:
+            continue
         say(f"{name}: starting")
         step_started = time.monotonic()
         results[name] = step()
+        results.setdefault("step_at", {})[name] = datetime.now(UTC).isoformat(timespec="seconds")
         results.setdefault("step_seconds", {})[name] = round(time.monotonic() - step_started, 1)
         _save(results)
     results["machine"]["load_average_at_end"] = os.getloadavg()
@@ -240,11 +347,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="redraw from the saved results.json"
     )
+    parser.add_argument(
+        "--pre",
+        type=Path,
+        help=f"a checkout of the pre-admission code ({PRE_ADMISSION_COMMIT}) to run the "
+        "noisy-neighbour benchmark on too (made with `git worktree add` when absent)",
+    )
+    parser.add_argument("--only", nargs="+", help="run only these steps (a partial run)")
     args = parser.parse_args(argv)
     if args.report_only:
         results = json.loads((_folder(args.quick) / "results.json").read_text())
     else:
-        results = run(args.quick)
+        if args.pre and not args.pre.exists():
+            subprocess.run(
+                ["git", "worktree", "add", str(args.pre), PRE_ADMISSION_COMMIT],
+                cwd=ROOT,
+                check=True,
+            )
+        results = run(args.quick, args.pre, args.only)
     folder = _folder(args.quick)
     images = plots.draw_all(results, folder)
     path = report.write(results, folder, images)
