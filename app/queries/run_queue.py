@@ -43,6 +43,13 @@ def insert_scheduled(conn: Connection, rows: Sequence[tuple]) -> list[tuple[uuid
         )
 
 
+def count_in_progress(conn: Connection) -> int:
+    """How many runs hold a slot (`admitted` or `running`), from the unfinished-runs index."""
+    return conn.execute(
+        text("SELECT count(*) FROM runs WHERE status IN ('admitted', 'running')")
+    ).scalar_one()
+
+
 def lock_admission(conn: Connection) -> None:
     """Take admission's transaction-scoped advisory lock (its own statement: see
     app/admission.py for why the counting statement must come after it)."""
