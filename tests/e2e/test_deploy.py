@@ -124,6 +124,7 @@ def stack_env(
 ) -> Iterator[dict[str, str]]:
     broker = settings.redis_url
     if request.param == "amqp":
+        brokers.require_rabbitmq()
         broker = brokers.amqp_url()
         brokers.purge(broker)
     yield {

@@ -6,13 +6,30 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import socket
 import subprocess
+from urllib.parse import urlsplit
 
+import pytest
 from kombu import Connection
 
 from tasks.celery_app import RUNS_QUEUE, SCHEDULER_QUEUE
 
 AMQP_BASE = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def require_rabbitmq() -> None:
+    """Skip the calling test when no RabbitMQ listens (a fresh machine running `make test`
+    without one: only PostgreSQL and Redis have embedded fallbacks), except in CI
+    (CI=true), where .ci/run starts RabbitMQ and its absence is a failure."""
+    parts = urlsplit(AMQP_BASE)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 5672), timeout=2).close()
+    except OSError as exc:
+        message = f"RabbitMQ is not reachable at {parts.hostname}:{parts.port or 5672}: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @functools.cache

@@ -202,6 +202,8 @@ def broker(
     from tasks.celery_app import use_broker
 
     kind = getattr(request, "param", "redis")
+    if kind == "amqp":
+        brokers.require_rabbitmq()
     url = settings.redis_url if kind == "redis" else brokers.amqp_url()
     if kind == "amqp":
         brokers.purge(url)
