@@ -183,17 +183,23 @@ def local(_host: str, _port: int) -> list[str]:
     return ["127.0.0.1"]
 
 
-def test_tls_carries_the_hostname_in_sni_host_and_certificate_check(ca, ca_file) -> None:
-    names: list[str] = []
-    server = tls_receiver(ca, "hooks.example.test", names)
+def send_to_hooks_example(server, ca_file: str):
+    """One delivery to https://hooks.example.test:<port>/hook, resolved to `server` on
+    127.0.0.1 and verified against the test CA; the server is stopped afterwards."""
     try:
         action = {"type": "webhook", "url": f"https://hooks.example.test:{server.port}/hook"}
-        outcome = webhook.call(
+        return webhook.call(
             action, CTX, signing_secrets=[], timeout_seconds=5, now=NOW,
             allow_private_networks=True, resolver=local, ca_certs=ca_file,
         )  # fmt: skip
     finally:
         server.stop()
+
+
+def test_tls_carries_the_hostname_in_sni_host_and_certificate_check(ca, ca_file) -> None:
+    names: list[str] = []
+    server = tls_receiver(ca, "hooks.example.test", names)
+    outcome = send_to_hooks_example(server, ca_file)
 
     assert outcome.succeeded, outcome.error
     assert names == ["hooks.example.test"]
@@ -204,14 +210,7 @@ def test_tls_carries_the_hostname_in_sni_host_and_certificate_check(ca, ca_file)
 def test_a_certificate_for_another_name_fails_without_sending(ca, ca_file) -> None:
     names: list[str] = []
     server = tls_receiver(ca, "other.example.test", names)
-    try:
-        action = {"type": "webhook", "url": f"https://hooks.example.test:{server.port}/hook"}
-        outcome = webhook.call(
-            action, CTX, signing_secrets=[], timeout_seconds=5, now=NOW,
-            allow_private_networks=True, resolver=local, ca_certs=ca_file,
-        )  # fmt: skip
-    finally:
-        server.stop()
+    outcome = send_to_hooks_example(server, ca_file)
 
     assert not outcome.succeeded
     assert outcome.error == "webhook to hooks.example.test failed: SSLError"
