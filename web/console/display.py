@@ -43,8 +43,9 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
 
 
 def due_of(run: Any) -> datetime | None:
-    """When a run was due, as /metrics measures lag from (web.metrics `_DUE`): its fire plus
-    jitter (`due_at`), or for a backfill of a past fire, when the backfill created it."""
+    """When a run was due, as /metrics measures lag from (app.queries.run_history `_DUE`,
+    the same rule in SQL): its fire plus jitter (`due_at`), or for a backfill of a past fire,
+    when the backfill created it."""
     if run.kind == "backfill":
         return run.created_at
     return run.due_at or run.scheduled_for
