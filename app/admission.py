@@ -16,9 +16,19 @@ trigger is in progress (a run between two attempts counts) and no older fire wai
 Why an advisory lock: SKIP LOCKED only keeps two admitters from taking the same row. Each
 admitter counts the runs in progress in its own snapshot, which cannot see the other's
 uncommitted admissions, so two of them would both fill the last slot (or a tenant's cap)
-with different rows. `pg_advisory_xact_lock` serialises admissions; it runs as its own
-statement so the counting statement after it takes a fresh READ COMMITTED snapshot that
-sees every admission committed before the lock was granted.
+with different rows. A transaction-scoped advisory lock serialises admissions; it is taken
+in its own statement so the counting statement after it takes a fresh READ COMMITTED
+snapshot that sees every admission committed before the lock was granted.
+
+Why nobody waits for it: every finishing run hands off, so with a blocking lock the
+finishers queued behind each other, each admitting one run; the lock's hold time capped
+the whole service's throughput. Now a would-be admitter first takes a number from the
+sequence `admission_wakeups`, then *tries* the lock; when someone else holds it, it
+leaves. The holder, after its commit (and its publish), looks at the sequence: if anyone
+took a number since its own, it takes another and admits again, so one holder admits for
+every finisher that came by. No wake-up is lost: a finisher takes its number after its finish
+committed, so either the holder's counting statement already saw the freed slot, or the
+number moved on after the holder took its own and the holder goes round once more.
 
 Hand-off points: after a run's finish commits (the worker), after each dispatch batch
 commits, on every tick (safety net), and after a manual run is created. Publishing comes
@@ -30,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,13 +73,17 @@ class HandOff:
     broker_error: str | None = None
 
 
-def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:
-    """Admit as many waiting runs as there are free slots; return (admitted ids, skipped).
+def _rounds(engine: Engine, limits: Limits) -> Iterator[tuple[list[uuid.UUID], int]]:
+    """Admission rounds, (admitted, skipped) each, on one connection, for as long as this
+    caller gets the lock and someone took a wake-up number since its last round (see the
+    module docstring). The caller publishes each round's runs before the next round.
 
-    One READ COMMITTED transaction (none of it when every slot is already taken):
-    1. `pg_advisory_xact_lock`, as its own statement (see the module docstring).
-    2. Overlap: pending fires of `skip` / `buffer_one` triggers that may never run become
-       `skipped`.
+    A round is one READ COMMITTED transaction:
+    1. One statement (app.queries.run_queue.start_round): stop when every slot is taken
+       (no lock, nothing more: a dispatch of 100,000 fires hands off after each of its 200
+       batches and pays only this) or when no one came by since the last round; else take
+       a wake-up number and try `pg_try_advisory_xact_lock`; someone else holds it: stop.
+    2. Overlap: pending fires of busy `skip` / `buffer_one` triggers become `skipped`.
     3. One statement: count runs in progress per tenant (free = max_running - total); pick
        candidate tenants below their cap, fewest in progress first, then oldest waiting
        fire; lock each one's oldest eligible runs (LATERAL, SKIP LOCKED, MATERIALIZED so
@@ -77,53 +91,70 @@ def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:
        place in the tenant's line, fire time, id); keep the first `free`; mark them
        `admitted`.
     """
-    with engine.begin() as conn:
-        # Every slot taken: nothing can be admitted, so skip the lock and the admitting
-        # statements (a dispatch of 100,000 fires hands off after each of its 200 batches).
-        # No wake-up is lost: whoever frees a slot hands off after its own commit, and
-        # fires that overlap policies will skip are marked at the next admission.
-        if run_queue.count_in_progress(conn) >= limits.max_running:
-            return [], 0
-        run_queue.lock_admission(conn)
-        skipped = run_queue.skip_overlapping(conn)
-        admitted = run_queue.admit(
-            conn,
-            max_running=limits.max_running,
-            max_per_tenant=limits.max_per_tenant,
-            factor=CANDIDATE_FACTOR,
-        )
+    seen: int | None = None
+    with engine.connect() as conn:
+        while True:
+            with conn.begin():
+                seen = run_queue.start_round(conn, max_running=limits.max_running, seen=seen)
+                if seen is None:
+                    return
+                skipped = run_queue.skip_overlapping(conn)
+                admitted = run_queue.admit(
+                    conn,
+                    max_running=limits.max_running,
+                    max_per_tenant=limits.max_per_tenant,
+                    factor=CANDIDATE_FACTOR,
+                )
+            yield admitted, skipped
+
+
+def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:
+    """Admit as many waiting runs as there are free slots; return (admitted ids, skipped).
+    Returns at once, with nothing, when another admitter holds the lock: that one admits
+    again for this caller."""
+    admitted: list[uuid.UUID] = []
+    skipped = 0
+    for round_admitted, round_skipped in _rounds(engine, limits):
+        admitted += round_admitted
+        skipped += round_skipped
     return admitted, skipped
 
 
 def hand_off(engine: Engine, limits: Limits, publish: Publish) -> HandOff:
-    """Admit into the free slots, then publish the admitted runs (task id = run id).
+    """Admit into the free slots and publish the admitted runs (task id = run id), round by
+    round: each round's runs go to the broker before the next round.
 
     A publish that fails is logged and reported, never raised: the runs go back to the
     queue at once (a message that did get through then finds its run not admitted and is
     dropped). A process that dies before publishing leaves `admitted` runs, which the
     recovery sweep returns to the queue once their lease has passed.
     """
-    admitted, skipped = admit(engine, limits)
-    result = HandOff(admitted=admitted, skipped=skipped)
-    if skipped:
+    result = HandOff(admitted=[])
+    for admitted, skipped in _rounds(engine, limits):
+        result.skipped += skipped
+        if not admitted:
+            continue
+        try:
+            publish(admitted)
+        except Exception as exc:
+            result.broker_error = f"{type(exc).__name__}: {exc}"[:300]
+            logger.error(
+                "broker unavailable; admitted runs go back to the queue",
+                extra={"event": "enqueue_failed", "runs": len(admitted)},
+                exc_info=True,
+            )
+            with engine.begin() as conn:
+                run_queue.unadmit(conn, admitted)
+            break
+        result.admitted += admitted
+        result.published += len(admitted)
+    if result.skipped:
         logger.info("overlapping fires skipped", extra={"event": "runs_skipped_overlap",
-                                                        "count": skipped})  # fmt: skip
-    if not admitted:
-        return result
-    try:
-        publish(admitted)
-    except Exception as exc:
-        result.broker_error = f"{type(exc).__name__}: {exc}"[:300]
-        logger.error(
-            "broker unavailable; admitted runs go back to the queue",
-            extra={"event": "enqueue_failed", "runs": len(admitted)},
-            exc_info=True,
+                                                        "count": result.skipped})  # fmt: skip
+    if result.admitted:
+        logger.debug(
+            "runs admitted", extra={"event": "runs_admitted", "count": len(result.admitted)}
         )
-        with engine.begin() as conn:
-            run_queue.unadmit(conn, admitted)
-        return result
-    result.published = len(admitted)
-    logger.debug("runs admitted", extra={"event": "runs_admitted", "count": len(admitted)})
     return result
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Sequence,
     String,
     Text,
     UniqueConstraint,
@@ -191,12 +192,30 @@ class Run(Base):
             "tenant_id",
             postgresql_where=text("status IN ('admitted', 'running')"),
         ),
+        # A trigger's waiting fires, and the runs waiting between two attempts: admission's
+        # overlap statement starts from the triggers with a run in progress.
+        Index(
+            "ix_runs_pending_trigger",
+            "trigger_id",
+            "scheduled_for",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_runs_retrying",
+            "trigger_id",
+            postgresql_where=text("status = 'pending' AND attempt > 0"),
+        ),
         Index(
             "ix_runs_finished_at",
             "finished_at",
             postgresql_where=text("finished_at IS NOT NULL"),
         ),
     )
+
+
+# Wake-up numbers of would-be admitters (app/admission.py).
+ADMISSION_WAKEUPS = Sequence("admission_wakeups", metadata=Base.metadata)
 
 
 class SchedulerState(Base):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from kombu.exceptions import ChannelError
@@ -40,7 +41,7 @@ def enqueue_runs(run_ids: Iterable[uuid.UUID | str]) -> int:
 
     ids: Sequence[str] = [str(run_id) for run_id in run_ids]
     headers, properties, embed = _template(celery)
-    with celery.producer_or_acquire() as producer, producer.batch(max_size=BATCH):
+    with celery.producer_or_acquire() as producer, _batch(producer, len(ids)):
         for n, run_id in enumerate(ids):
             producer.publish(
                 ((run_id,), {}, embed),
@@ -56,6 +57,12 @@ def enqueue_runs(run_ids: Iterable[uuid.UUID | str]) -> int:
                 **{**properties, "correlation_id": run_id},
             )
     return len(ids)
+
+
+def _batch(producer: Any, count: int) -> AbstractContextManager[Any]:
+    """kombu's pipelined batch for several messages; none for one (a finishing run's
+    hand-off usually admits one run, and building the pipeline costs more than the send)."""
+    return producer.batch(max_size=BATCH) if count > 1 else nullcontext()
 
 
 def queue_depth() -> int:

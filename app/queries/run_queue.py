@@ -16,7 +16,7 @@ from typing import Any
 from psycopg2.extras import execute_values
 from sqlalchemy import Connection, text
 
-from app import queries
+from app import models, queries
 
 # pg_advisory_xact_lock(bigint) key of the one admission critical section: ASCII "ADMIT".
 ADMISSION_LOCK = 0x41444D4954
@@ -43,46 +43,94 @@ def insert_scheduled(conn: Connection, rows: Sequence[tuple]) -> list[tuple[uuid
         )
 
 
-def count_in_progress(conn: Connection) -> int:
-    """How many runs hold a slot (`admitted` or `running`), from the unfinished-runs index."""
-    return conn.execute(
-        text("SELECT count(*) FROM runs WHERE status IN ('admitted', 'running')")
-    ).scalar_one()
+# Every would-be admitter takes a number from this sequence before it tries admission's lock.
+# A sequence is never rolled back and its last value is seen by every session at once,
+# unlike a row, so the lock's holder can tell whether anyone came by while it held the lock.
+ADMISSION_WAKEUPS = models.ADMISSION_WAKEUPS.name
+
+_START_ROUND = text(f"""
+    WITH state AS MATERIALIZED (
+        SELECT (SELECT count(*) FROM runs WHERE status IN ('admitted', 'running')) AS in_use,
+               (SELECT last_value FROM {ADMISSION_WAKEUPS}) AS last_wakeup
+    ),
+    wakeup AS MATERIALIZED (
+        SELECT nextval('{ADMISSION_WAKEUPS}') AS ticket FROM state
+        WHERE state.in_use < :max_running
+          AND (CAST(:seen AS bigint) IS NULL OR state.last_wakeup <> :seen)
+    )
+    SELECT ticket, pg_try_advisory_xact_lock(:key) FROM wakeup
+""")
 
 
-def lock_admission(conn: Connection) -> None:
-    """Take admission's transaction-scoped advisory lock (its own statement: see
-    app/admission.py for why the counting statement must come after it)."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
+def start_round(conn: Connection, *, max_running: int, seen: int | None) -> int | None:
+    """Begin an admission round, in one statement; return this round's wake-up number when
+    admission's transaction-scoped advisory lock is now ours, else None.
+
+    In order (each CTE is computed before what reads it): nothing to do when every slot is
+    taken (the unfinished-runs index), or when `seen` (the caller's number from its last
+    round) is still the last one taken; else take a number, then try the lock. Its own
+    statement: app/admission.py says why the counting statement must come after it.
+    """
+    row = conn.execute(
+        _START_ROUND, {"max_running": max_running, "seen": seen, "key": ADMISSION_LOCK}
+    ).one_or_none()
+    if row is None or not row[1]:
+        return None
+    return int(row[0])
 
 
 # Overlap policies that run one fire of a trigger at a time. Under `skip` a fire that finds
 # an earlier run in progress is skipped; under `buffer_one` the oldest such fire waits and
 # the later ones are skipped. Runs under admission's lock, before admitting.
+#
+# It starts from the triggers with a run in progress (at most `max_running` runs) or between
+# two attempts (ix_runs_retrying), never from the waiting room, which may hold 100,000 runs:
+# only such a trigger can have a fire to skip. A pile of waiting fires of a `buffer_one`
+# trigger with nothing in progress is left as it is until admission takes the oldest, and
+# the next hand-off then skips the rest (admission never takes a fire with an older one
+# waiting, so none of them can start meanwhile).
 _SKIP_OVERLAPPING = text("""
+    WITH busy AS (
+        SELECT trigger_id, count(*) AS n FROM (
+            SELECT trigger_id FROM runs WHERE status IN ('admitted', 'running')
+            UNION ALL
+            SELECT trigger_id FROM runs WHERE status = 'pending' AND attempt > 0
+        ) AS in_progress
+        GROUP BY trigger_id
+    ),
+    one_at_a_time AS MATERIALIZED (
+        SELECT t.id, t.overlap_policy, b.n
+        FROM triggers AS t JOIN busy AS b ON b.trigger_id = t.id
+        WHERE t.overlap_policy IN ('skip', 'buffer_one')
+    ),
+    -- From each busy trigger to its own waiting fires (the row lock keeps the planner from
+    -- flattening the LATERAL into a scan of the whole waiting room); a fire someone else
+    -- holds (a cancel) is left to the next hand-off.
+    doomed AS MATERIALIZED (
+        SELECT w.id, t.overlap_policy FROM one_at_a_time AS t
+        CROSS JOIN LATERAL (
+            SELECT p.id FROM runs AS p
+            WHERE p.trigger_id = t.id AND p.status = 'pending' AND p.attempt = 0
+              AND (
+                t.overlap_policy = 'skip'
+                -- buffer_one keeps the run in progress and the oldest waiting fire.
+                OR t.n + (SELECT count(*) FROM runs AS o
+                          WHERE o.trigger_id = t.id AND o.status = 'pending'
+                            AND o.attempt = 0
+                            AND (o.scheduled_for, o.id) < (p.scheduled_for, p.id)) >= 2
+              )
+            FOR UPDATE OF p SKIP LOCKED
+        ) AS w
+    )
     UPDATE runs AS r
     SET status = 'skipped', finished_at = clock_timestamp(), worker = NULL,
-        error = CASE t.overlap_policy
+        error = CASE d.overlap_policy
             WHEN 'skip' THEN 'an earlier run of the trigger was still in progress'
             ELSE 'a fire of the trigger was already waiting (overlap buffer_one)' END
-    FROM triggers AS t
-    WHERE t.overlap_policy IN ('skip', 'buffer_one')
-      AND r.trigger_id = t.id
-      AND r.status = 'pending' AND r.attempt = 0
-      AND (
-        (t.overlap_policy = 'skip' AND EXISTS (
-            SELECT 1 FROM runs AS o
-            WHERE o.trigger_id = r.trigger_id AND o.id <> r.id
-              AND (o.status IN ('admitted', 'running')
-                   OR (o.status = 'pending' AND o.attempt > 0))))
-        OR (t.overlap_policy = 'buffer_one' AND (
-            SELECT count(*) FROM runs AS o
-            WHERE o.trigger_id = r.trigger_id AND o.id <> r.id
-              AND (o.status IN ('admitted', 'running')
-                   OR (o.status = 'pending'
-                       AND (o.attempt > 0 OR (o.scheduled_for, o.id) < (r.scheduled_for, r.id))))
-        ) >= 2)
-      )
+    FROM doomed AS d
+    -- By primary key only: `doomed` locked its rows still pending, and a condition on
+    -- the status would tempt the planner into scanning the waiting room.
+    WHERE r.id = ANY(ARRAY(SELECT id FROM doomed)) AND r.id = d.id
     RETURNING r.id
 """)
 
@@ -130,16 +178,23 @@ _ADMIT = text("""
             WHERE r.tenant_id = c.tenant_id AND r.status = 'pending'
               AND r.cancel_requested_at IS NULL
               AND (r.not_before IS NULL OR r.not_before <= now())
+              -- A one-at-a-time trigger's fire waits while another run of the trigger is
+              -- in progress (among the tenant's in-progress runs) or waits ahead of it
+              -- (among the trigger's waiting fires): two index probes, however long the
+              -- trigger's history.
               AND (r.attempt > 0 OR NOT EXISTS (
                   SELECT 1 FROM triggers AS t
                   WHERE t.id = r.trigger_id AND t.overlap_policy IN ('skip', 'buffer_one')
-                    AND EXISTS (
-                      SELECT 1 FROM runs AS o
-                      WHERE o.trigger_id = r.trigger_id AND o.id <> r.id
-                        AND (o.status IN ('admitted', 'running')
-                             OR (o.status = 'pending'
-                                 AND (o.attempt > 0
-                                      OR (o.scheduled_for, o.id) < (r.scheduled_for, r.id)))))))
+                    AND (EXISTS (
+                           SELECT 1 FROM runs AS o
+                           WHERE o.tenant_id = r.tenant_id AND o.trigger_id = r.trigger_id
+                             AND o.status IN ('admitted', 'running'))
+                         OR EXISTS (
+                           SELECT 1 FROM runs AS o
+                           WHERE o.trigger_id = r.trigger_id AND o.status = 'pending'
+                             AND o.id <> r.id
+                             AND (o.attempt > 0
+                                  OR (o.scheduled_for, o.id) < (r.scheduled_for, r.id))))))
             ORDER BY r.scheduled_for, r.id
             LIMIT LEAST((SELECT free FROM capacity), :max_per_tenant - c.n)
             FOR UPDATE OF r SKIP LOCKED
@@ -158,7 +213,9 @@ _ADMIT = text("""
     UPDATE runs AS r
     SET status = 'admitted', admitted_at = clock_timestamp(), enqueued_at = clock_timestamp()
     FROM chosen
-    WHERE r.id = chosen.id AND r.status = 'pending'
+    -- By primary key only: `locked` holds these rows, still pending. A condition on the
+    -- status would tempt the planner into scanning the whole waiting room.
+    WHERE r.id = ANY(ARRAY(SELECT id FROM chosen)) AND r.id = chosen.id
     RETURNING r.id, r.tenant_id
 """)
 

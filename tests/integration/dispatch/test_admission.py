@@ -225,6 +225,95 @@ def test_skip_skips_a_fire_while_another_run_is_in_progress(room) -> None:
     assert room.status(fire) == "skipped"
 
 
+def test_buffer_one_with_nothing_in_progress_runs_the_oldest_then_skips_the_pile(room) -> None:
+    trigger = room.trigger("a", overlap_policy="buffer_one")
+    oldest, second, third = room.runs(trigger, 3)
+
+    assert room.admit(max_running=5, max_per_tenant=5) == [oldest]
+    assert room.admit(max_running=5, max_per_tenant=5) == []  # the next hand-off
+    assert [room.status(r) for r in (second, third)] == ["pending", "skipped"]
+
+
+def test_a_finisher_that_finds_the_lock_taken_leaves_and_the_holder_admits_for_it(
+    room, monkeypatch
+) -> None:
+    from app.queries import run_queue
+
+    running = room.runs(room.trigger("a"), 2, status="running", attempt=1)
+    waiting = room.runs(room.trigger("b"), 3, start=T0 + timedelta(minutes=1))
+    limits = {"max_running": 3, "max_per_tenant": 3}
+    holding, go = threading.Event(), threading.Event()
+    real_admit = run_queue.admit
+
+    def admit_then_pause(conn, **kwargs):
+        # The real statement, then a pause before the holder's commit: the window in which
+        # a finisher's freed slot is invisible to the holder's snapshot.
+        admitted = real_admit(conn, **kwargs)
+        if not holding.is_set():
+            holding.set()
+            assert go.wait(timeout=10)
+        return admitted
+
+    monkeypatch.setattr(run_queue, "admit", admit_then_pause)
+    holder_result: list[list[uuid.UUID]] = []
+    holder = threading.Thread(target=lambda: holder_result.append(room.admit(**limits)))
+    holder.start()
+    assert holding.wait(timeout=10)
+    # The holder admitted into the one free slot and still holds the lock. A run finishes
+    # and its worker hands off: it finds the lock taken and leaves at once, admitting nothing.
+    room.finish(running[:1])
+    assert room.admit(**limits) == []
+    go.set()
+    holder.join(timeout=10)
+
+    # The holder saw that someone came by while it held the lock, and went round again.
+    assert holder_result == [waiting[:2]]
+    assert room.in_progress() == Counter({"a": 1, "b": 2})
+
+
+def test_finishers_racing_to_hand_off_never_leave_a_slot_empty(room) -> None:
+    """Many workers finish and hand off at once; whoever finds the lock taken leaves. When
+    the dust settles, every slot is taken while runs still wait: no wake-up was lost."""
+    for tenant in "abcd":
+        room.runs(room.trigger(tenant), 60)
+    limits = {"max_running": 6, "max_per_tenant": 3}
+    room.admit(**limits)
+    peak: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(25):
+                with room.engine.begin() as conn:
+                    finished = conn.execute(
+                        text(
+                            "UPDATE runs SET status = 'succeeded' WHERE id = (SELECT id FROM "
+                            "runs WHERE status = 'admitted' LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                            "RETURNING id"
+                        )
+                    ).all()
+                if finished:
+                    room.admit(**limits)
+                peak.append(sum(room.in_progress().values()))
+        except BaseException as exc:  # surfaced below, never swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    with room.engine.connect() as conn:
+        waiting = conn.execute(text("SELECT count(*) FROM runs WHERE status = 'pending'"))
+        assert waiting.scalar_one() > 0
+    in_progress = room.in_progress()
+    assert sum(in_progress.values()) == 6, in_progress
+    assert max(in_progress.values()) <= 3
+    assert max(peak) <= 6
+
+
 def _race(room: Room, admitters: int, **limits: int) -> list[list[uuid.UUID]]:
     """`admitters` threads, each with its own connection, released together."""
     barrier = threading.Barrier(admitters)
