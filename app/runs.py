@@ -130,12 +130,17 @@ def hand_off(runtime: Runtime) -> admission.HandOff | None:
 def _begin(run_id: uuid.UUID, rt: Runtime) -> _Start:
     """Decide what this delivery does and, when it runs, claim the run.
 
-    Every step but one is a single conditional statement, so they run in autocommit (a
-    round trip each, no BEGIN/COMMIT). The exception is an overlap policy that runs one fire
-    at a time: checking that no other run is in progress and claiming must be one
-    transaction, under a lock.
+    The common case is one statement (`claim_plain`: nothing to decide). Otherwise every
+    step but one is a single conditional statement, so they run in autocommit (a round trip
+    each, no BEGIN/COMMIT). The exception is an overlap policy that runs one fire at a time:
+    checking that no other run is in progress and claiming must be one transaction, under a
+    lock.
     """
     with db.statements(rt.engine) as conn:
+        claimed = q.claim_plain(conn, run_id, worker=rt.worker)
+        if claimed is not None:
+            run, trigger = claimed
+            return _Start(RUNNING, run, trigger, attempt=run.attempt)
         start = _decide(conn, run_id, rt, overlap_locked=False)
     if start.outcome != _NEEDS_LOCK:
         return start

@@ -51,7 +51,7 @@ class RunRow:
 class TriggerRow:
     id: uuid.UUID
     enabled: bool
-    recurring: bool  # a cron trigger (a one-time trigger is disabled once dispatched)
+    recurring: bool  # cron or interval (a one-time trigger is disabled once dispatched)
     action: dict[str, Any]
     payload: dict[str, Any]
     overlap_policy: str
@@ -98,15 +98,21 @@ def clip_json(value: Any, limit: int = MAX_RESULT_CHARS) -> str | None:
     return json.dumps({"truncated": True, "preview": encoded[: limit // 4]})
 
 
+_RUN_COLUMNS = (
+    "r.id, r.trigger_id, r.tenant_id, r.scheduled_for, r.kind, r.idempotency_key, r.status, "
+    "r.attempt, r.not_before, r.cancel_requested_at, r.generation, r.created_at"
+)
+_TRIGGER_COLUMNS = (
+    "t.id, t.enabled, t.run_at IS NULL, t.action, t.payload, t.overlap_policy, "
+    "t.max_attempts, t.retry_backoff_seconds, t.timeout_seconds"
+)
+
+
 def load(session: queries.Executor, run_id: uuid.UUID) -> tuple[RunRow, TriggerRow | None] | None:
     """The run and its trigger (None when deleted) in one round trip; None for no run."""
     row = session.execute(
         text(
-            "SELECT r.id, r.trigger_id, r.tenant_id, r.scheduled_for, r.kind, "
-            "r.idempotency_key, r.status, r.attempt, r.not_before, r.cancel_requested_at, "
-            "r.generation, r.created_at, t.id, t.enabled, t.cron IS NOT NULL, t.action, "
-            "t.payload, t.overlap_policy, t.max_attempts, t.retry_backoff_seconds, "
-            "t.timeout_seconds "
+            f"SELECT {_RUN_COLUMNS}, {_TRIGGER_COLUMNS} "
             "FROM runs r LEFT JOIN triggers t ON t.id = r.trigger_id WHERE r.id = :id"
         ),
         {"id": run_id},
@@ -115,6 +121,34 @@ def load(session: queries.Executor, run_id: uuid.UUID) -> tuple[RunRow, TriggerR
         return None
     run = RunRow(*row[:12])
     return run, (TriggerRow(*row[12:]) if row[12] is not None else None)
+
+
+# The common delivery in one statement: an admitted run, not cancelled, whose trigger exists,
+# is enabled (or is a one-time trigger, disabled by its own dispatch), has attempts left and
+# does not run one fire at a time. Anything else takes the slow path (app/runs.py: _decide).
+_CLAIM_PLAIN = text(f"""
+    UPDATE runs AS r
+    SET status = 'running', attempt = r.attempt + 1,
+        started_at = COALESCE(r.started_at, clock_timestamp()),
+        heartbeat_at = clock_timestamp(), worker = :worker, not_before = NULL
+    FROM triggers AS t
+    WHERE r.id = :id AND r.status = 'admitted' AND r.cancel_requested_at IS NULL
+      AND t.id = r.trigger_id AND (t.enabled OR t.run_at IS NOT NULL)
+      AND r.attempt < t.max_attempts
+      AND (t.overlap_policy NOT IN ('skip', 'buffer_one') OR r.attempt > 0)
+    RETURNING {_RUN_COLUMNS}, {_TRIGGER_COLUMNS}
+""")
+
+
+def claim_plain(
+    session: queries.Executor, run_id: uuid.UUID, *, worker: str
+) -> tuple[RunRow, TriggerRow] | None:
+    """admitted -> running in one round trip when nothing needs deciding (see above); return
+    the run (as claimed: `attempt` is the new attempt) and its trigger, else None."""
+    row = session.execute(_CLAIM_PLAIN, {"id": run_id, "worker": worker[:200]}).one_or_none()
+    if row is None:
+        return None
+    return RunRow(*row[:12]), TriggerRow(*row[12:])
 
 
 def lock_trigger_runs(session: queries.Executor, trigger_id: uuid.UUID) -> None:

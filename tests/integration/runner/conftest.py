@@ -89,6 +89,7 @@ class Harness:
         tenant_id: str = "tenant-a",
         cron: str | None = "*/5 * * * *",
         run_at: datetime | None = None,
+        interval_seconds: int | None = None,
         enabled: bool = True,
         overlap_policy: str = "allow",
         max_attempts: int = 3,
@@ -99,17 +100,18 @@ class Harness:
         with self.engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO triggers (id, tenant_id, name, cron, run_at, enabled, action, "
-                    "payload, overlap_policy, max_attempts, retry_backoff_seconds, "
-                    "timeout_seconds) VALUES (:id, :tenant, 'test', :cron, :run_at, :enabled, "
-                    "CAST(:action AS jsonb), CAST(:payload AS jsonb), :overlap, :attempts, "
-                    ":backoff, :timeout)"
+                    "INSERT INTO triggers (id, tenant_id, name, cron, run_at, interval_seconds, "
+                    "enabled, action, payload, overlap_policy, max_attempts, "
+                    "retry_backoff_seconds, timeout_seconds) VALUES (:id, :tenant, 'test', "
+                    ":cron, :run_at, :interval, :enabled, CAST(:action AS jsonb), "
+                    "CAST(:payload AS jsonb), :overlap, :attempts, :backoff, :timeout)"
                 ),
                 {
                     "id": trigger_id,
                     "tenant": tenant_id,
-                    "cron": None if run_at else cron,
+                    "cron": None if run_at or interval_seconds else cron,
                     "run_at": run_at,
+                    "interval": interval_seconds,
                     "enabled": enabled,
                     "action": json.dumps(action or ECHO),
                     "payload": json.dumps(payload or {}),

@@ -267,6 +267,12 @@ def test_a_run_whose_recurring_trigger_was_disabled_is_cancelled(harness) -> Non
     assert (harness.row(run_id)["attempt"], harness.row(run_id)["error"]) == (0, "trigger disabled")
 
 
+def test_a_run_whose_interval_trigger_was_disabled_is_cancelled(harness) -> None:
+    run_id = harness.run(harness.trigger(interval_seconds=600, enabled=False))
+    assert harness.execute(run_id) == "cancelled"
+    assert harness.row(run_id)["error"] == "trigger disabled"
+
+
 def test_a_one_time_trigger_disabled_by_its_dispatch_still_runs(harness) -> None:
     # The dispatcher disables a one-time trigger in the transaction that creates its run.
     run_at = harness.clock.now()
