@@ -46,6 +46,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from app import db
 from app.queries import run_queue
 
 logger = logging.getLogger(__name__)
@@ -78,11 +79,12 @@ def _rounds(engine: Engine, limits: Limits) -> Iterator[tuple[list[uuid.UUID], i
     caller gets the lock and someone took a wake-up number since its last round (see the
     module docstring). The caller publishes each round's runs before the next round.
 
-    A round is one READ COMMITTED transaction:
-    1. One statement (app.queries.run_queue.start_round): stop when every slot is taken
-       (no lock, nothing more: a dispatch of 100,000 fires hands off after each of its 200
-       batches and pays only this) or when no one came by since the last round; else take
-       a wake-up number and try `pg_try_advisory_xact_lock`; someone else holds it: stop.
+    A round is one call of the SQL function `scheduler_admission_round` (migration 0005),
+    in autocommit so that the round is one transaction and the lock goes with its commit:
+    1. stop when every slot is taken (no lock, nothing more: a dispatch of 100,000 fires
+       hands off after each of its 200 batches and pays only this) or, after a first
+       round, when no one came by since; else take a wake-up number and try the
+       transaction-scoped advisory lock; someone else holds it: stop.
     2. Overlap: pending fires of busy `skip` / `buffer_one` triggers become `skipped`.
     3. One statement: count runs in progress per tenant (free = max_running - total); pick
        candidate tenants below their cap, fewest in progress first, then oldest waiting
@@ -90,22 +92,23 @@ def _rounds(engine: Engine, limits: Limits) -> Iterator[tuple[list[uuid.UUID], i
        the planner cannot run the locking subquery twice); rank them by (in progress +
        place in the tenant's line, fire time, id); keep the first `free`; mark them
        `admitted`.
+    Each statement of the function takes a fresh READ COMMITTED snapshot, so 2 and 3 see
+    every admission committed before the lock was granted.
     """
     seen: int | None = None
-    with engine.connect() as conn:
+    with db.statements(engine) as conn:
         while True:
-            with conn.begin():
-                seen = run_queue.start_round(conn, max_running=limits.max_running, seen=seen)
-                if seen is None:
-                    return
-                skipped = run_queue.skip_overlapping(conn)
-                admitted = run_queue.admit(
-                    conn,
-                    max_running=limits.max_running,
-                    max_per_tenant=limits.max_per_tenant,
-                    factor=CANDIDATE_FACTOR,
-                )
-            yield admitted, skipped
+            done = run_queue.admission_round(
+                conn,
+                max_running=limits.max_running,
+                max_per_tenant=limits.max_per_tenant,
+                factor=CANDIDATE_FACTOR,
+                seen=seen,
+            )
+            if done is None:
+                return
+            seen = done.ticket
+            yield done.admitted, done.skipped
 
 
 def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:

@@ -3,44 +3,25 @@
 Why: end to end, every finishing run pays one hand-off (app/admission.py) before the
 next run can start; this times it alone. A fresh database with `--waiting` pending runs of
 ten tenants, MAX_RUNNING = MAX_RUNNING_PER_TENANT = 8, slots full; each round finishes one
-admitted run (an UPDATE, as a worker's finish does) and times `admission.admit` (the
-advisory lock, the overlap statement and the admitting statement, one transaction) and,
-apart, each of its statements. Prints milliseconds per hand-off: median, p90, max.
+admitted run (an UPDATE, as a worker's finish does) and times `admission.admit`: one call of
+the SQL function `scheduler_admission_round` that admits, and one that finds nobody came by
+since. Prints milliseconds per hand-off: median, p90, max.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg2
 from psycopg2.extras import execute_values
 
 from bench import common
-
-
-def _statements() -> tuple[Any, Any] | None:
-    """Admission's overlap and admitting statements, wherever the code keeps them (the
-    restructure of issue 15 moved them to app.queries.run_queue); None if not found."""
-    for module_name, prefix in (("app.admission", ""), ("app.queries.run_queue", "_")):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        found = (
-            getattr(module, f"{prefix}SKIP_OVERLAPPING", None),
-            getattr(module, f"{prefix}ADMIT", None),
-        )
-        if all(statement is not None for statement in found):
-            return found
-    return None
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -69,8 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         engine = db.get_engine()
         limits = admission.Limits(max_running=8, max_per_tenant=8)
         admission.admit(engine, limits)
-        statements = _statements()
-        whole, overlap, admit_only = [], [], []
+        whole = []
         for _ in range(args.rounds):
             with conn, conn.cursor() as cur:
                 cur.execute(
@@ -81,22 +61,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             admitted, _ = admission.admit(engine, limits)
             whole.append(1000 * (time.perf_counter() - started))
             assert len(admitted) == 1, admitted
-            if statements is None:
-                continue
-            # The same statements one by one (rolled back), to see which costs what.
-            skip_overlapping, admit = statements
-            with engine.connect() as c:
-                t0 = time.perf_counter()
-                c.execute(skip_overlapping)
-                t1 = time.perf_counter()
-                c.execute(
-                    admit,
-                    {"max_running": 9, "max_per_tenant": 9, "factor": admission.CANDIDATE_FACTOR},
-                )
-                t2 = time.perf_counter()
-                c.rollback()
-            overlap.append(1000 * (t1 - t0))
-            admit_only.append(1000 * (t2 - t1))
         db.dispose_engines()
         conn.close()
     figures = {
@@ -104,8 +68,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "handoff_ms_median": statistics.median(whole),
         "handoff_ms_p90": common.percentile(whole, 90),
         "handoff_ms_max": max(whole),
-        "overlap_statement_ms_median": statistics.median(overlap) if overlap else None,
-        "admit_statement_ms_median": statistics.median(admit_only) if admit_only else None,
     }
     print(json.dumps(figures), flush=True)
     return figures

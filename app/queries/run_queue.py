@@ -3,22 +3,24 @@
 Dispatch inserts a batch of runs (psycopg2 `execute_values`: one round trip per page of
 1,000 rows); admission moves `pending` runs into free slots (app/admission.py explains the
 lock and the fairness); the recovery sweep gives back the slots of dead workers and lost
-publishes. `enqueued_at` is stamped by one statement, `admit`: the publish follows its
-commit at once, and every statement that takes a slot back clears the stamp with it.
+publishes. `enqueued_at` is stamped by one statement, admission's (in the SQL function
+`scheduler_admission_round`): the publish follows its commit at once, and every statement
+that takes a slot back clears the stamp with it.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg2.extras import execute_values
 from sqlalchemy import Connection, text
 
-from app import models, queries
+from app import queries
 
-# pg_advisory_xact_lock(bigint) key of the one admission critical section: ASCII "ADMIT".
+# Advisory lock key (bigint) of the one admission critical section: ASCII "ADMIT".
 ADMISSION_LOCK = 0x41444D4954
 
 _INSERT_RUNS = """
@@ -43,192 +45,47 @@ def insert_scheduled(conn: Connection, rows: Sequence[tuple]) -> list[tuple[uuid
         )
 
 
-# Every would-be admitter takes a number from this sequence before it tries admission's lock.
-# A sequence is never rolled back and its last value is seen by every session at once,
-# unlike a row, so the lock's holder can tell whether anyone came by while it held the lock.
-ADMISSION_WAKEUPS = models.ADMISSION_WAKEUPS.name
-
-_START_ROUND = text(f"""
-    WITH state AS MATERIALIZED (
-        SELECT (SELECT count(*) FROM runs WHERE status IN ('admitted', 'running')) AS in_use,
-               (SELECT last_value FROM {ADMISSION_WAKEUPS}) AS last_wakeup
-    ),
-    wakeup AS MATERIALIZED (
-        SELECT nextval('{ADMISSION_WAKEUPS}') AS ticket FROM state
-        WHERE state.in_use < :max_running
-          AND (CAST(:seen AS bigint) IS NULL OR state.last_wakeup <> :seen)
-    )
-    SELECT ticket, pg_try_advisory_xact_lock(:key) FROM wakeup
-""")
+# One admission round is the SQL function `scheduler_admission_round` (migration 0005, where
+# its statements are explained): the wake-up number (sequence `admission_wakeups`) and the
+# try-lock, the overlap statement, the admitting statement. One round trip, plans kept by
+# PostgreSQL for the session; the caller's transaction (autocommit: the call's own) holds
+# the lock until it ends.
+_ADMISSION_ROUND = text(
+    "SELECT ticket, run_id, skipped FROM scheduler_admission_round("
+    "CAST(:max_running AS bigint), CAST(:max_per_tenant AS bigint), CAST(:factor AS bigint), "
+    "CAST(:seen AS bigint), CAST(:key AS bigint))"
+)
 
 
-def start_round(conn: Connection, *, max_running: int, seen: int | None) -> int | None:
-    """Begin an admission round, in one statement; return this round's wake-up number when
-    admission's transaction-scoped advisory lock is now ours, else None.
+@dataclass(frozen=True)
+class Round:
+    """What one admission round did."""
 
-    In order (each CTE is computed before what reads it): nothing to do when every slot is
-    taken (the unfinished-runs index), or when `seen` (the caller's number from its last
-    round) is still the last one taken; else take a number, then try the lock. Its own
-    statement: app/admission.py says why the counting statement must come after it.
-    """
-    row = conn.execute(
-        _START_ROUND, {"max_running": max_running, "seen": seen, "key": ADMISSION_LOCK}
-    ).one_or_none()
-    if row is None or not row[1]:
-        return None
-    return int(row[0])
+    ticket: int  # this round's wake-up number
+    admitted: list[uuid.UUID]
+    skipped: int
 
 
-# Overlap policies that run one fire of a trigger at a time. Under `skip` a fire that finds
-# an earlier run in progress is skipped; under `buffer_one` the oldest such fire waits and
-# the later ones are skipped. Runs under admission's lock, before admitting.
-#
-# It starts from the triggers with a run in progress (at most `max_running` runs) or between
-# two attempts (ix_runs_retrying), never from the waiting room, which may hold 100,000 runs:
-# only such a trigger can have a fire to skip. A pile of waiting fires of a `buffer_one`
-# trigger with nothing in progress is left as it is until admission takes the oldest, and
-# the next hand-off then skips the rest (admission never takes a fire with an older one
-# waiting, so none of them can start meanwhile).
-_SKIP_OVERLAPPING = text("""
-    WITH busy AS (
-        SELECT trigger_id, count(*) AS n FROM (
-            SELECT trigger_id FROM runs WHERE status IN ('admitted', 'running')
-            UNION ALL
-            SELECT trigger_id FROM runs WHERE status = 'pending' AND attempt > 0
-        ) AS in_progress
-        GROUP BY trigger_id
-    ),
-    one_at_a_time AS MATERIALIZED (
-        SELECT t.id, t.overlap_policy, b.n
-        FROM triggers AS t JOIN busy AS b ON b.trigger_id = t.id
-        WHERE t.overlap_policy IN ('skip', 'buffer_one')
-    ),
-    -- From each busy trigger to its own waiting fires (the row lock keeps the planner from
-    -- flattening the LATERAL into a scan of the whole waiting room); a fire someone else
-    -- holds (a cancel) is left to the next hand-off.
-    doomed AS MATERIALIZED (
-        SELECT w.id, t.overlap_policy FROM one_at_a_time AS t
-        CROSS JOIN LATERAL (
-            SELECT p.id FROM runs AS p
-            WHERE p.trigger_id = t.id AND p.status = 'pending' AND p.attempt = 0
-              AND (
-                t.overlap_policy = 'skip'
-                -- buffer_one keeps the run in progress and the oldest waiting fire.
-                OR t.n + (SELECT count(*) FROM runs AS o
-                          WHERE o.trigger_id = t.id AND o.status = 'pending'
-                            AND o.attempt = 0
-                            AND (o.scheduled_for, o.id) < (p.scheduled_for, p.id)) >= 2
-              )
-            FOR UPDATE OF p SKIP LOCKED
-        ) AS w
-    )
-    UPDATE runs AS r
-    SET status = 'skipped', finished_at = clock_timestamp(), worker = NULL,
-        error = CASE d.overlap_policy
-            WHEN 'skip' THEN 'an earlier run of the trigger was still in progress'
-            ELSE 'a fire of the trigger was already waiting (overlap buffer_one)' END
-    FROM doomed AS d
-    -- By primary key only: `doomed` locked its rows still pending, and a condition on
-    -- the status would tempt the planner into scanning the waiting room.
-    WHERE r.id = ANY(ARRAY(SELECT id FROM doomed)) AND r.id = d.id
-    RETURNING r.id
-""")
-
-
-def skip_overlapping(conn: Connection) -> int:
-    """Mark `skipped` the pending fires of `skip` / `buffer_one` triggers that may never run;
-    return how many."""
-    return conn.execute(_SKIP_OVERLAPPING).rowcount
-
-
-# One statement: count, choose, lock, mark. Numbered in app.admission.admit's docstring.
-_ADMIT = text("""
-    WITH RECURSIVE waiting (tenant_id, oldest) AS (
-        -- Distinct tenants with a pending run, one index probe each (a loose index scan):
-        -- cheap with 100,000 waiting runs of a few tenants.
-        (SELECT tenant_id, scheduled_for FROM runs WHERE status = 'pending'
-         ORDER BY tenant_id, scheduled_for, id LIMIT 1)
-        UNION ALL
-        SELECT nxt.tenant_id, nxt.scheduled_for FROM waiting AS w
-        CROSS JOIN LATERAL (
-            SELECT tenant_id, scheduled_for FROM runs
-            WHERE status = 'pending' AND tenant_id > w.tenant_id
-            ORDER BY tenant_id, scheduled_for, id LIMIT 1) AS nxt
-    ),
-    busy AS (
-        SELECT tenant_id, count(*) AS n FROM runs
-        WHERE status IN ('admitted', 'running') GROUP BY tenant_id
-    ),
-    capacity AS (
-        SELECT GREATEST(CAST(:max_running AS bigint) - COALESCE(sum(n), 0), 0) AS free
-        FROM busy
-    ),
-    candidates AS MATERIALIZED (
-        SELECT w.tenant_id, COALESCE(b.n, 0) AS n, w.oldest
-        FROM waiting AS w LEFT JOIN busy AS b USING (tenant_id)
-        WHERE COALESCE(b.n, 0) < :max_per_tenant
-        ORDER BY COALESCE(b.n, 0), w.oldest, w.tenant_id
-        LIMIT (SELECT free FROM capacity) * :factor
-    ),
-    locked AS MATERIALIZED (
-        SELECT c.tenant_id, c.n, x.id, x.scheduled_for
-        FROM candidates AS c
-        CROSS JOIN LATERAL (
-            SELECT r.id, r.scheduled_for FROM runs AS r
-            WHERE r.tenant_id = c.tenant_id AND r.status = 'pending'
-              AND r.cancel_requested_at IS NULL
-              AND (r.not_before IS NULL OR r.not_before <= now())
-              -- A one-at-a-time trigger's fire waits while another run of the trigger is
-              -- in progress (among the tenant's in-progress runs) or waits ahead of it
-              -- (among the trigger's waiting fires): two index probes, however long the
-              -- trigger's history.
-              AND (r.attempt > 0 OR NOT EXISTS (
-                  SELECT 1 FROM triggers AS t
-                  WHERE t.id = r.trigger_id AND t.overlap_policy IN ('skip', 'buffer_one')
-                    AND (EXISTS (
-                           SELECT 1 FROM runs AS o
-                           WHERE o.tenant_id = r.tenant_id AND o.trigger_id = r.trigger_id
-                             AND o.status IN ('admitted', 'running'))
-                         OR EXISTS (
-                           SELECT 1 FROM runs AS o
-                           WHERE o.trigger_id = r.trigger_id AND o.status = 'pending'
-                             AND o.id <> r.id
-                             AND (o.attempt > 0
-                                  OR (o.scheduled_for, o.id) < (r.scheduled_for, r.id))))))
-            ORDER BY r.scheduled_for, r.id
-            LIMIT LEAST((SELECT free FROM capacity), :max_per_tenant - c.n)
-            FOR UPDATE OF r SKIP LOCKED
-        ) AS x
-    ),
-    ranked AS (
-        SELECT id, n + row_number() OVER (
-                   PARTITION BY tenant_id ORDER BY scheduled_for, id) AS turn,
-               scheduled_for
-        FROM locked
-    ),
-    chosen AS (
-        SELECT id FROM ranked ORDER BY turn, scheduled_for, id
-        LIMIT (SELECT free FROM capacity)
-    )
-    UPDATE runs AS r
-    SET status = 'admitted', admitted_at = clock_timestamp(), enqueued_at = clock_timestamp()
-    FROM chosen
-    -- By primary key only: `locked` holds these rows, still pending. A condition on the
-    -- status would tempt the planner into scanning the whole waiting room.
-    WHERE r.id = ANY(ARRAY(SELECT id FROM chosen)) AND r.id = chosen.id
-    RETURNING r.id, r.tenant_id
-""")
-
-
-def admit(
-    conn: Connection, *, max_running: int, max_per_tenant: int, factor: int
-) -> list[uuid.UUID]:
-    """Mark `admitted` (stamping `admitted_at` and `enqueued_at`) the runs chosen for the free
-    slots; return their ids."""
+def admission_round(
+    conn: Connection, *, max_running: int, max_per_tenant: int, factor: int, seen: int | None
+) -> Round | None:
+    """One admission round (app/admission.py); None when there was nothing to do (every
+    slot taken, or nobody took a wake-up number since `seen`) or another admitter holds the
+    lock. Call it in autocommit: the lock must be released when the round commits."""
     rows = conn.execute(
-        _ADMIT, {"max_running": max_running, "max_per_tenant": max_per_tenant, "factor": factor}
+        _ADMISSION_ROUND,
+        {
+            "max_running": max_running,
+            "max_per_tenant": max_per_tenant,
+            "factor": factor,
+            "seen": seen,
+            "key": ADMISSION_LOCK,
+        },
     ).all()
-    return [row.id for row in rows]
+    if not rows:
+        return None
+    admitted = [row.run_id for row in rows if row.run_id is not None]
+    return Round(ticket=int(rows[0].ticket), admitted=admitted, skipped=int(rows[0].skipped))
 
 
 _UNADMIT = text(

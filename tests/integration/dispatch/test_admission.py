@@ -234,41 +234,62 @@ def test_buffer_one_with_nothing_in_progress_runs_the_oldest_then_skips_the_pile
     assert [room.status(r) for r in (second, third)] == ["pending", "skipped"]
 
 
-def test_a_finisher_that_finds_the_lock_taken_leaves_and_the_holder_admits_for_it(
-    room, monkeypatch
-) -> None:
+def test_a_finisher_that_finds_the_lock_taken_leaves_and_the_holder_admits_for_it(room) -> None:
     from app.queries import run_queue
 
     running = room.runs(room.trigger("a"), 2, status="running", attempt=1)
     waiting = room.runs(room.trigger("b"), 3, start=T0 + timedelta(minutes=1))
-    limits = {"max_running": 3, "max_per_tenant": 3}
-    holding, go = threading.Event(), threading.Event()
-    real_admit = run_queue.admit
+    limits = {"max_running": 3, "max_per_tenant": 3, "factor": admission.CANDIDATE_FACTOR}
+    holder = room.engine.connect()  # its round stays open (the lock held) until it commits
+    try:
+        first = run_queue.admission_round(holder, **limits, seen=None)
+        assert first is not None and first.admitted == waiting[:1]
+        # Mid-round: a run finishes and its worker hands off. The holder's snapshot cannot
+        # see the freed slot; the finisher finds the lock taken and leaves at once.
+        room.finish(running[:1])
+        finisher = threading.Thread(target=lambda: room.admit(3, 3))
+        finisher.start()
+        finisher.join(timeout=10)
+        assert not finisher.is_alive(), "a finisher must not wait for the lock"
+        assert room.in_progress() == Counter({"a": 1})  # the holder has not committed
+        holder.commit()
 
-    def admit_then_pause(conn, **kwargs):
-        # The real statement, then a pause before the holder's commit: the window in which
-        # a finisher's freed slot is invisible to the holder's snapshot.
-        admitted = real_admit(conn, **kwargs)
-        if not holding.is_set():
-            holding.set()
-            assert go.wait(timeout=10)
-        return admitted
-
-    monkeypatch.setattr(run_queue, "admit", admit_then_pause)
-    holder_result: list[list[uuid.UUID]] = []
-    holder = threading.Thread(target=lambda: holder_result.append(room.admit(**limits)))
-    holder.start()
-    assert holding.wait(timeout=10)
-    # The holder admitted into the one free slot and still holds the lock. A run finishes
-    # and its worker hands off: it finds the lock taken and leaves at once, admitting nothing.
-    room.finish(running[:1])
-    assert room.admit(**limits) == []
-    go.set()
-    holder.join(timeout=10)
-
-    # The holder saw that someone came by while it held the lock, and went round again.
-    assert holder_result == [waiting[:2]]
+        # The holder's next round sees that someone came by, and fills the slot.
+        second = run_queue.admission_round(holder, **limits, seen=first.ticket)
+        holder.commit()
+        assert second is not None and second.admitted == waiting[1:2]
+        # Nobody came by since: the holder stops.
+        assert run_queue.admission_round(holder, **limits, seen=second.ticket) is None
+        holder.commit()
+    finally:
+        holder.close()
     assert room.in_progress() == Counter({"a": 1, "b": 2})
+
+
+def test_the_holder_goes_round_again_while_wakeups_come_in(room, monkeypatch) -> None:
+    from app.queries import run_queue
+
+    running = room.runs(room.trigger("a"), 2, status="running", attempt=1)
+    waiting = room.runs(room.trigger("b"), 3, start=T0 + timedelta(minutes=1))
+    real_round = run_queue.admission_round
+    calls: list[int | None] = []
+
+    def round_then_a_finisher_comes_by(conn, **kwargs):
+        done = real_round(conn, **kwargs)
+        calls.append(kwargs["seen"])
+        if len(calls) == 1:
+            # What the holder finds after its commit when a finisher came by during its
+            # round: a slot freed, and a wake-up number taken after its own.
+            room.finish(running[:1])
+            with room.engine.connect() as other:
+                other.execute(text("SELECT nextval('admission_wakeups')"))
+        return done
+
+    monkeypatch.setattr(run_queue, "admission_round", round_then_a_finisher_comes_by)
+    admitted = room.admit(max_running=3, max_per_tenant=3)
+
+    assert admitted == waiting[:2]
+    assert len(calls) == 3 and calls[0] is None  # two rounds, then a look that stops
 
 
 def test_finishers_racing_to_hand_off_never_leave_a_slot_empty(room) -> None:
