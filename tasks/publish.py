@@ -9,6 +9,7 @@ with its id, and published through kombu's pipelined batch: several times faster
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -20,6 +21,11 @@ from tasks.celery_app import RUN_TASK, RUNS_QUEUE
 
 BATCH = 500
 _TEMPLATE_ID = "00000000-0000-0000-0000-000000000000"
+# The runs queue is declared at most once a minute per process and broker: a declaration
+# costs more than the publish it comes with (a finishing run publishes one message), and
+# the workers declare their queues too whenever they connect.
+DECLARE_EVERY_SECONDS = 60.0
+_declared: dict[str, float] = {}
 
 
 def _template(celery: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
@@ -42,6 +48,7 @@ def enqueue_runs(run_ids: Iterable[uuid.UUID | str]) -> int:
     ids: Sequence[str] = [str(run_id) for run_id in run_ids]
     headers, properties, embed = _template(celery)
     with celery.producer_or_acquire() as producer, _batch(producer, len(ids)):
+        declare = _declare_now(producer)
         for n, run_id in enumerate(ids):
             producer.publish(
                 ((run_id,), {}, embed),
@@ -50,13 +57,22 @@ def enqueue_runs(run_ids: Iterable[uuid.UUID | str]) -> int:
                 serializer="json",
                 headers={**headers, "id": run_id, "root_id": run_id, "argsrepr": repr((run_id,))},
                 delivery_mode=2,
-                # The queue is declared with the first message; declaring it again per
-                # message is what makes send_task slow.
-                declare=None if n else [celery.amqp.queues[RUNS_QUEUE]],
+                # Declaring the queue with every message is what makes send_task slow.
+                declare=[celery.amqp.queues[RUNS_QUEUE]] if declare and not n else None,
                 retry=False,
                 **{**properties, "correlation_id": run_id},
             )
     return len(ids)
+
+
+def _declare_now(producer: Any) -> bool:
+    """Whether this publish should declare the runs queue (see DECLARE_EVERY_SECONDS)."""
+    broker = producer.connection.as_uri()
+    now = time.monotonic()
+    if now - _declared.get(broker, -DECLARE_EVERY_SECONDS) < DECLARE_EVERY_SECONDS:
+        return False
+    _declared[broker] = now
+    return True
 
 
 def _batch(producer: Any, count: int) -> AbstractContextManager[Any]:
