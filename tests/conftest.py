@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -27,12 +28,44 @@ def database_url() -> Iterator[str]:
         support.drop_database(url)
 
 
+# Logical databases a test session may take; 15 is the benchmarks' (BENCH_REDIS_DB).
+TEST_REDIS_DBS = range(1, 15)
+CLAIM_SECONDS = 3600
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url() -> Iterator[str]:
+    """A logical Redis database for this session alone (each test flushes it). Sessions on
+    one machine claim theirs in database 0 (`SET NX` with an expiry), so two suites running
+    at once never share one; TEST_REDIS_DB pins it."""
     base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    # Each session takes its own logical DB (1-15) so concurrent runs rarely meet.
-    index = int(os.environ.get("TEST_REDIS_DB") or 1 + secrets.randbelow(15))
-    return base.rsplit("/", 1)[0] + f"/{index}" if base.count("/") >= 3 else f"{base}/{index}"
+    pinned = os.environ.get("TEST_REDIS_DB")
+    index, release = (int(pinned), None) if pinned else _claim_redis_db(base)
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{index}" if base.count("/") >= 3 else f"{base}/{index}"
+    finally:
+        if release is not None:
+            release()
+
+
+def _claim_redis_db(base: str) -> tuple[int, Any]:
+    token = f"{os.getpid()}:{secrets.token_hex(8)}"
+    try:
+        client = redis.Redis.from_url(base)
+        for index in secrets.SystemRandom().sample(TEST_REDIS_DBS, len(TEST_REDIS_DBS)):
+            key = f"scheduler-tests:db:{index}"
+            if client.set(key, token, nx=True, ex=CLAIM_SECONDS):
+
+                def release(client: redis.Redis = client, key: str = key) -> None:
+                    if client.get(key) == token.encode():
+                        client.delete(key)
+                    client.close()
+
+                return index, release
+        client.close()
+    except redis.RedisError:
+        pass  # no claims without Redis: a random database, as before
+    return TEST_REDIS_DBS[secrets.randbelow(len(TEST_REDIS_DBS))], None
 
 
 @pytest.fixture(scope="session")
