@@ -47,9 +47,9 @@ def insert_scheduled(conn: Connection, rows: Sequence[tuple]) -> list[tuple[uuid
 
 # One admission round is the SQL function `scheduler_admission_round` (migration 0005, where
 # its statements are explained): the wake-up number (sequence `admission_wakeups`) and the
-# try-lock, the overlap statement, the admitting statement. One round trip, plans kept by
-# PostgreSQL for the session; the caller's transaction (autocommit: the call's own) holds
-# the lock until it ends.
+# try-lock, the overlap statement, the admitting statement, in one round trip (each planned
+# at every call). The caller's transaction (autocommit: the call's own) holds the lock until
+# it ends.
 _ADMISSION_ROUND = text(
     "SELECT ticket, run_id, skipped FROM scheduler_admission_round("
     "CAST(:max_running AS bigint), CAST(:max_per_tenant AS bigint), CAST(:factor AS bigint), "

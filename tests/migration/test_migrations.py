@@ -89,3 +89,18 @@ def test_upgrade_downgrade_upgrade_round_trip(empty_database: str) -> None:
         engine.dispose()
     assert state == [(1, 0)]
     assert {"triggers", "runs", "scheduler_state", "api_keys", "idempotency_records"} <= tables
+
+
+def test_admission_rounds_are_planned_at_every_call(empty_database: str) -> None:
+    # A plan cached while `runs` was nearly empty went stale as the waiting room grew: a
+    # session that kept it took 300 ms a round instead of 3 ms (bench.peers_e2e at 10,000).
+    support.migrate(empty_database)
+    engine = create_engine(support.sqlalchemy_url(empty_database))
+    try:
+        with engine.connect() as conn:
+            config = conn.execute(
+                text("SELECT proconfig FROM pg_proc WHERE proname = 'scheduler_admission_round'")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert "plan_cache_mode=force_custom_plan" in config
