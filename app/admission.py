@@ -38,6 +38,7 @@ returns to the queue once its lease (`slot_lease_seconds`) has passed.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +57,14 @@ logger = logging.getLogger(__name__)
 CANDIDATE_FACTOR = 2
 
 Publish = Callable[[Sequence[uuid.UUID]], Any]
+# pass_on(): ask another process to hand off (a hand-off message a worker picks up).
+PassOn = Callable[[], Any]
+
+# A holder that can pass the duty on goes round at most this many times: while runs keep
+# finishing it would otherwise go round for as long as they do, holding whoever it is (a
+# tick with batches to dispatch, a worker's pool process, an API request). The hand-off
+# message it leaves carries the wake-ups it did not serve, so none is lost.
+MAX_ROUNDS = 16
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,9 @@ class HandOff:
     broker_error: str | None = None
 
 
-def _rounds(engine: Engine, limits: Limits) -> Iterator[tuple[list[uuid.UUID], int]]:
+def _rounds(
+    engine: Engine, limits: Limits, *, max_rounds: int | None = None
+) -> Iterator[tuple[list[uuid.UUID], int]]:
     """Admission rounds, (admitted, skipped) each, on one connection, for as long as this
     caller gets the lock and someone took a wake-up number since its last round (see the
     module docstring). The caller publishes each round's runs before the next round.
@@ -97,7 +108,7 @@ def _rounds(engine: Engine, limits: Limits) -> Iterator[tuple[list[uuid.UUID], i
     """
     seen: int | None = None
     with db.statements(engine) as conn:
-        while True:
+        for _ in itertools.count() if max_rounds is None else range(max_rounds):
             done = run_queue.admission_round(
                 conn,
                 max_running=limits.max_running,
@@ -109,6 +120,11 @@ def _rounds(engine: Engine, limits: Limits) -> Iterator[tuple[list[uuid.UUID], i
                 return
             seen = done.ticket
             yield done.admitted, done.skipped
+        raise _Bounded
+
+
+class _Bounded(Exception):
+    """The holder went round `max_rounds` times and may have wake-ups left to serve."""
 
 
 def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:
@@ -123,9 +139,13 @@ def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:
     return admitted, skipped
 
 
-def hand_off(engine: Engine, limits: Limits, publish: Publish) -> HandOff:
+def hand_off(
+    engine: Engine, limits: Limits, publish: Publish, pass_on: PassOn | None = None
+) -> HandOff:
     """Admit into the free slots and publish the admitted runs (task id = run id), round by
-    round: each round's runs go to the broker before the next round.
+    round: each round's runs go to the broker before the next round. With `pass_on`, stop
+    after MAX_ROUNDS rounds and call it (the next process goes on); without, go round for
+    as long as wake-ups come in.
 
     A publish that fails is logged and reported, never raised: the runs go back to the
     queue at once (a message that did get through then finds its run not admitted and is
@@ -133,7 +153,32 @@ def hand_off(engine: Engine, limits: Limits, publish: Publish) -> HandOff:
     recovery sweep returns to the queue once their lease has passed.
     """
     result = HandOff(admitted=[])
-    for admitted, skipped in _rounds(engine, limits):
+    try:
+        _publish_rounds(engine, limits, publish, result, bounded=pass_on is not None)
+    except _Bounded:
+        assert pass_on is not None
+        try:
+            pass_on()
+        except Exception:
+            # The tick's hand-off serves these wake-ups anyway, at most a tick later.
+            logger.warning(
+                "hand-off not passed on", extra={"event": "pass_on_failed"}, exc_info=True
+            )
+    if result.skipped:
+        logger.info("overlapping fires skipped", extra={"event": "runs_skipped_overlap",
+                                                        "count": result.skipped})  # fmt: skip
+    if result.admitted:
+        logger.debug(
+            "runs admitted", extra={"event": "runs_admitted", "count": len(result.admitted)}
+        )
+    return result
+
+
+def _publish_rounds(
+    engine: Engine, limits: Limits, publish: Publish, result: HandOff, *, bounded: bool
+) -> None:
+    """Go round, publishing each round's runs, into `result`; raise _Bounded at the bound."""
+    for admitted, skipped in _rounds(engine, limits, max_rounds=MAX_ROUNDS if bounded else None):
         result.skipped += skipped
         if not admitted:
             continue
@@ -148,17 +193,10 @@ def hand_off(engine: Engine, limits: Limits, publish: Publish) -> HandOff:
             )
             with engine.begin() as conn:
                 run_queue.unadmit(conn, admitted)
-            break
+            # The broker is down: the tick's hand-off, the safety net, admits them again.
+            return
         result.admitted += admitted
         result.published += len(admitted)
-    if result.skipped:
-        logger.info("overlapping fires skipped", extra={"event": "runs_skipped_overlap",
-                                                        "count": result.skipped})  # fmt: skip
-    if result.admitted:
-        logger.debug(
-            "runs admitted", extra={"event": "runs_admitted", "count": len(result.admitted)}
-        )
-    return result
 
 
 @dataclass(frozen=True)

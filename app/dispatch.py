@@ -80,6 +80,7 @@ def run_tick(
     release_id: str,
     publish: Publish,
     options: TickOptions | None = None,
+    pass_on: admission.PassOn | None = None,
 ) -> TickStats:
     """Run one tick and return its statistics.
 
@@ -106,7 +107,7 @@ def run_tick(
     plans: dict[tuple, planner.CatchupPlan] = {}
 
     def hand_off() -> None:
-        _hand_off(engine, publish=publish, options=options, stats=stats)
+        _hand_off(engine, publish=publish, pass_on=pass_on, options=options, stats=stats)
 
     while True:
         claimed = _dispatch_batch(
@@ -196,12 +197,19 @@ def _recover(engine: Engine, *, options: TickOptions, stats: TickStats) -> None:
     stats.failed_stale = result.failed
 
 
-def _hand_off(engine: Engine, *, publish: Publish, options: TickOptions, stats: TickStats) -> None:
+def _hand_off(
+    engine: Engine,
+    *,
+    publish: Publish,
+    pass_on: admission.PassOn | None,
+    options: TickOptions,
+    stats: TickStats,
+) -> None:
     """Admit into the free slots and publish. After a broker failure the tick stops trying:
     the admitted runs wait for the sweep, the rest stay pending."""
     if stats.broker_error:
         return
-    result = admission.hand_off(engine, options.limits, publish)
+    result = admission.hand_off(engine, options.limits, publish, pass_on=pass_on)
     stats.admitted += len(result.admitted)
     stats.enqueued += result.published
     stats.skipped += result.skipped

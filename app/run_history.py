@@ -155,6 +155,7 @@ def hand_off(
     limits: admission.Limits,
     publish: admission.Publish,
     now: datetime,
+    pass_on: admission.PassOn | None = None,
 ) -> None:
     """After new runs commit (run now, backfill): admit into the free slots and publish, and
     show the runs of `handed` that were admitted as such (status, `enqueued_at` = `now`).
@@ -163,7 +164,7 @@ def hand_off(
     A broker failure is logged by admission and the caller still succeeds: the runs wait
     in PostgreSQL and a later hand-off (a finishing run, the tick) publishes them.
     """
-    result = admission.hand_off(engine, limits, publish)
+    result = admission.hand_off(engine, limits, publish, pass_on=pass_on)
     if not result.published:
         return
     admitted = set(result.admitted)

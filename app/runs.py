@@ -59,6 +59,8 @@ class Runtime:
     # wake(at): ask for a hand-off at `at` (a retry's not_before), so a retry does not wait
     # for the next tick. Only a wake-up: the run itself waits in PostgreSQL.
     wake: Callable[[datetime], Any] | None = None
+    # pass_on(): have another process go on handing off (app/admission.py, MAX_ROUNDS).
+    pass_on: admission.PassOn | None = None
 
     @property
     def limits(self) -> admission.Limits:
@@ -121,7 +123,9 @@ def hand_off(runtime: Runtime) -> admission.HandOff | None:
     """A slot came free: admit and publish the next runs. Never raises: the tick's hand-off
     is the safety net, and the run's own outcome is already committed."""
     try:
-        return admission.hand_off(runtime.engine, runtime.limits, runtime.publish)
+        return admission.hand_off(
+            runtime.engine, runtime.limits, runtime.publish, pass_on=runtime.pass_on
+        )
     except Exception:
         logger.exception("hand-off failed", extra={"event": "hand_off_failed"})
         return None

@@ -29,6 +29,7 @@ def tick(release_id: str | None = None, *, now: datetime | None = None) -> dict[
             release_id=release,
             publish=publish.enqueue_runs,
             options=dispatch.default_options(settings),
+            pass_on=publish.request_hand_off,
         )
     return stats.as_dict()
 

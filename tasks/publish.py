@@ -17,7 +17,7 @@ from typing import Any
 
 from kombu.exceptions import ChannelError
 
-from tasks.celery_app import RUN_TASK, RUNS_QUEUE
+from tasks.celery_app import HAND_OFF_TASK, RUN_TASK, RUNS_QUEUE
 
 BATCH = 500
 _TEMPLATE_ID = "00000000-0000-0000-0000-000000000000"
@@ -63,6 +63,14 @@ def enqueue_runs(run_ids: Iterable[uuid.UUID | str]) -> int:
                 **{**properties, "correlation_id": run_id},
             )
     return len(ids)
+
+
+def request_hand_off() -> None:
+    """Ask a worker for a hand-off (`hand_off_runs`): how a holder of admission's lock that
+    went round MAX_ROUNDS times passes the duty on (app/admission.py)."""
+    from tasks import celery
+
+    celery.send_task(HAND_OFF_TASK, retry=False)
 
 
 def _declare_now(producer: Any) -> bool:

@@ -34,6 +34,7 @@ def runtime(worker: str) -> runs.Runtime:
             worker=worker,
             clock=_now,
             wake=_wake,
+            pass_on=publish.request_hand_off,
         )
         _runtimes.clear()
         _runtimes[key] = found

@@ -53,6 +53,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
         clock=context.utcnow,
         publish=context.publish_runs,
         started_at=context.utcnow(),
+        pass_on=context.request_hand_off,
     )
     middleware.init_app(app)
     ratelimit.init_app(app, settings)

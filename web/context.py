@@ -31,6 +31,8 @@ class Services:
     clock: Callable[[], datetime]
     publish: Callable[[Iterable[uuid.UUID]], Any]
     started_at: datetime  # for /healthz's grace period before the first tick
+    # Passes admission's duty on to a worker (app/admission.py, MAX_ROUNDS).
+    pass_on: Callable[[], Any] | None = None
 
 
 def utcnow() -> datetime:
@@ -42,6 +44,13 @@ def publish_runs(run_ids: Iterable[uuid.UUID]) -> Any:
     from tasks import publish  # built on first use: a web process may never enqueue
 
     return publish.enqueue_runs(run_ids)
+
+
+def request_hand_off() -> None:
+    """Ask a worker for a hand-off (web imports nothing from tasks but this and the above)."""
+    from tasks import publish
+
+    publish.request_hand_off()
 
 
 def services() -> Services:
@@ -84,4 +93,11 @@ def hand_off(*handed: Run) -> None:
     limits = admission.Limits(
         max_running=settings().max_running, max_per_tenant=settings().max_running_per_tenant
     )
-    run_history.hand_off(engine(), handed, limits=limits, publish=services().publish, now=now())
+    run_history.hand_off(
+        engine(),
+        handed,
+        limits=limits,
+        publish=services().publish,
+        now=now(),
+        pass_on=services().pass_on,
+    )

@@ -292,6 +292,41 @@ def test_the_holder_goes_round_again_while_wakeups_come_in(room, monkeypatch) ->
     assert len(calls) == 3 and calls[0] is None  # two rounds, then a look that stops
 
 
+def test_a_holder_that_could_go_round_forever_passes_the_duty_on(room, monkeypatch) -> None:
+    """While runs keep finishing, a holder with somewhere to pass the duty stops after
+    MAX_ROUNDS rounds (a tick must get back to dispatching) and leaves a hand-off request."""
+    from app.queries import run_queue
+
+    running = room.runs(room.trigger("a"), 10, status="running", attempt=1)
+    waiting = room.runs(room.trigger("b"), 10, start=T0 + timedelta(minutes=1))
+    real_round = run_queue.admission_round
+    rounds: list[object] = []
+
+    def round_while_another_run_finishes(conn, **kwargs):
+        done = real_round(conn, **kwargs)
+        rounds.append(done)
+        room.finish(running[len(rounds) : len(rounds) + 1])
+        with room.engine.connect() as finisher:
+            finisher.execute(text("SELECT nextval('admission_wakeups')"))
+        return done
+
+    monkeypatch.setattr(run_queue, "admission_round", round_while_another_run_finishes)
+    monkeypatch.setattr(admission, "MAX_ROUNDS", 3)
+    room.finish(running[:1])
+    passed: list[bool] = []
+    published: list[uuid.UUID] = []
+
+    result = admission.hand_off(
+        room.engine,
+        admission.Limits(max_running=10, max_per_tenant=10),
+        published.extend,
+        pass_on=lambda: passed.append(True),
+    )
+
+    assert len(rounds) == 3 and passed == [True]
+    assert result.admitted == published == waiting[:3]
+
+
 def test_finishers_racing_to_hand_off_never_leave_a_slot_empty(room) -> None:
     """Many workers finish and hand off at once; whoever finds the lock taken leaves. When
     the dust settles, every slot is taken while runs still wait: no wake-up was lost."""
