@@ -48,7 +48,10 @@ def enqueue_runs(run_ids: Iterable[uuid.UUID | str]) -> int:
     ids: Sequence[str] = [str(run_id) for run_id in run_ids]
     headers, properties, embed = _template(celery)
     with celery.producer_or_acquire() as producer, _batch(producer, len(ids)):
-        declare = _declare_now(producer)
+        broker = producer.connection.as_uri()
+        declare = time.monotonic() - _declared.get(broker, -DECLARE_EVERY_SECONDS) >= (
+            DECLARE_EVERY_SECONDS
+        )
         for n, run_id in enumerate(ids):
             producer.publish(
                 ((run_id,), {}, embed),
@@ -62,6 +65,8 @@ def enqueue_runs(run_ids: Iterable[uuid.UUID | str]) -> int:
                 retry=False,
                 **{**properties, "correlation_id": run_id},
             )
+    if declare:  # only once the publish that declared the queue went through
+        _declared[broker] = time.monotonic()
     return len(ids)
 
 
@@ -71,16 +76,6 @@ def request_hand_off() -> None:
     from tasks import celery
 
     celery.send_task(HAND_OFF_TASK, retry=False)
-
-
-def _declare_now(producer: Any) -> bool:
-    """Whether this publish should declare the runs queue (see DECLARE_EVERY_SECONDS)."""
-    broker = producer.connection.as_uri()
-    now = time.monotonic()
-    if now - _declared.get(broker, -DECLARE_EVERY_SECONDS) < DECLARE_EVERY_SECONDS:
-        return False
-    _declared[broker] = now
-    return True
 
 
 def _batch(producer: Any, count: int) -> AbstractContextManager[Any]:
