@@ -38,10 +38,10 @@ returns to the queue once its lease (`slot_lease_seconds`) has passed.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,9 +83,7 @@ class HandOff:
     broker_error: str | None = None
 
 
-def _rounds(
-    engine: Engine, limits: Limits, *, max_rounds: int | None = None
-) -> Iterator[tuple[list[uuid.UUID], int]]:
+def _rounds(engine: Engine, limits: Limits) -> Iterator[tuple[list[uuid.UUID], int]]:
     """Admission rounds, (admitted, skipped) each, on one connection, for as long as this
     caller gets the lock and someone took a wake-up number since its last round (see the
     module docstring). The caller publishes each round's runs before the next round.
@@ -108,7 +106,7 @@ def _rounds(
     """
     seen: int | None = None
     with db.statements(engine) as conn:
-        for _ in itertools.count() if max_rounds is None else range(max_rounds):
+        while True:
             done = run_queue.admission_round(
                 conn,
                 max_running=limits.max_running,
@@ -120,11 +118,6 @@ def _rounds(
                 return
             seen = done.ticket
             yield done.admitted, done.skipped
-        raise _Bounded
-
-
-class _Bounded(Exception):
-    """The holder went round `max_rounds` times and may have wake-ups left to serve."""
 
 
 def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:
@@ -153,17 +146,14 @@ def hand_off(
     recovery sweep returns to the queue once their lease has passed.
     """
     result = HandOff(admitted=[])
-    try:
-        _publish_rounds(engine, limits, publish, result, bounded=pass_on is not None)
-    except _Bounded:
-        assert pass_on is not None
-        try:
-            pass_on()
-        except Exception:
-            # The tick's hand-off serves these wake-ups anyway, at most a tick later.
-            logger.warning(
-                "hand-off not passed on", extra={"event": "pass_on_failed"}, exc_info=True
-            )
+    with closing(_rounds(engine, limits)) as rounds:
+        for count, (admitted, skipped) in enumerate(rounds, start=1):
+            result.skipped += skipped
+            if admitted and not _publish(engine, publish, admitted, result):
+                break  # the broker is down: the tick's hand-off admits them again
+            if pass_on is not None and count == MAX_ROUNDS:
+                _pass_on(pass_on)
+                break
     if result.skipped:
         logger.info("overlapping fires skipped", extra={"event": "runs_skipped_overlap",
                                                         "count": result.skipped})  # fmt: skip
@@ -174,29 +164,32 @@ def hand_off(
     return result
 
 
-def _publish_rounds(
-    engine: Engine, limits: Limits, publish: Publish, result: HandOff, *, bounded: bool
-) -> None:
-    """Go round, publishing each round's runs, into `result`; raise _Bounded at the bound."""
-    for admitted, skipped in _rounds(engine, limits, max_rounds=MAX_ROUNDS if bounded else None):
-        result.skipped += skipped
-        if not admitted:
-            continue
-        try:
-            publish(admitted)
-        except Exception as exc:
-            result.broker_error = f"{type(exc).__name__}: {exc}"[:300]
-            logger.error(
-                "broker unavailable; admitted runs go back to the queue",
-                extra={"event": "enqueue_failed", "runs": len(admitted)},
-                exc_info=True,
-            )
-            with engine.begin() as conn:
-                run_queue.unadmit(conn, admitted)
-            # The broker is down: the tick's hand-off, the safety net, admits them again.
-            return
-        result.admitted += admitted
-        result.published += len(admitted)
+def _publish(engine: Engine, publish: Publish, admitted: list[uuid.UUID], result: HandOff) -> bool:
+    """Publish one round's runs into `result`; on a broker error put them back in the queue
+    and return False."""
+    try:
+        publish(admitted)
+    except Exception as exc:
+        result.broker_error = f"{type(exc).__name__}: {exc}"[:300]
+        logger.error(
+            "broker unavailable; admitted runs go back to the queue",
+            extra={"event": "enqueue_failed", "runs": len(admitted)},
+            exc_info=True,
+        )
+        with engine.begin() as conn:
+            run_queue.unadmit(conn, admitted)
+        return False
+    result.admitted += admitted
+    result.published += len(admitted)
+    return True
+
+
+def _pass_on(pass_on: PassOn) -> None:
+    try:
+        pass_on()
+    except Exception:
+        # The tick's hand-off serves these wake-ups anyway, at most a tick later.
+        logger.warning("hand-off not passed on", extra={"event": "pass_on_failed"}, exc_info=True)
 
 
 @dataclass(frozen=True)
