@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -48,7 +47,7 @@ def redis_url() -> Iterator[str]:
             release()
 
 
-def _claim_redis_db(base: str) -> tuple[int, Any]:
+def _claim_redis_db(base: str) -> tuple[int, Callable[[], None] | None]:
     token = f"{os.getpid()}:{secrets.token_hex(8)}"
     try:
         client = redis.Redis.from_url(base)
