@@ -41,11 +41,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from app import db
 from app.queries import run_queue
@@ -83,7 +83,9 @@ class HandOff:
     broker_error: str | None = None
 
 
-def _rounds(engine: Engine, limits: Limits) -> Iterator[tuple[list[uuid.UUID], int]]:
+def _rounds(
+    engine: Engine, limits: Limits, conn: Connection | None = None
+) -> Iterator[tuple[list[uuid.UUID], int]]:
     """Admission rounds, (admitted, skipped) each, on one connection, for as long as this
     caller gets the lock and someone took a wake-up number since its last round (see the
     module docstring). The caller publishes each round's runs before the next round.
@@ -103,9 +105,11 @@ def _rounds(engine: Engine, limits: Limits) -> Iterator[tuple[list[uuid.UUID], i
        `admitted`.
     Each statement of the function takes a fresh READ COMMITTED snapshot, so 2 and 3 see
     every admission committed before the lock was granted.
+
+    `conn`, when given, is an autocommit connection of the caller's (db.statements).
     """
     seen: int | None = None
-    with db.statements(engine) as conn:
+    with nullcontext(conn) if conn is not None else db.statements(engine) as conn:
         while True:
             done = run_queue.admission_round(
                 conn,
@@ -133,7 +137,12 @@ def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:
 
 
 def hand_off(
-    engine: Engine, limits: Limits, publish: Publish, pass_on: PassOn | None = None
+    engine: Engine,
+    limits: Limits,
+    publish: Publish,
+    pass_on: PassOn | None = None,
+    *,
+    conn: Connection | None = None,
 ) -> HandOff:
     """Admit into the free slots and publish the admitted runs (task id = run id), round by
     round: each round's runs go to the broker before the next round. With `pass_on`, stop
@@ -144,9 +153,12 @@ def hand_off(
     queue at once (a message that did get through then finds its run not admitted and is
     dropped). A process that dies before publishing leaves `admitted` runs, which the
     recovery sweep returns to the queue once their lease has passed.
+
+    `conn`: an autocommit connection (db.statements) to admit on, e.g. the one a finishing
+    run just committed its finish on; by default one from the engine's autocommit pool.
     """
     result = HandOff(admitted=[])
-    with closing(_rounds(engine, limits)) as rounds:
+    with closing(_rounds(engine, limits, conn)) as rounds:
         for count, (admitted, skipped) in enumerate(rounds, start=1):
             result.skipped += skipped
             if admitted and not _publish(engine, publish, admitted, result):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from app import actions, admission, backoff, db, heartbeats, logs, queries, webhook_secrets
 from app.config import Settings
@@ -114,17 +114,23 @@ def execute_run(run_id: uuid.UUID | str, runtime: Runtime) -> str:
                 "run claimed",
                 extra={"event": "run_claimed", "attempt": start.attempt, "worker": runtime.worker},
             )
-            outcome = _finish(start, _attempt(start, runtime), runtime)
-            hand_off(runtime)
+            attempt = _attempt(start, runtime)
+            # One connection for the finish and the hand-off that follows it (a checkout
+            # costs a round trip); not the claim's, which may have sat idle for the length
+            # of the attempt.
+            with db.statements(runtime.engine) as conn:
+                outcome = _finish(start, attempt, runtime, conn)
+                hand_off(runtime, conn)
             return outcome
 
 
-def hand_off(runtime: Runtime) -> admission.HandOff | None:
-    """A slot came free: admit and publish the next runs. Never raises: the tick's hand-off
-    is the safety net, and the run's own outcome is already committed."""
+def hand_off(runtime: Runtime, conn: Connection | None = None) -> admission.HandOff | None:
+    """A slot came free: admit and publish the next runs (on `conn`, an autocommit
+    connection, when given). Never raises: the tick's hand-off is the safety net, and the
+    run's own outcome is already committed."""
     try:
         return admission.hand_off(
-            runtime.engine, runtime.limits, runtime.publish, pass_on=runtime.pass_on
+            runtime.engine, runtime.limits, runtime.publish, pass_on=runtime.pass_on, conn=conn
         )
     except Exception:
         logger.exception("hand-off failed", extra={"event": "hand_off_failed"})
@@ -242,17 +248,17 @@ def _attempt(start: _Start, rt: Runtime) -> actions.Attempt:
         )
 
 
-def _finish(start: _Start, outcome: actions.Attempt, rt: Runtime) -> str:
+def _finish(start: _Start, outcome: actions.Attempt, rt: Runtime, conn: Connection) -> str:
+    """Record the attempt's outcome; `conn` is an autocommit connection (db.statements)."""
     run, trigger, attempt = start.run, start.trigger, start.attempt
     assert run is not None and trigger is not None
     retry_at: datetime | None = None
     if outcome.succeeded:
-        with db.statements(rt.engine) as conn:
-            # The hot path: one statement. A cancel request that came during the attempt
-            # has nothing left to stop.
-            ours = q.finish(
-                conn, run.id, attempt=attempt, status=SUCCEEDED, result=outcome.result, error=None
-            )
+        # The hot path: one statement. A cancel request that came during the attempt has
+        # nothing left to stop.
+        ours = q.finish(
+            conn, run.id, attempt=attempt, status=SUCCEEDED, result=outcome.result, error=None
+        )
         status = SUCCEEDED if ours else LOST
     else:
         with db.transaction(rt.engine) as tx:
