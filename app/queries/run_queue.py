@@ -45,7 +45,7 @@ def insert_scheduled(conn: Connection, rows: Sequence[tuple]) -> list[tuple[uuid
         )
 
 
-# One admission round is the SQL function `scheduler_admission_round` (migration 0005, where
+# One admission round is the SQL function `scheduler_admission_round` (migration 0006, where
 # its statements are explained): the wake-up number (sequence `admission_wakeups`) and the
 # try-lock, the overlap statement, the admitting statement, in one round trip (each planned
 # at every call). The caller's transaction (autocommit: the call's own) holds the lock until
