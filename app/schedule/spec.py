@@ -24,7 +24,7 @@ from app.errors import ScheduleError
 from app.schedule import cron as cron_grammar
 from app.schedule import fires, interval, jitter, zones
 
-_TICK = timedelta(microseconds=1)  # "strictly after start_at - tick" is "at or after start_at"
+_TICK = timedelta(microseconds=1)  # see _just_before
 EPOCH = interval.EPOCH
 
 
@@ -148,9 +148,16 @@ def _cron_period(cron: str, timezone: str) -> float:
     return min(gaps, default=float(interval.MAX_SECONDS))
 
 
+def _just_before(moment: datetime) -> datetime:
+    """`moment` minus one microsecond: "strictly after" this is "at or after `moment`". At
+    datetime's first instant (0001-01-01T00:00, which the API accepts) it is `moment`
+    itself, so a fire at that very instant is left out, rather than the request failing."""
+    return moment if moment.replace(tzinfo=None) == datetime.min else moment - _TICK
+
+
 def _lower_bound(spec: TriggerSpec, after: datetime) -> datetime:
-    if spec.start_at is not None and spec.start_at - _TICK > after:
-        return spec.start_at - _TICK
+    if spec.start_at is not None and _just_before(spec.start_at) > after:
+        return _just_before(spec.start_at)
     return after
 
 
@@ -219,7 +226,7 @@ def fire_after(spec: TriggerSpec, after: datetime) -> datetime | None:
 
 def fires_between(spec: TriggerSpec, start: datetime, end: datetime, limit: int) -> list[datetime]:
     """The first `limit` fires f with start <= f <= end, oldest first."""
-    found = iter_spec(spec, start - _TICK)
+    found = iter_spec(spec, _just_before(start))
     return list(itertools.islice(itertools.takewhile(lambda f: f <= end, found), limit))
 
 
@@ -234,7 +241,7 @@ def last_fires(spec: TriggerSpec, start: datetime, end: datetime, limit: int) ->
         return []
     span = timedelta(minutes=limit)
     while True:
-        begin = max(start, end - span)
+        begin = start if end - start <= span else end - span  # never before year 1
         found = deque(fires_between(spec, begin, end, limit=10**9), maxlen=limit)
         if len(found) == limit or begin == start:
             return list(found)

@@ -201,3 +201,32 @@ def test_describe_reads_every_valid_expression() -> None:
     for _ in range(500):
         text = schedule.describe(schedule.TriggerSpec(cron=random_expression(rng), timezone=NY))
         assert text.endswith(", America/New_York") and len(text) > len(", America/New_York")
+
+
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)  # the first instant the API accepts
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"cron": "0 0 * * *"},
+        {"interval_seconds": 3600, "anchor_at": EARLIEST},
+        {"run_at": EARLIEST + timedelta(days=2)},
+    ],
+)
+def test_a_window_that_starts_at_the_first_instant_has_fires_and_a_history(fields) -> None:
+    """A window from 0001-01-01T00:00Z: its bound was once computed as one microsecond
+    before it, and the history's look-back went past year 1 (an OverflowError, which the
+    API could only report as a 422 on the whole body)."""
+    spec = schedule_spec.TriggerSpec(
+        cron=fields.get("cron"),
+        start_at=EARLIEST,
+        **{k: v for k, v in fields.items() if k != "cron"},
+    )
+    first = schedule_spec.fire_after(spec, EARLIEST)
+    assert first is not None and first > EARLIEST
+    assert schedule_spec.trigger_fires(spec, EARLIEST, 2)[0] == first
+    end = EARLIEST + timedelta(days=3)
+    history = schedule_spec.last_fires(spec, EARLIEST, end, limit=500)
+    assert history and history[-1] <= end
+    assert history == schedule_spec.fires_between(spec, EARLIEST, end, limit=500)[-500:]
