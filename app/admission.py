@@ -107,11 +107,17 @@ def _rounds(
     Each statement of the function takes a fresh READ COMMITTED snapshot, so 2 and 3 see
     every admission committed before the lock was granted.
 
+    After a round, whether anyone came by is first read from the sequence alone (a simple
+    statement, where the function would plan its first statement to find out): most
+    hand-offs end there.
+
     `conn`, when given, is an autocommit connection of the caller's (db.statements).
     """
     seen: int | None = None
     with nullcontext(conn) if conn is not None else db.statements(engine) as conn:
         while True:
+            if seen is not None and run_queue.last_wakeup(conn) == seen:
+                return
             done = run_queue.admission_round(
                 conn,
                 max_running=limits.max_running,

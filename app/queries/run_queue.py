@@ -88,6 +88,14 @@ def admission_round(
     return Round(ticket=int(rows[0].ticket), admitted=admitted, skipped=int(rows[0].skipped))
 
 
+_LAST_WAKEUP = text("SELECT last_value FROM admission_wakeups")
+
+
+def last_wakeup(conn: Connection) -> int:
+    """The last wake-up number taken (sequence `admission_wakeups`)."""
+    return int(conn.execute(_LAST_WAKEUP).scalar_one())
+
+
 _UNADMIT = text(
     "UPDATE runs SET status = 'pending', admitted_at = NULL, enqueued_at = NULL "
     "WHERE id = ANY(:ids) AND status = 'admitted'"

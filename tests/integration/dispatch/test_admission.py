@@ -286,11 +286,24 @@ def test_the_holder_goes_round_again_while_wakeups_come_in(room, monkeypatch) ->
                 other.execute(text("SELECT nextval('admission_wakeups')"))
         return done
 
+    real_look = run_queue.last_wakeup
+    looks: list[int] = []
+
+    def look(conn):
+        looks.append(real_look(conn))
+        return looks[-1]
+
     monkeypatch.setattr(run_queue, "admission_round", round_then_a_finisher_comes_by)
+    monkeypatch.setattr(run_queue, "last_wakeup", look)
     admitted = room.admit(max_running=3, max_per_tenant=3)
 
     assert admitted == waiting[:2]
-    assert len(calls) == 3 and calls[0] is None  # two rounds, then a look that stops
+    # Two rounds, each followed by a look at the sequence: after the first round's number
+    # (calls[1]) a finisher took the next one, so the holder went round again and took the
+    # one after; the second look finds nobody came by since, and the holder stops.
+    first_ticket = calls[1]
+    assert calls == [None, first_ticket]
+    assert looks == [first_ticket + 1, first_ticket + 2]
 
 
 def test_a_holder_that_could_go_round_forever_passes_the_duty_on(room, monkeypatch) -> None:
