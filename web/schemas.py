@@ -9,7 +9,6 @@ Timestamps go out as ISO-8601 UTC with `Z`.
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -208,9 +207,9 @@ class TriggerOut(ma.Schema):
         return values
 
 
-@functools.lru_cache(maxsize=4096)
 def describe(spec: schedule.TriggerSpec) -> str:
-    """schedule.describe, memoised: a page of 200 triggers mostly repeats a few schedules."""
+    """schedule.describe (its costly part, cron-descriptor's text, is memoised there by
+    expression: a spec itself is unique to its trigger, whose id keys the jitter)."""
     return schedule.describe(spec)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cron_descriptor
 
 from app.schedule import cron as cron_grammar
@@ -56,18 +58,25 @@ def _describe_cron(expr: cron_grammar.CronExpr) -> str:
     if not expr.day_and and "*" in (fields[2], fields[4]):
         fields[2] = fields[4] = "*"
     try:
-        text = cron_descriptor.get_description(" ".join(fields))
+        text = _cron_descriptor_text(" ".join(fields))
     except _DESCRIBE_ERRORS:
         fields = [
             text if text == "*" else ",".join(str(v) for v in sorted(values))
             for values, text in zip(sets, fields, strict=True)
         ]
-        text = cron_descriptor.get_description(" ".join(fields))
+        text = _cron_descriptor_text(" ".join(fields))
     if expr.day_and and fields[2] != "*" and fields[4] != "*":
         # cron-descriptor always reads two day fields as "or"; with a '*'-led field Debian
         # cron requires both ('0 0 */2 * MON': Mondays that are odd days).
         text = text.replace(", or on ", ", and only on ")
     return text
+
+
+@lru_cache(maxsize=4096)
+def _cron_descriptor_text(expression: str) -> str:
+    """cron-descriptor's description, memoised: it reads and parses its translation file
+    from disk at every call (0.7 ms), which made a page of 100 triggers cost 70 ms."""
+    return cron_descriptor.get_description(expression)
 
 
 _ORDINALS = ("", "first", "second", "third", "fourth", "fifth")

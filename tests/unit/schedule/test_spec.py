@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -230,3 +231,27 @@ def test_a_window_that_starts_at_the_first_instant_has_fires_and_a_history(field
     history = schedule_spec.last_fires(spec, EARLIEST, end, limit=500)
     assert history and history[-1] <= end
     assert history == schedule_spec.fires_between(spec, EARLIEST, end, limit=500)[-500:]
+
+
+def test_triggers_sharing_an_expression_are_described_by_cron_descriptor_once(
+    monkeypatch,
+) -> None:
+    """cron-descriptor reads its translation file at every call; a page of triggers that
+    share an expression (each its own spec: the trigger id keys its jitter) must not pay
+    for it per trigger. A list page of 100 such triggers took 70 ms on it."""
+    describe_module = importlib.import_module("app.schedule.describe")  # not the function
+    calls: list[str] = []
+    real = describe_module.cron_descriptor.get_description
+    monkeypatch.setattr(
+        describe_module.cron_descriptor,
+        "get_description",
+        lambda expression: calls.append(expression) or real(expression),
+    )
+    describe_module._cron_descriptor_text.cache_clear()
+    specs = [
+        schedule_spec.TriggerSpec(cron="*/7 3 * * *", jitter_key=str(n), jitter_seconds=5)
+        for n in range(3)
+    ]
+    texts = {schedule.describe(spec) for spec in specs}
+    assert len(texts) == 1 and "every 7 minutes" in texts.pop().lower()
+    assert calls == ["*/7 3 * * *"]
