@@ -48,6 +48,9 @@ class _Heartbeats:
         self._beats: dict[int, _Beat] = {}
         self._keys = itertools.count()
         self._thread: threading.Thread | None = None
+        # When the waiting thread wakes next (monotonic); -inf while it is not waiting (it
+        # looks at every beat before it waits again). A new beat due no sooner needs no wake-up.
+        self._wakes_at = float("-inf")
 
     @contextmanager
     def watch(
@@ -61,7 +64,10 @@ class _Heartbeats:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif due < self._wakes_at:
+                # Waking the thread costs a switch of threads for every run; it is needed
+                # only when this beat is due before the thread means to wake anyway.
+                self._cond.notify()
         try:
             yield
         finally:
@@ -75,7 +81,9 @@ class _Heartbeats:
                 due = [beat for beat in self._beats.values() if beat.due <= now]
                 if not due:
                     soonest = min((beat.due for beat in self._beats.values()), default=now + 60)
+                    self._wakes_at = soonest
                     self._cond.wait(soonest - now)
+                    self._wakes_at = float("-inf")
                     continue
                 for beat in due:
                     beat.due = now + beat.interval

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from app import db, run_history, runs
+from app import db, heartbeats, run_history, runs
 from app.actions import registry
 from app.errors import ActionError
 
@@ -331,6 +331,26 @@ def test_the_heartbeat_stamps_the_run_on_postgresqls_clock_while_the_action_runs
     row = seen["row"]
     assert row["status"] == "running"
     assert row["started_at"] < row["heartbeat_at"] <= seen["db_now"]
+
+
+def test_a_beat_due_sooner_than_the_heartbeat_thread_waits_still_comes_on_time(harness) -> None:
+    # The thread sleeps until the soonest beat; a new attempt whose beat is due sooner
+    # must wake it, or the sweep would take a live run for dead.
+    slow, fast = (harness.run(harness.trigger(), status="running", attempt=1) for _ in range(2))
+    with harness.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE runs SET heartbeat_at = now() - interval '1 hour'")
+
+    def stamped(run_id: uuid.UUID) -> bool:
+        return harness.row(run_id)["heartbeat_at"] > harness.db_now() - timedelta(minutes=1)
+
+    with heartbeats.watch(harness.engine, slow, 1, interval=30):
+        time.sleep(0.2)  # the thread now sleeps until the slow beat, 30 s from now
+        with heartbeats.watch(harness.engine, fast, 1, interval=0.3):
+            deadline = time.monotonic() + 3
+            while not stamped(fast) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert stamped(fast), "the 0.3 s beat came within 3 s"
+    assert not stamped(slow)
 
 
 def test_a_worker_with_a_skewed_clock_neither_steals_a_held_slot_nor_loses_a_run(
