@@ -31,7 +31,9 @@ committed, so either the holder's counting statement already saw the freed slot,
 number moved on after the holder took its own and the holder goes round once more.
 
 Hand-off points: after a run's finish commits (the worker), after each dispatch batch
-commits, on every tick (safety net), and after a manual run is created. Publishing comes
+commits, on every tick (safety net), and after a manual run is created. A worker whose run
+just ended keeps one of the runs it admitted and runs it itself (app/runs.py,
+`chain_seconds`): it is free, and the broker would only bring it another. Publishing comes
 after the commit; a publish that is lost leaves an `admitted` run that the recovery sweep
 returns to the queue once its lease (`slot_lease_seconds`) has passed.
 """
@@ -67,6 +69,12 @@ PassOn = Callable[[], Any]
 MAX_ROUNDS = 16
 
 
+# An admitted run not started after this long waits in the broker for a free worker
+# process (a free one takes a message within milliseconds): while one does, a worker whose
+# run ended publishes what it admits rather than keep a run, which would go ahead of it.
+WAITING_IN_BROKER_SECONDS = 0.5
+
+
 @dataclass(frozen=True)
 class Limits:
     max_running: int
@@ -81,6 +89,8 @@ class HandOff:
     skipped: int = 0
     published: int = 0
     broker_error: str | None = None
+    # With keep=True: the admitted run the caller starts itself (not published).
+    kept: uuid.UUID | None = None
 
 
 def _rounds(
@@ -150,6 +160,7 @@ def hand_off(
     pass_on: PassOn | None = None,
     *,
     conn: Connection | None = None,
+    keep: bool = False,
 ) -> HandOff:
     """Admit into the free slots and publish the admitted runs (task id = run id), round by
     round: each round's runs go to the broker before the next round. With `pass_on`, stop
@@ -163,11 +174,24 @@ def hand_off(
 
     `conn`: an autocommit connection (db.statements) to admit on, e.g. the one a finishing
     run just committed its finish on; by default one from the engine's autocommit pool.
+    `keep`: the caller will run one admitted run itself (a worker whose run just ended):
+    one run of the first round that admits is returned as `kept` (and counted in
+    `admitted`), not published, unless runs admitted before wait in the broker.
     """
     result = HandOff(admitted=[])
-    with closing(_rounds(engine, limits, conn)) as rounds:
+    with (
+        nullcontext(conn) if conn is not None else db.statements(engine) as conn,
+        closing(_rounds(engine, limits, conn)) as rounds,
+    ):
         for count, (admitted, skipped) in enumerate(rounds, start=1):
             result.skipped += skipped
+            if keep and admitted:
+                keep = False  # one run at most, from the first round that admits
+                if not run_queue.admitted_waiting(
+                    conn, besides=admitted, for_seconds=WAITING_IN_BROKER_SECONDS
+                ):
+                    result.kept, admitted = admitted[0], admitted[1:]
+                    result.admitted.append(result.kept)
             if admitted and not _publish(engine, publish, admitted, result):
                 break  # the broker is down: the tick's hand-off admits them again
             if pass_on is not None and count == MAX_ROUNDS:

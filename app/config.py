@@ -130,6 +130,9 @@ class Settings:
     log_format: str = "json"
     handler_modules: tuple[str, ...] = ()
     worker_shutdown_grace_seconds: int = 20
+    # How long a worker, after a delivered run ends, goes on running admitted runs itself
+    # (app/runs.py, Runtime.chain_seconds); 0 publishes every admitted run.
+    worker_chain_seconds: int = 2
     max_triggers_per_tenant: int = 10_000
     api_rate_limit: str = DEFAULT_API_RATE_LIMIT
     # Signs the console's session cookie. Every web process must share it, or a session made
@@ -186,6 +189,7 @@ class Settings:
             worker_shutdown_grace_seconds=_int(
                 env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20, minimum=0, maximum=3600
             ),
+            worker_chain_seconds=_int(env, "WORKER_CHAIN_SECONDS", 2, minimum=0, maximum=3600),
             max_triggers_per_tenant=_int(env, "MAX_TRIGGERS_PER_TENANT", 10_000, minimum=1),
             api_rate_limit=_rate_limit(env, "API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
             secret_key=_secret_key(env),

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -61,6 +63,10 @@ class Runtime:
     wake: Callable[[datetime], Any] | None = None
     # pass_on(): have another process go on handing off (app/admission.py, MAX_ROUNDS).
     pass_on: admission.PassOn | None = None
+    # For how long after a delivery a process whose run ended (so it is free) keeps an
+    # admitted run to run itself rather than publish it (0: never). It bounds how long the
+    # delivery's message stays unacknowledged, and what a shutdown waits for.
+    chain_seconds: float = 0.0
 
     @property
     def limits(self) -> admission.Limits:
@@ -90,63 +96,81 @@ def execute_run(run_id: uuid.UUID | str, runtime: Runtime) -> str:
        `heartbeat_at` (PostgreSQL's clock).
     3. Finish, fenced by the attempt number: succeeded, cancelled, back to pending for a
        retry (waits in PostgreSQL until `not_before`), or failed.
-    4. Hand-off: the slot this run held is free; admission hands the next runs to the broker.
+    4. Hand-off: the slot this run held is free; admission admits the next runs. Within
+       `chain_seconds` of the delivery, this process keeps one and runs it next, from 1.
     """
     rid = q.as_uuid(run_id)
     if rid is None:
         logger.warning("malformed run id", extra={"event": "run_missing"})
         return MISSING
+    chain_until = time.monotonic() + runtime.chain_seconds
+    outcome, following = _deliver(rid, None, runtime, chain_until)
+    while following is not None:
+        _, following = _deliver(*following, runtime, chain_until, chained=True)
+    return outcome
+
+
+def _deliver(
+    rid: uuid.UUID, start: _Start | None, rt: Runtime, chain_until: float, chained: bool = False
+) -> tuple[str, tuple[uuid.UUID, _Start] | None]:
+    """Steps 1-4 for one run (1 is done when `start` is given): its outcome, and the run
+    kept to go next (hand-offs before `chain_until`, time.monotonic), begun, or None."""
     with logs.bind(run_id=str(rid)):
-        start = _begin(rid, runtime)
+        start = start or _begin(rid, rt)
         run = start.run
         if run is None:
             logger.warning("run not found", extra={"event": "run_missing"})
-            return MISSING
+            return MISSING, None
         with logs.bind(
             trigger_id=str(run.trigger_id), tenant_id=run.tenant_id, generation=run.generation
         ):
             if start.outcome != RUNNING:
                 outcome = _not_started(start)
-                if outcome != DUPLICATE:
-                    hand_off(runtime)
-                return outcome
-            logger.info(
-                "run claimed",
-                extra={"event": "run_claimed", "attempt": start.attempt, "worker": runtime.worker},
-            )
-            attempt = _attempt(start, runtime)
-            # One connection for the finish and the hand-off that follows it (a checkout
-            # costs a round trip); not the claim's, which may have sat idle for the length
-            # of the attempt.
-            with db.statements(runtime.engine) as conn:
-                outcome = _finish(start, attempt, runtime, conn)
-                hand_off(runtime, conn)
-            return outcome
+                return outcome, None if outcome == DUPLICATE else _hand_on(rt, None, chain_until)
+            fields = {"attempt": start.attempt, "worker": rt.worker, "chained": chained}
+            logger.info("run claimed", extra={"event": "run_claimed", **fields})
+            attempt = _attempt(start, rt)
+            # One checkout (a round trip) for the finish, the hand-off and a kept run's claim;
+            # not the claim's connection, which may have sat idle through the attempt.
+            with db.statements(rt.engine) as conn:
+                return _finish(start, attempt, rt, conn), _hand_on(rt, conn, chain_until)
 
 
-def hand_off(runtime: Runtime, conn: Connection | None = None) -> admission.HandOff | None:
+def _hand_on(
+    rt: Runtime, conn: Connection | None, chain_until: float
+) -> tuple[uuid.UUID, _Start] | None:
+    """Hand off, keeping a run before `chain_until`: begin it (on `conn`) and return it."""
+    done = hand_off(rt, conn, keep=time.monotonic() < chain_until)
+    if done is None or done.kept is None:
+        return None
+    return done.kept, _begin(done.kept, rt, conn)
+
+
+def hand_off(
+    rt: Runtime, conn: Connection | None = None, *, keep: bool = False
+) -> admission.HandOff | None:
     """A slot came free: admit and publish the next runs (on `conn`, an autocommit
-    connection, when given). Never raises: the tick's hand-off is the safety net, and the
-    run's own outcome is already committed."""
+    connection, when given); with `keep`, one is returned as `kept` instead, for the caller
+    to run. Never raises: the tick's hand-off is the safety net, and the run's own outcome
+    is already committed (a kept run left unclaimed goes back to the queue after its lease)."""
     try:
         return admission.hand_off(
-            runtime.engine, runtime.limits, runtime.publish, pass_on=runtime.pass_on, conn=conn
+            rt.engine, rt.limits, rt.publish, pass_on=rt.pass_on, conn=conn, keep=keep
         )
     except Exception:
         logger.exception("hand-off failed", extra={"event": "hand_off_failed"})
         return None
 
 
-def _begin(run_id: uuid.UUID, rt: Runtime) -> _Start:
+def _begin(run_id: uuid.UUID, rt: Runtime, conn: Connection | None = None) -> _Start:
     """Decide what this delivery does and, when it runs, claim the run.
 
     The common case is one statement (`claim_plain`: nothing to decide). Otherwise every
     step but one is a single conditional statement, so they run in autocommit (a round trip
     each, no BEGIN/COMMIT). The exception is an overlap policy that runs one fire at a time:
     checking that no other run is in progress and claiming must be one transaction, under a
-    lock.
-    """
-    with db.statements(rt.engine) as conn:
+    lock. `conn`: an autocommit connection to use (default: one from the pool)."""
+    with nullcontext(conn) if conn is not None else db.statements(rt.engine) as conn:
         claimed = q.claim_plain(conn, run_id, worker=rt.worker)
         if claimed is not None:
             run, trigger = claimed

@@ -27,14 +27,16 @@ def runtime(worker: str) -> runs.Runtime:
     key = (os.getpid(), worker)
     found = _runtimes.get(key)
     if found is None:
+        settings = config.get_settings()
         found = runs.Runtime(
             engine=db.get_engine(),
             publish=publish.enqueue_runs,
-            settings=config.get_settings(),
+            settings=settings,
             worker=worker,
             clock=_now,
             wake=_wake,
             pass_on=publish.request_hand_off,
+            chain_seconds=float(settings.worker_chain_seconds),
         )
         _runtimes.clear()
         _runtimes[key] = found

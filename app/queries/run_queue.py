@@ -96,6 +96,20 @@ def last_wakeup(conn: Connection) -> int:
     return int(conn.execute(_LAST_WAKEUP).scalar_one())
 
 
+_ADMITTED_WAITING = text(
+    "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'admitted' AND id <> ALL(:ids) "
+    "AND admitted_at < now() - make_interval(secs => :seconds))"
+)
+
+
+def admitted_waiting(conn: Connection, *, besides: Sequence[uuid.UUID], for_seconds: float) -> bool:
+    """Whether a run other than `besides` was admitted more than `for_seconds` ago and is
+    not started yet: its message waits in the broker for a free worker process (or was
+    lost, and waits for its lease)."""
+    params = {"ids": list(besides), "seconds": for_seconds}
+    return bool(conn.execute(_ADMITTED_WAITING, params).scalar_one())
+
+
 _UNADMIT = text(
     "UPDATE runs SET status = 'pending', admitted_at = NULL, enqueued_at = NULL "
     "WHERE id = ANY(:ids) AND status = 'admitted'"

@@ -55,6 +55,13 @@ def test_handler_modules_are_a_comma_separated_list_of_module_names() -> None:
         Settings.from_env({"HANDLER_MODULES": "acme/handlers.py"})
 
 
+def test_a_worker_chains_runs_for_two_seconds_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).worker_chain_seconds == 2
+    assert Settings.from_env({"WORKER_CHAIN_SECONDS": "0"}).worker_chain_seconds == 0
+    with pytest.raises(ConfigError, match="^WORKER_CHAIN_SECONDS"):
+        Settings.from_env({"WORKER_CHAIN_SECONDS": "-1"})
+
+
 def test_the_webhook_secret_grace_is_hours_up_to_a_week() -> None:
     assert Settings.from_env({}).webhook_secret_grace_hours == 24
     assert Settings.from_env({"WEBHOOK_SECRET_GRACE_HOURS": "0"}).webhook_secret_grace_hours == 0

@@ -1,0 +1,104 @@
+"""A worker whose run ended runs the next admitted run itself (app/runs.py,
+`Runtime.chain_seconds`), called in-process on the real PostgreSQL with a recording
+publisher: which runs it keeps, which still go to the broker, and the caps."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+
+def waiting(harness, trigger_id: uuid.UUID, count: int, *, status: str = "pending") -> list:
+    """`count` runs of the trigger, one minute apart, oldest first."""
+    start = harness.clock.now()
+    return [
+        harness.run(trigger_id, status=status, scheduled_for=start + timedelta(minutes=n + 1))
+        for n in range(count)
+    ]
+
+
+def test_a_worker_whose_run_ended_runs_the_next_admitted_runs_itself(harness) -> None:
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    trigger_id = harness.trigger()
+    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
+    later = waiting(harness, trigger_id, 3)
+
+    assert harness.execute(first, chain_seconds=60) == "succeeded"  # the delivery's own run
+
+    rows = [harness.row(run_id) for run_id in [first, *later]]
+    assert [row["status"] for row in rows] == ["succeeded"] * 4
+    assert harness.published == [], "nothing went through the broker"
+    assert {row["worker"] for row in rows} == {"test-worker"}
+    assert [row["attempt"] for row in rows] == [1] * 4
+    for before, after in zip(rows, rows[1:], strict=False):
+        assert after["started_at"] >= before["finished_at"], "one slot: one run at a time"
+
+
+def test_without_chaining_the_next_admitted_run_goes_to_the_broker(harness) -> None:
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    trigger_id = harness.trigger()
+    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
+    [second] = waiting(harness, trigger_id, 1)
+
+    assert harness.execute(first) == "succeeded"  # chain_seconds defaults to 0
+
+    assert harness.published == [second]
+    assert harness.row(second)["status"] == "admitted"
+
+
+def test_past_its_time_the_chain_ends_and_the_next_run_is_published(harness) -> None:
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    trigger_id = harness.trigger(payload={"sleep_seconds": 0.3})
+    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
+    second, third = waiting(harness, trigger_id, 2)
+
+    # The first run alone outlasts the chain's 0.2 s: its hand-off publishes.
+    assert harness.execute(first, chain_seconds=0.2) == "succeeded"
+    assert harness.published == [second]
+    assert harness.row(third)["status"] == "pending"
+
+
+def test_a_run_that_ends_without_running_hands_its_slot_to_the_next_run_too(harness) -> None:
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    first = harness.run(harness.trigger(enabled=False), scheduled_for=harness.clock.now())
+    [second] = waiting(harness, harness.trigger(), 1)
+
+    assert harness.execute(first, chain_seconds=60) == "cancelled"  # trigger disabled
+
+    assert harness.row(second)["status"] == "succeeded"
+    assert harness.published == []
+
+
+@pytest.mark.parametrize(("admitted_ago", "kept"), [(10.0, False), (0.0, True)])
+def test_no_run_is_kept_while_a_run_admitted_earlier_waits_in_the_broker(
+    harness, admitted_ago: float, kept: bool
+) -> None:
+    # More slots than worker processes: an admitted run's message waits in the broker for
+    # a free process. The process that comes free must not put a newer run ahead of it.
+    # A message published a moment ago is not waiting: a free process is taking it.
+    harness.configure(max_running=3, max_running_per_tenant=3)
+    trigger_id = harness.trigger()
+    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
+    in_broker = harness.run(trigger_id, scheduled_for=harness.clock.now() + timedelta(seconds=1))
+    with harness.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE runs SET admitted_at = now() - make_interval(secs => :ago) WHERE id = :id"
+            ),
+            {"ago": admitted_ago, "id": in_broker},
+        )
+    newer = waiting(harness, trigger_id, 2)
+
+    assert harness.execute(first, chain_seconds=60) == "succeeded"
+
+    assert harness.row(in_broker)["status"] == "admitted", "left to its message"
+    if kept:  # one newer run went through this process, the other to the broker
+        assert len(harness.published) == 1
+        statuses = sorted(harness.row(run_id)["status"] for run_id in newer)
+        assert statuses == ["admitted", "succeeded"]
+    else:
+        assert sorted(harness.published) == sorted(newer), "admitted into the free slots"
+        assert {harness.row(run_id)["status"] for run_id in newer} == {"admitted"}
