@@ -143,7 +143,11 @@ def _hand_on(
     done = hand_off(rt, conn, keep=time.monotonic() < chain_until)
     if done is None or done.kept is None:
         return None
-    return done.kept, _begin(done.kept, rt, conn)
+    try:
+        return done.kept, _begin(done.kept, rt, conn)
+    except Exception:  # this run's outcome is committed; the kept run's lease brings it back
+        logger.exception("kept run not started", extra={"event": "chain_failed"})
+        return None
 
 
 def hand_off(
@@ -287,20 +291,14 @@ def _finish(start: _Start, outcome: actions.Attempt, rt: Runtime, conn: Connecti
     else:
         with db.transaction(rt.engine) as tx:
             status, retry_at = _after_failure(tx, start, outcome, rt)
-    fields = {"event": f"run_{status}", "attempt": attempt}
+    fields: dict[str, Any] = {"event": f"run_{status}", "attempt": attempt}
     if status == SUCCEEDED:
         logger.info("run succeeded", extra=fields)
     elif status == RETRYING:
         _wake(rt, retry_at)
-        logger.warning(
-            "attempt failed; retry scheduled",
-            extra={
-                **fields,
-                "event": "run_retry_scheduled",
-                "error": outcome.error,
-                "not_before": retry_at.isoformat() if retry_at else None,
-            },
-        )
+        not_before = retry_at.isoformat() if retry_at else None
+        fields.update(event="run_retry_scheduled", error=outcome.error, not_before=not_before)
+        logger.warning("attempt failed; retry scheduled", extra=fields)
     elif status == LOST:
         # The recovery sweep judged this attempt dead and handed the run on: whatever this
         # attempt did, the run's state belongs to the newer attempt.

@@ -9,6 +9,9 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from app import runs
 
 
 def waiting(harness, trigger_id: uuid.UUID, count: int, *, status: str = "pending") -> list:
@@ -102,3 +105,29 @@ def test_no_run_is_kept_while_a_run_admitted_earlier_waits_in_the_broker(
     else:
         assert sorted(harness.published) == sorted(newer), "admitted into the free slots"
         assert {harness.row(run_id)["status"] for run_id in newer} == {"admitted"}
+
+
+def test_a_kept_run_that_cannot_be_claimed_is_left_to_its_lease(
+    harness, monkeypatch, caplog
+) -> None:
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    trigger_id = harness.trigger()
+    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
+    [second] = waiting(harness, trigger_id, 1)
+    claims = []
+    real_claim = runs.q.claim_plain
+
+    def claim_then_lose_the_database(conn, run_id, **kwargs):
+        claims.append(run_id)
+        if run_id == second:
+            raise OperationalError("UPDATE runs", {}, Exception("server closed the connection"))
+        return real_claim(conn, run_id, **kwargs)
+
+    monkeypatch.setattr(runs.q, "claim_plain", claim_then_lose_the_database)
+
+    assert harness.execute(first, chain_seconds=60) == "succeeded"  # its outcome stands
+
+    assert claims == [first, second]
+    assert harness.row(second)["status"] == "admitted", "the recovery sweep's, after its lease"
+    assert harness.published == []
+    assert any(getattr(r, "event", None) == "chain_failed" for r in caplog.records)
