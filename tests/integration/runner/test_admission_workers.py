@@ -28,11 +28,11 @@ PROBE = {"type": "task", "name": "test.probe"}
 def start_workers(settings, broker, tmp_path) -> Iterator[Callable[..., Workers]]:
     started: list[Workers] = []
 
-    def start(harness, *, max_running: int, per_tenant: int) -> Workers:
+    def start(harness, *, max_running: int, per_tenant: int, **more: str) -> Workers:
         harness.configure(max_running=max_running, max_running_per_tenant=per_tenant)
         env = worker_env(settings, BROKER_URL=broker, MAX_RUNNING=str(max_running),
                          MAX_RUNNING_PER_TENANT=str(per_tenant),
-                         HANDLER_MODULES="tests.integration.runner.probe")  # fmt: skip
+                         HANDLER_MODULES="tests.integration.runner.probe", **more)  # fmt: skip
         workers = Workers(env, tmp_path)
         started.append(workers)
         return workers
@@ -63,6 +63,26 @@ def test_a_killed_workers_slot_comes_back_and_the_next_run_gets_it(
     two = wait_for(status_is(harness, second, "succeeded"), timeout=30)
     assert one["attempt"] == 2
     assert two["started_at"] >= one["finished_at"], "never more than one slot in use"
+
+
+@pytest.mark.parametrize(("chain_seconds", "chained"), [("2", 3), ("0", 0)])
+def test_a_worker_runs_what_its_hand_offs_admit_itself_unless_told_not_to(
+    harness, start_workers, publish, chain_seconds: str, chained: int
+) -> None:
+    workers = start_workers(
+        harness, max_running=1, per_tenant=1, WORKER_CHAIN_SECONDS=chain_seconds
+    )
+    trigger_id = harness.trigger(action=PROBE, payload={"sleep": 0.05})
+    start = harness.clock.now()
+    for n in range(4):
+        harness.run(trigger_id, status="pending", scheduled_for=start + timedelta(seconds=n))
+    workers.start("w1")
+    hand_off(harness, publish)  # one slot: the first run's message, and no other
+
+    wait_for(lambda: harness.statuses() == {"succeeded": 4}, timeout=60)
+    log = workers.log("w1")
+    assert log.count("event=run_claimed") == 4
+    assert log.count("chained=true") == chained, "the 3 runs after the first, or none"
 
 
 @pytest.mark.parametrize("broker", ["redis", "amqp"], indirect=True)
