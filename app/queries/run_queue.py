@@ -50,7 +50,14 @@ def insert_scheduled(conn: Connection, rows: Sequence[tuple]) -> list[tuple[uuid
 # try-lock, the overlap statement, the admitting statement, in one round trip (each planned
 # at every call). The caller's transaction (autocommit: the call's own) holds the lock until
 # it ends.
+#
+# Its commit does not wait for the WAL flush (synchronous_commit off for this transaction
+# alone): an admission lost to a PostgreSQL crash only puts the run back in the queue (its
+# message, if any, then finds it not admitted and is dropped), and the claim that follows
+# an admission is a synchronous commit, which makes the admission durable before it. The
+# lock is released at the commit, so the round also holds it for less time.
 _ADMISSION_ROUND = text(
+    "SELECT set_config('synchronous_commit', 'off', true); "
     "SELECT ticket, run_id, skipped FROM scheduler_admission_round("
     "CAST(:max_running AS bigint), CAST(:max_per_tenant AS bigint), CAST(:factor AS bigint), "
     "CAST(:seen AS bigint), CAST(:key AS bigint))"
