@@ -40,9 +40,10 @@ returns to the queue once its lease (`slot_lease_seconds`) has passed.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -95,7 +96,7 @@ class HandOff:
 
 def _rounds(
     engine: Engine, limits: Limits, conn: Connection | None = None
-) -> Iterator[tuple[list[uuid.UUID], int]]:
+) -> Generator[tuple[list[uuid.UUID], int], int | None, None]:
     """Admission rounds, (admitted, skipped) each, on one connection, for as long as this
     caller gets the lock and someone took a wake-up number since its last round (see the
     module docstring). The caller publishes each round's runs before the next round.
@@ -119,14 +120,15 @@ def _rounds(
 
     After a round, whether anyone came by is first read from the sequence alone (a simple
     statement, where the function would plan its first statement to find out): most
-    hand-offs end there.
+    hand-offs end there. A caller that has read it already sends it in (`send`).
 
     `conn`, when given, is an autocommit connection of the caller's (db.statements).
     """
     seen: int | None = None
+    looked: int | None = None
     with nullcontext(conn) if conn is not None else db.statements(engine) as conn:
         while True:
-            if seen is not None and run_queue.last_wakeup(conn) == seen:
+            if seen is not None and (looked or run_queue.last_wakeup(conn)) == seen:
                 return
             done = run_queue.admission_round(
                 conn,
@@ -138,7 +140,7 @@ def _rounds(
             if done is None:
                 return
             seen = done.ticket
-            yield done.admitted, done.skipped
+            looked = yield done.admitted, done.skipped
 
 
 def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:
@@ -183,13 +185,22 @@ def hand_off(
         nullcontext(conn) if conn is not None else db.statements(engine) as conn,
         closing(_rounds(engine, limits, conn)) as rounds,
     ):
-        for count, (admitted, skipped) in enumerate(rounds, start=1):
+        looked: int | None = None  # the wake-up sequence, when read here after a round
+        for count in itertools.count(1):
+            try:
+                admitted, skipped = rounds.send(looked)
+            except StopIteration:
+                break
             result.skipped += skipped
+            looked = None
             if keep and admitted:
                 keep = False  # one run at most, from the first round that admits
-                if not run_queue.admitted_waiting(
-                    conn, besides=admitted, for_seconds=WAITING_IN_BROKER_SECONDS
-                ):
+                # One look for two things: the wake-up sequence, and whether a run
+                # admitted before waits in the broker (then keep none: see above).
+                looked, waiting = run_queue.look_after_round(
+                    conn, waiting_seconds=WAITING_IN_BROKER_SECONDS
+                )
+                if not waiting:
                     result.kept, admitted = admitted[0], admitted[1:]
                     result.admitted.append(result.kept)
             if admitted and not _publish(engine, publish, admitted, result):

@@ -103,18 +103,21 @@ def last_wakeup(conn: Connection) -> int:
     return int(conn.execute(_LAST_WAKEUP).scalar_one())
 
 
-_ADMITTED_WAITING = text(
-    "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'admitted' AND id <> ALL(:ids) "
-    "AND admitted_at < now() - make_interval(secs => :seconds))"
+_LOOK_AFTER_ROUND = text(
+    "SELECT (SELECT last_value FROM admission_wakeups), EXISTS ("
+    "SELECT 1 FROM runs WHERE status = 'admitted' "
+    "AND enqueued_at < now() - CAST(:seconds AS interval))"
 )
 
 
-def admitted_waiting(conn: Connection, *, besides: Sequence[uuid.UUID], for_seconds: float) -> bool:
-    """Whether a run other than `besides` was admitted more than `for_seconds` ago and is
-    not started yet: its message waits in the broker for a free worker process (or was
-    lost, and waits for its lease)."""
-    params = {"ids": list(besides), "seconds": for_seconds}
-    return bool(conn.execute(_ADMITTED_WAITING, params).scalar_one())
+def look_after_round(conn: Connection, *, waiting_seconds: float) -> tuple[int, bool]:
+    """(The last wake-up number taken, whether a run admitted more than `waiting_seconds`
+    ago has not started): such a run's message waits in the broker for a free worker
+    process (or was lost, and waits for its lease). `enqueued_at`, stamped with
+    `admitted_at` by the round, as ix_runs_unfinished has it."""
+    params = {"seconds": f"{waiting_seconds} seconds"}
+    last, waiting = conn.execute(_LOOK_AFTER_ROUND, params).one()
+    return int(last), bool(waiting)
 
 
 _UNADMIT = text(

@@ -306,6 +306,49 @@ def test_the_holder_goes_round_again_while_wakeups_come_in(room, monkeypatch) ->
     assert looks == [first_ticket + 1, first_ticket + 2]
 
 
+def test_a_holder_that_keeps_a_run_reads_the_sequence_once_and_goes_round_for_others(
+    room, monkeypatch
+) -> None:
+    # A worker whose run ended keeps one run (app/runs.py); its look after the round also
+    # reads the wake-up sequence, so a finisher that came by is still served.
+    from app.queries import run_queue
+
+    running = room.runs(room.trigger("a"), 2, status="running", attempt=1)
+    waiting = room.runs(room.trigger("b"), 3, start=T0 + timedelta(minutes=1))
+    real_round = run_queue.admission_round
+    calls: list[int | None] = []
+
+    def round_then_a_finisher_comes_by(conn, **kwargs):
+        done = real_round(conn, **kwargs)
+        calls.append(kwargs["seen"])
+        if len(calls) == 1:
+            room.finish(running[:1])
+            with room.engine.connect() as other:
+                other.execute(text("SELECT nextval('admission_wakeups')"))
+        return done
+
+    real_look = run_queue.last_wakeup
+    looks: list[int] = []
+
+    def look(conn):
+        looks.append(real_look(conn))
+        return looks[-1]
+
+    monkeypatch.setattr(run_queue, "admission_round", round_then_a_finisher_comes_by)
+    monkeypatch.setattr(run_queue, "last_wakeup", look)
+    published: list = []
+    limits = admission.Limits(max_running=3, max_per_tenant=3)
+    done = admission.hand_off(room.engine, limits, published.extend, keep=True)
+
+    assert done.kept == waiting[0], "the first round's run, for the caller"
+    assert published == [waiting[1]], "the finisher's slot, filled by a second round"
+    assert done.admitted == waiting[:2]
+    first_ticket = calls[1]
+    assert calls == [None, first_ticket]
+    # The look after the first round read the sequence; only the second round needed one.
+    assert looks == [first_ticket + 2]
+
+
 def test_a_holder_that_could_go_round_forever_passes_the_duty_on(room, monkeypatch) -> None:
     """While runs keep finishing, a holder with somewhere to pass the duty stops after
     MAX_ROUNDS rounds (a tick must get back to dispatching) and leaves a hand-off request."""

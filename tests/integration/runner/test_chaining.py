@@ -89,7 +89,8 @@ def test_no_run_is_kept_while_a_run_admitted_earlier_waits_in_the_broker(
     with harness.engine.begin() as conn:
         conn.execute(
             text(
-                "UPDATE runs SET admitted_at = now() - make_interval(secs => :ago) WHERE id = :id"
+                "UPDATE runs SET admitted_at = now() - make_interval(secs => :ago), "
+                "enqueued_at = now() - make_interval(secs => :ago) WHERE id = :id"
             ),
             {"ago": admitted_ago, "id": in_broker},
         )
