@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -267,86 +268,73 @@ def test_a_finisher_that_finds_the_lock_taken_leaves_and_the_holder_admits_for_i
     assert room.in_progress() == Counter({"a": 1, "b": 2})
 
 
-def test_the_holder_goes_round_again_while_wakeups_come_in(room, monkeypatch) -> None:
+@dataclass
+class FinisherComesBy:
+    """Two runs of tenant a in progress, three of b waiting; during the holder's first round
+    one of a's runs finishes and its finisher takes a wake-up number (what the holder finds
+    after its commit). Records each round's `seen` and each look at the sequence."""
+
+    waiting: list
+    calls: list[int | None] = field(default_factory=list)
+    looks: list[int] = field(default_factory=list)
+
+
+@pytest.fixture()
+def finisher_comes_by(room, monkeypatch) -> FinisherComesBy:
     from app.queries import run_queue
 
     running = room.runs(room.trigger("a"), 2, status="running", attempt=1)
-    waiting = room.runs(room.trigger("b"), 3, start=T0 + timedelta(minutes=1))
-    real_round = run_queue.admission_round
-    calls: list[int | None] = []
+    scene = FinisherComesBy(room.runs(room.trigger("b"), 3, start=T0 + timedelta(minutes=1)))
+    real_round, real_look = run_queue.admission_round, run_queue.last_wakeup
 
     def round_then_a_finisher_comes_by(conn, **kwargs):
         done = real_round(conn, **kwargs)
-        calls.append(kwargs["seen"])
-        if len(calls) == 1:
-            # What the holder finds after its commit when a finisher came by during its
-            # round: a slot freed, and a wake-up number taken after its own.
+        scene.calls.append(kwargs["seen"])
+        if len(scene.calls) == 1:
             room.finish(running[:1])
             with room.engine.connect() as other:
                 other.execute(text("SELECT nextval('admission_wakeups')"))
         return done
 
-    real_look = run_queue.last_wakeup
-    looks: list[int] = []
-
     def look(conn):
-        looks.append(real_look(conn))
-        return looks[-1]
+        scene.looks.append(real_look(conn))
+        return scene.looks[-1]
 
     monkeypatch.setattr(run_queue, "admission_round", round_then_a_finisher_comes_by)
     monkeypatch.setattr(run_queue, "last_wakeup", look)
+    return scene
+
+
+def test_the_holder_goes_round_again_while_wakeups_come_in(room, finisher_comes_by) -> None:
+    scene = finisher_comes_by
     admitted = room.admit(max_running=3, max_per_tenant=3)
 
-    assert admitted == waiting[:2]
+    assert admitted == scene.waiting[:2]
     # Two rounds, each followed by a look at the sequence: after the first round's number
     # (calls[1]) a finisher took the next one, so the holder went round again and took the
     # one after; the second look finds nobody came by since, and the holder stops.
-    first_ticket = calls[1]
-    assert calls == [None, first_ticket]
-    assert looks == [first_ticket + 1, first_ticket + 2]
+    first_ticket = scene.calls[1]
+    assert scene.calls == [None, first_ticket]
+    assert scene.looks == [first_ticket + 1, first_ticket + 2]
 
 
 def test_a_holder_that_keeps_a_run_reads_the_sequence_once_and_goes_round_for_others(
-    room, monkeypatch
+    room, finisher_comes_by
 ) -> None:
     # A worker whose run ended keeps one run (app/runs.py); its look after the round also
     # reads the wake-up sequence, so a finisher that came by is still served.
-    from app.queries import run_queue
-
-    running = room.runs(room.trigger("a"), 2, status="running", attempt=1)
-    waiting = room.runs(room.trigger("b"), 3, start=T0 + timedelta(minutes=1))
-    real_round = run_queue.admission_round
-    calls: list[int | None] = []
-
-    def round_then_a_finisher_comes_by(conn, **kwargs):
-        done = real_round(conn, **kwargs)
-        calls.append(kwargs["seen"])
-        if len(calls) == 1:
-            room.finish(running[:1])
-            with room.engine.connect() as other:
-                other.execute(text("SELECT nextval('admission_wakeups')"))
-        return done
-
-    real_look = run_queue.last_wakeup
-    looks: list[int] = []
-
-    def look(conn):
-        looks.append(real_look(conn))
-        return looks[-1]
-
-    monkeypatch.setattr(run_queue, "admission_round", round_then_a_finisher_comes_by)
-    monkeypatch.setattr(run_queue, "last_wakeup", look)
+    scene = finisher_comes_by
     published: list = []
     limits = admission.Limits(max_running=3, max_per_tenant=3)
     done = admission.hand_off(room.engine, limits, published.extend, keep=True)
 
-    assert done.kept == waiting[0], "the first round's run, for the caller"
-    assert published == [waiting[1]], "the finisher's slot, filled by a second round"
-    assert done.admitted == waiting[:2]
-    first_ticket = calls[1]
-    assert calls == [None, first_ticket]
+    assert done.kept == scene.waiting[0], "the first round's run, for the caller"
+    assert published == [scene.waiting[1]], "the finisher's slot, filled by a second round"
+    assert done.admitted == scene.waiting[:2]
+    first_ticket = scene.calls[1]
+    assert scene.calls == [None, first_ticket]
     # The look after the first round read the sequence; only the second round needed one.
-    assert looks == [first_ticket + 2]
+    assert scene.looks == [first_ticket + 2]
 
 
 def test_a_holder_that_could_go_round_forever_passes_the_duty_on(room, monkeypatch) -> None:
