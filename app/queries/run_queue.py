@@ -54,8 +54,10 @@ def insert_scheduled(conn: Connection, rows: Sequence[tuple]) -> list[tuple[uuid
 # Its commit does not wait for the WAL flush (synchronous_commit off for this transaction
 # alone): an admission lost to a PostgreSQL crash only puts the run back in the queue (its
 # message, if any, then finds it not admitted and is dropped), and the claim that follows
-# an admission is a synchronous commit, which makes the admission durable before it. The
-# lock is released at the commit, so the round also holds it for less time.
+# an admission is a synchronous commit, which makes the admission durable before it. A
+# fire marked skipped by its overlap policy and lost the same way is pending again, and
+# the next round's overlap statement decides it again. The lock is released at the commit,
+# so the round also holds it for less time.
 _ADMISSION_ROUND = text(
     "SELECT set_config('synchronous_commit', 'off', true); "
     "SELECT ticket, run_id, skipped FROM scheduler_admission_round("
