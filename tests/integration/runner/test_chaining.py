@@ -1,6 +1,7 @@
 """A worker whose run ended runs the next admitted run itself (app/runs.py,
 `Runtime.chain_seconds`), called in-process on the real PostgreSQL with a recording
-publisher: which runs it keeps, which still go to the broker, and the caps."""
+publisher: which runs it keeps, which still go to the broker, and a kept run it cannot
+claim. Real workers chaining: tests/integration/runner/test_admission_workers.py."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from sqlalchemy.exc import OperationalError
 from app import runs
 
 
-def waiting(harness, trigger_id: uuid.UUID, count: int, *, status: str = "pending") -> list:
-    """`count` runs of the trigger, one minute apart, oldest first."""
+def waiting(harness, trigger_id: uuid.UUID, count: int) -> list:
+    """`count` pending runs of the trigger, one minute apart, oldest first."""
     start = harness.clock.now()
     return [
-        harness.run(trigger_id, status=status, scheduled_for=start + timedelta(minutes=n + 1))
+        harness.run(trigger_id, status="pending", scheduled_for=start + timedelta(minutes=n + 1))
         for n in range(count)
     ]
 
