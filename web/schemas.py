@@ -202,15 +202,9 @@ class TriggerOut(ma.Schema):
     def flatten_detail(self, detail: triggers.TriggerDetail, **kwargs: Any) -> dict:
         trigger = detail.trigger
         values = {name: getattr(trigger, name) for name in self.fields if hasattr(trigger, name)}
-        values["schedule_description"] = describe(triggers.spec_of(trigger))
+        values["schedule_description"] = schedule.describe(triggers.spec_of(trigger))
         values["last_run"] = detail.last_run
         return values
-
-
-def describe(spec: schedule.TriggerSpec) -> str:
-    """schedule.describe (its costly part, cron-descriptor's text, is memoised there by
-    expression: a spec itself is unique to its trigger, whose id keys the jitter)."""
-    return schedule.describe(spec)
 
 
 class Page(ma.Schema):
@@ -319,7 +313,7 @@ def preview_out(spec: schedule.TriggerSpec, fires: list[datetime]) -> dict:
                 jittered_utc=schedule.iso_utc(due), jittered_local=due.astimezone(zone).isoformat()
             )
         items.append(item)
-    return {"description": describe(spec), "fires": items}
+    return {"description": schedule.describe(spec), "fires": items}
 
 
 class BackfillIn(wf.Strict):

@@ -156,9 +156,9 @@ def _just_before(moment: datetime) -> datetime:
 
 
 def _lower_bound(spec: TriggerSpec, after: datetime) -> datetime:
-    if spec.start_at is not None and _just_before(spec.start_at) > after:
-        return _just_before(spec.start_at)
-    return after
+    if spec.start_at is None:
+        return after
+    return max(_just_before(spec.start_at), after)
 
 
 def iter_spec(spec: TriggerSpec, after: datetime) -> Iterator[datetime]:

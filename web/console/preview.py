@@ -69,4 +69,4 @@ def of_form(form: dict[str, str], *, trigger_id: uuid.UUID | None = None) -> dic
             item.update(jittered_utc=schedule.iso_utc(row.due_local),
                         jittered_local=row.due_local.isoformat())  # fmt: skip
         items.append(item)
-    return {"description": s.describe(spec), "fires": items}
+    return {"description": schedule.describe(spec), "fires": items}

@@ -15,7 +15,6 @@ from flask import render_template, request
 from app import run_history, schedule, triggers
 from app.models import Trigger
 from web import context, pagination
-from web import schemas as s
 from web.console import chart, display
 from web.console.blueprint import bp, parse_id
 
@@ -53,7 +52,7 @@ def _summary(trigger: Trigger, last_run: Any, now: Any) -> dict[str, Any]:
     )
     return {
         "trigger": trigger,
-        "description": s.describe(triggers.spec_of(trigger)),
+        "description": schedule.describe(triggers.spec_of(trigger)),
         "next_local": next_local,
         "next_relative": display.relative(trigger.next_run_at, now),
         "last_run": last_run,

@@ -205,8 +205,6 @@ def test_describe_reads_every_valid_expression() -> None:
 
 
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)  # the first instant the API accepts
-
-
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 
 
