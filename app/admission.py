@@ -30,12 +30,18 @@ every finisher that came by. No wake-up is lost: a finisher takes its number aft
 committed, so either the holder's counting statement already saw the freed slot, or the
 number moved on after the holder took its own and the holder goes round once more.
 
-Hand-off points: after a run's finish commits (the worker), after each dispatch batch
-commits, on every tick (safety net), and after a manual run is created. A worker whose run
-just ended keeps one of the runs it admitted and runs it itself (app/runs.py,
-`chain_seconds`): it is free, and the broker would only bring it another. Publishing comes
-after the commit; a publish that is lost leaves an `admitted` run that the recovery sweep
-returns to the queue once its lease (`slot_lease_seconds`) has passed.
+A successful finish is the exception, for speed: its first round is in the finish's own
+transaction (`finish_succeeded`: the finish, the round and the kept run's claim in one
+round trip and one commit), so it takes its number before its freed slot is visible to
+anyone else. When that round gets the lock, it is the holder and counts its own finish;
+when it does not, the finisher hands off again after its commit, by the rule above.
+
+Hand-off points: after a run's finish (the worker), after each dispatch batch commits, on
+every tick (safety net), and after a manual run is created. A worker whose run just ended
+keeps one of the runs it admitted and runs it itself (app/runs.py, `chain_seconds`): it is
+free, and the broker would only bring it another. Publishing comes after the commit; a
+publish that is lost leaves an `admitted` run that the recovery sweep returns to the queue
+once its lease (`slot_lease_seconds`) has passed.
 """
 
 from __future__ import annotations
@@ -90,13 +96,18 @@ class HandOff:
     skipped: int = 0
     published: int = 0
     broker_error: str | None = None
-    # With keep=True: the admitted run the caller starts itself (not published).
+    # With keep=True: the admitted run the caller starts itself (not published), and
+    # (RunRow, TriggerRow) when a finish's round claimed it for the caller already.
     kept: uuid.UUID | None = None
+    claimed: tuple[Any, Any] | None = None
 
 
 def _rounds(
-    engine: Engine, limits: Limits, conn: Connection | None = None
-) -> Generator[tuple[list[uuid.UUID], int], int | None, None]:
+    engine: Engine,
+    limits: Limits,
+    conn: Connection | None = None,
+    first: run_queue.Round | None = None,
+) -> Generator[run_queue.Round, int | None, None]:
     """Admission rounds, (admitted, skipped) each, on one connection, for as long as this
     caller gets the lock and someone took a wake-up number since its last round (see the
     module docstring). The caller publishes each round's runs before the next round.
@@ -122,7 +133,8 @@ def _rounds(
     statement, where the function would plan its first statement to find out): most
     hand-offs end there. A caller that has read it already sends it in (`send`).
 
-    `conn`, when given, is an autocommit connection of the caller's (db.statements).
+    `conn`, when given, is an autocommit connection of the caller's (db.statements);
+    `first`, a round the caller has done already (a finish's: finish_succeeded).
     """
     seen: int | None = None
     looked: int | None = None
@@ -130,7 +142,8 @@ def _rounds(
         while True:
             if seen is not None and (looked or run_queue.last_wakeup(conn)) == seen:
                 return
-            done = run_queue.admission_round(
+            done, first = first, None
+            done = done or run_queue.admission_round(
                 conn,
                 max_running=limits.max_running,
                 max_per_tenant=limits.max_per_tenant,
@@ -140,7 +153,7 @@ def _rounds(
             if done is None:
                 return
             seen = done.ticket
-            looked = yield done.admitted, done.skipped
+            looked = yield done
 
 
 def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:
@@ -149,9 +162,9 @@ def admit(engine: Engine, limits: Limits) -> tuple[list[uuid.UUID], int]:
     again for this caller."""
     admitted: list[uuid.UUID] = []
     skipped = 0
-    for round_admitted, round_skipped in _rounds(engine, limits):
-        admitted += round_admitted
-        skipped += round_skipped
+    for done in _rounds(engine, limits):
+        admitted += done.admitted
+        skipped += done.skipped
     return admitted, skipped
 
 
@@ -163,6 +176,7 @@ def hand_off(
     *,
     conn: Connection | None = None,
     keep: bool = False,
+    first: run_queue.Round | None = None,
 ) -> HandOff:
     """Admit into the free slots and publish the admitted runs (task id = run id), round by
     round: each round's runs go to the broker before the next round. With `pass_on`, stop
@@ -179,21 +193,28 @@ def hand_off(
     `keep`: the caller will run one admitted run itself (a worker whose run just ended):
     one run of the first round that admits is returned as `kept` (and counted in
     `admitted`), not published, unless runs admitted before wait in the broker.
+    `first`: the round of a finish (finish_succeeded), done already; its kept run, if any,
+    is returned as `kept` (with `claimed`).
     """
     result = HandOff(admitted=[])
+    if first is not None and (first.admitted or first.kept):
+        keep = False  # the first round that admits decides the keep
     with (
         nullcontext(conn) if conn is not None else db.statements(engine) as conn,
-        closing(_rounds(engine, limits, conn)) as rounds,
+        closing(_rounds(engine, limits, conn, first)) as rounds,
     ):
         looked: int | None = None  # the wake-up sequence, when read here after a round
         for count in itertools.count(1):
             try:
-                admitted, skipped = rounds.send(looked)
+                done = rounds.send(looked)
             except StopIteration:
                 break
-            result.skipped += skipped
-            looked = None
-            if keep and admitted:
+            result.skipped += done.skipped
+            admitted, looked = done.admitted, None
+            if done.kept is not None:  # a finish's round kept it (and may have claimed it)
+                result.kept, result.claimed = done.kept, done.claimed
+                result.admitted.append(done.kept)
+            elif keep and admitted:
                 keep = False  # one run at most, from the first round that admits
                 # One look for two things: the wake-up sequence, and whether a run
                 # admitted before waits in the broker (then keep none: see above).
@@ -216,6 +237,36 @@ def hand_off(
             "runs admitted", extra={"event": "runs_admitted", "count": len(result.admitted)}
         )
     return result
+
+
+def finish_succeeded(
+    conn: Connection,
+    limits: Limits,
+    run_id: uuid.UUID,
+    *,
+    attempt: int,
+    result: str | None,
+    keep_worker: str | None,
+) -> tuple[bool, run_queue.Round | None]:
+    """A successful attempt's finish and the first round of its hand-off, in one transaction
+    on `conn` (autocommit): (whether the finish was this attempt's, the round, for hand_off's
+    `first`). With `keep_worker`, the round keeps one admitted run and claims it for that
+    worker, under the same rule as hand_off's `keep`.
+
+    No round (None) when it did nothing or another admitter held the lock: the caller must
+    then hand off again. The round took its wake-up number before the finish was committed,
+    so a holder that went round again for that number may not have seen the freed slot."""
+    return run_queue.finish_and_admit(
+        conn,
+        run_id,
+        attempt=attempt,
+        result=result,
+        max_running=limits.max_running,
+        max_per_tenant=limits.max_per_tenant,
+        factor=CANDIDATE_FACTOR,
+        keep_worker=keep_worker,
+        waiting_seconds=WAITING_IN_BROKER_SECONDS,
+    )
 
 
 def _publish(engine: Engine, publish: Publish, admitted: list[uuid.UUID], result: HandOff) -> bool:

@@ -31,10 +31,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from app import actions, admission, backoff, db, heartbeats, logs, queries, webhook_secrets
+from app import actions, admission, attempts, backoff, db, logs, queries
 from app.config import Settings
 from app.models import ONE_AT_A_TIME_POLICIES
 from app.queries import runs as q
+from app.queries.run_queue import Round
 
 logger = logging.getLogger(__name__)
 
@@ -126,32 +127,45 @@ def _deliver(
         ):
             if start.outcome != RUNNING:
                 outcome = _not_started(start)
-                return outcome, None if outcome == DUPLICATE else _hand_on(rt, None, chain_until)
+                keep = time.monotonic() < chain_until
+                return outcome, None if outcome == DUPLICATE else _hand_on(rt, None, keep)
             fields = {"attempt": start.attempt, "worker": rt.worker, "chained": chained}
             logger.info("run claimed", extra={"event": "run_claimed", **fields})
-            attempt = _attempt(start, rt)
+            attempt = attempts.perform(
+                rt.engine, rt.settings, start.run, start.trigger, start.attempt, now=rt.clock()
+            )
             # One checkout (a round trip) for the finish, the hand-off and a kept run's claim;
             # not the claim's connection, which may have sat idle through the attempt.
             with db.statements(rt.engine) as conn:
-                return _finish(start, attempt, rt, conn), _hand_on(rt, conn, chain_until)
+                keep = time.monotonic() < chain_until
+                status, first = _finish(start, attempt, rt, conn, keep=keep)
+                return status, _hand_on(rt, conn, keep, first)
 
 
 def _hand_on(
-    rt: Runtime, conn: Connection | None, chain_until: float
+    rt: Runtime, conn: Connection | None, keep: bool, first: Round | None = None
 ) -> tuple[uuid.UUID, _Start] | None:
-    """Hand off, keeping a run before `chain_until`: begin it (on `conn`) and return it."""
-    done = hand_off(rt, conn, keep=time.monotonic() < chain_until)
-    if done is None or done.kept is None:
+    """Hand off (after `first`, the round a successful finish did), keeping a run when
+    `keep`: begin it (on `conn`) unless the round claimed it already, and return it."""
+    done = hand_off(rt, conn, keep=keep, first=first) or first
+    kept, claimed = (done.kept, done.claimed) if done else (None, None)
+    if kept is None:
         return None
+    if claimed is not None:
+        return kept, _Start(RUNNING, *claimed, attempt=claimed[0].attempt)
     try:
-        return done.kept, _begin(done.kept, rt, conn)
+        return kept, _begin(kept, rt, conn)
     except Exception:  # this run's outcome is committed; the kept run's lease brings it back
         logger.exception("kept run not started", extra={"event": "chain_failed"})
         return None
 
 
 def hand_off(
-    rt: Runtime, conn: Connection | None = None, *, keep: bool = False
+    rt: Runtime,
+    conn: Connection | None = None,
+    *,
+    keep: bool = False,
+    first: Round | None = None,
 ) -> admission.HandOff | None:
     """A slot came free: admit and publish the next runs (on `conn`, an autocommit
     connection, when given); with `keep`, one is returned as `kept` instead, for the caller
@@ -159,8 +173,9 @@ def hand_off(
     is already committed (a kept run left unclaimed goes back to the queue after its lease)."""
     try:
         return admission.hand_off(
-            rt.engine, rt.limits, rt.publish, pass_on=rt.pass_on, conn=conn, keep=keep
-        )
+            rt.engine, rt.limits, rt.publish, pass_on=rt.pass_on, conn=conn, keep=keep,
+            first=first,
+        )  # fmt: skip
     except Exception:
         logger.exception("hand-off failed", extra={"event": "hand_off_failed"})
         return None
@@ -247,46 +262,23 @@ def _not_started(start: _Start) -> str:
     return start.outcome
 
 
-def _attempt(start: _Start, rt: Runtime) -> actions.Attempt:
-    run, trigger = start.run, start.trigger
-    assert run is not None and trigger is not None
-    ctx = actions.RunContext(
-        run_id=str(run.id),
-        trigger_id=str(run.trigger_id),
-        tenant_id=run.tenant_id,
-        idempotency_key=run.idempotency_key,
-        scheduled_for=run.scheduled_for,
-        attempt=start.attempt,
-        payload=dict(trigger.payload or {}),
-    )
-    now = rt.clock()
-    is_webhook = isinstance(trigger.action, dict) and trigger.action.get("type") == "webhook"
-    # Read at attempt time: a rotation or revocation applies to the very next attempt.
-    secrets = (
-        webhook_secrets.signing_secrets(rt.engine, run.tenant_id, now=now) if is_webhook else []
-    )
-    with heartbeats.watch(rt.engine, run.id, start.attempt, interval=rt.settings.heartbeat_seconds):
-        return actions.perform(
-            trigger.action,
-            ctx,
-            timeout_seconds=trigger.timeout_seconds,
-            signing_secrets=secrets,
-            now=now,
-            allow_private_networks=rt.settings.webhook_allow_private_networks,
-        )
-
-
-def _finish(start: _Start, outcome: actions.Attempt, rt: Runtime, conn: Connection) -> str:
-    """Record the attempt's outcome; `conn` is an autocommit connection (db.statements)."""
+def _finish(
+    start: _Start, outcome: actions.Attempt, rt: Runtime, conn: Connection, *, keep: bool
+) -> tuple[str, Round | None]:
+    """Record the attempt's outcome on `conn`, an autocommit connection (db.statements);
+    return it, and the first round of the hand-off when it was done with the finish."""
     run, trigger, attempt = start.run, start.trigger, start.attempt
     assert run is not None and trigger is not None
     retry_at: datetime | None = None
+    first = None
     if outcome.succeeded:
-        # The hot path: one statement. A cancel request that came during the attempt has
-        # nothing left to stop.
-        ours = q.finish(
-            conn, run.id, attempt=attempt, status=SUCCEEDED, result=outcome.result, error=None
-        )
+        # The hot path: one statement for the finish, the first round of the hand-off and a
+        # kept run's claim. A cancel request that came during the attempt has nothing left
+        # to stop.
+        ours, first = admission.finish_succeeded(
+            conn, rt.limits, run.id, attempt=attempt, result=q.clip_json(outcome.result),
+            keep_worker=rt.worker if keep else None,
+        )  # fmt: skip
         status = SUCCEEDED if ours else LOST
     else:
         with db.transaction(rt.engine) as tx:
@@ -305,7 +297,7 @@ def _finish(start: _Start, outcome: actions.Attempt, rt: Runtime, conn: Connecti
         logger.warning("run taken over; result of this attempt dropped", extra=fields)
     else:
         logger.warning(f"run {status}", extra={**fields, "error": outcome.error})
-    return status
+    return status, first
 
 
 def _wake(rt: Runtime, at: datetime | None) -> None:

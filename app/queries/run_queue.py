@@ -19,6 +19,7 @@ from psycopg2.extras import execute_values
 from sqlalchemy import Connection, text
 
 from app import queries
+from app.queries.runs import RunRow, TriggerRow
 
 # Advisory lock key (bigint) of the one admission critical section: ASCII "ADMIT".
 ADMISSION_LOCK = 0x41444D4954
@@ -71,8 +72,12 @@ class Round:
     """What one admission round did."""
 
     ticket: int  # this round's wake-up number
-    admitted: list[uuid.UUID]
+    admitted: list[uuid.UUID]  # to publish
     skipped: int
+    # A finish's round (finish_and_admit) may keep one admitted run for the finishing
+    # worker, not in `admitted`; `claimed` is (RunRow, TriggerRow) when the plain claim took it.
+    kept: uuid.UUID | None = None
+    claimed: tuple[RunRow, TriggerRow] | None = None
 
 
 def admission_round(
@@ -95,6 +100,55 @@ def admission_round(
         return None
     admitted = [row.run_id for row in rows if row.run_id is not None]
     return Round(ticket=int(rows[0].ticket), admitted=admitted, skipped=int(rows[0].skipped))
+
+
+# A successful finish, an admission round and the kept run's claim: one transaction, one
+# round trip (the SQL function `scheduler_finish_and_admit`, migration 0007). Its commit is
+# synchronous: it records the run's outcome.
+_FINISH_AND_ADMIT = text(
+    "SELECT * FROM scheduler_finish_and_admit("
+    "CAST(:run_id AS uuid), CAST(:attempt AS integer), CAST(:result AS jsonb), "
+    "CAST(:max_running AS bigint), CAST(:max_per_tenant AS bigint), CAST(:factor AS bigint), "
+    "CAST(:key AS bigint), CAST(:keep_worker AS varchar), CAST(:waiting AS double precision))"
+)
+
+
+def finish_and_admit(
+    conn: Connection,
+    run_id: uuid.UUID,
+    *,
+    attempt: int,
+    result: str | None,
+    max_running: int,
+    max_per_tenant: int,
+    factor: int,
+    keep_worker: str | None,
+    waiting_seconds: float,
+) -> tuple[bool, Round | None]:
+    """running -> succeeded for `attempt` (`result`: JSON text), then an admission round
+    that, with `keep_worker`, keeps and claims one admitted run for that worker unless a run
+    admitted more than `waiting_seconds` ago has not started. Returns (whether the finish
+    was this attempt's, the round); no round when it did nothing (every slot taken) or
+    another admitter held the lock. Call it in autocommit: one transaction."""
+    row = conn.execute(
+        _FINISH_AND_ADMIT,
+        {
+            "run_id": run_id,
+            "attempt": attempt,
+            "result": result,
+            "max_running": max_running,
+            "max_per_tenant": max_per_tenant,
+            "factor": factor,
+            "key": ADMISSION_LOCK,
+            "keep_worker": None if keep_worker is None else keep_worker[:200],
+            "waiting": waiting_seconds,
+        },
+    ).one()
+    finished, ticket, skipped, admitted, kept = row[:5]
+    if ticket is None:
+        return bool(finished), None
+    claimed = None if row[5] is None else (RunRow(*row[5:17]), TriggerRow(*row[17:]))
+    return bool(finished), Round(int(ticket), list(admitted), int(skipped), kept, claimed)
 
 
 _LAST_WAKEUP = text("SELECT last_value FROM admission_wakeups")

@@ -123,21 +123,14 @@ def load(session: queries.Executor, run_id: uuid.UUID) -> tuple[RunRow, TriggerR
     return run, (TriggerRow(*row[12:]) if row[12] is not None else None)
 
 
-# The common delivery in one statement: an admitted run, not cancelled, whose trigger exists,
-# is enabled (or is a one-time trigger, disabled by its own dispatch), has attempts left and
-# does not run one fire at a time. Anything else takes the slow path (app/runs.py: _decide).
-_CLAIM_PLAIN = text(f"""
-    UPDATE runs AS r
-    SET status = 'running', attempt = r.attempt + 1,
-        started_at = COALESCE(r.started_at, clock_timestamp()),
-        heartbeat_at = clock_timestamp(), worker = :worker, not_before = NULL
-    FROM triggers AS t
-    WHERE r.id = :id AND r.status = 'admitted' AND r.cancel_requested_at IS NULL
-      AND t.id = r.trigger_id AND (t.enabled OR t.run_at IS NOT NULL)
-      AND r.attempt < t.max_attempts
-      AND (t.overlap_policy NOT IN ('skip', 'buffer_one') OR r.attempt > 0)
-    RETURNING {_RUN_COLUMNS}, {_TRIGGER_COLUMNS}
-""")
+# The common delivery in one statement, the SQL function `scheduler_claim_plain` (migration
+# 0007, where a finish's hand-off claims with it too): an admitted run, not cancelled, whose
+# trigger exists, is enabled (or is a one-time trigger, disabled by its own dispatch), has
+# attempts left and does not run one fire at a time. Anything else takes the slow path
+# (app/runs.py: _decide).
+_CLAIM_PLAIN = text(
+    "SELECT * FROM scheduler_claim_plain(CAST(:id AS uuid), CAST(:worker AS varchar))"
+)
 
 
 def claim_plain(

@@ -13,6 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app import runs
+from app.queries import run_queue
+from app.queries.run_queue import ADMISSION_LOCK
 
 
 def waiting(harness, trigger_id: uuid.UUID, count: int) -> list:
@@ -115,7 +117,9 @@ def test_a_kept_run_that_cannot_be_claimed_is_left_to_its_lease(
     harness.configure(max_running=1, max_running_per_tenant=1)
     trigger_id = harness.trigger()
     first = harness.run(trigger_id, scheduled_for=harness.clock.now())
-    [second] = waiting(harness, trigger_id, 1)
+    # A disabled trigger's run: the finish's round keeps it but its plain claim declines,
+    # so the worker decides it itself, and loses the database there.
+    [second] = waiting(harness, harness.trigger(enabled=False), 1)
     claims = []
     real_claim = runs.q.claim_plain
 
@@ -133,3 +137,59 @@ def test_a_kept_run_that_cannot_be_claimed_is_left_to_its_lease(
     assert harness.row(second)["status"] == "admitted", "the recovery sweep's, after its lease"
     assert harness.published == []
     assert any(getattr(r, "event", None) == "chain_failed" for r in caplog.records)
+
+
+@pytest.mark.parametrize("chain_seconds", [0, 60])
+def test_a_finish_whose_round_found_admission_taken_hands_off_again_once_committed(
+    harness, monkeypatch, chain_seconds
+) -> None:
+    # A successful finish does the first round of its hand-off in its own transaction, so
+    # its wake-up number is taken before the freed slot is visible: a holder that goes
+    # round again for that number may not see the slot. Then the finisher hands off again.
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    trigger_id = harness.trigger()
+    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
+    [second] = waiting(harness, trigger_id, 1)
+    finish_and_admit = run_queue.finish_and_admit
+    rounds = []
+
+    def while_another_admitter_holds_the_lock(conn, *args, **kwargs):
+        with harness.engine.connect() as holder:
+            holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
+            done = finish_and_admit(conn, *args, **kwargs)
+        rounds.append(done)
+        return done
+
+    monkeypatch.setattr(run_queue, "finish_and_admit", while_another_admitter_holds_the_lock)
+
+    assert harness.execute(first, chain_seconds=chain_seconds) == "succeeded"
+
+    # Each finish was recorded and its round found the lock taken (the second run's too).
+    assert rounds == [(True, None)] * (2 if chain_seconds else 1)
+    if chain_seconds:  # kept by the hand-off after the commit, and run by this process
+        assert harness.published == []
+        assert harness.row(second)["status"] == "succeeded"
+    else:
+        assert harness.published == [second]
+        assert harness.row(second)["status"] == "admitted"
+
+
+def test_a_finish_claims_the_run_it_keeps_in_the_same_transaction(harness, monkeypatch) -> None:
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    trigger_id = harness.trigger()
+    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
+    [second] = waiting(harness, trigger_id, 1)
+    separate_claims = []
+    claim_plain = runs.q.claim_plain
+
+    def recorded(conn, run_id, **kwargs):
+        separate_claims.append(run_id)
+        return claim_plain(conn, run_id, **kwargs)
+
+    monkeypatch.setattr(runs.q, "claim_plain", recorded)
+
+    assert harness.execute(first, chain_seconds=60) == "succeeded"
+
+    assert separate_claims == [first], "the second was claimed by the finish of the first"
+    row = harness.row(second)
+    assert (row["status"], row["attempt"], row["worker"]) == ("succeeded", 1, "test-worker")
