@@ -138,10 +138,13 @@ def _rounds(
     """
     seen: int | None = None
     looked: int | None = None
+    flush = first is not None  # the look after a finish's round: see finish_succeeded
     with nullcontext(conn) if conn is not None else db.statements(engine) as conn:
         while True:
-            if seen is not None and (looked or run_queue.last_wakeup(conn)) == seen:
-                return
+            if seen is not None:
+                last, flush = looked or run_queue.last_wakeup(conn, flush=flush), False
+                if last == seen:
+                    return
             done, first = first, None
             done = done or run_queue.admission_round(
                 conn,
@@ -255,8 +258,12 @@ def finish_succeeded(
 
     No round (None) when it did nothing or another admitter held the lock: the caller must
     then hand off again. The round took its wake-up number before the finish was committed,
-    so a holder that went round again for that number may not have seen the freed slot."""
-    return run_queue.finish_and_admit(
+    so a holder that went round again for that number may not have seen the freed slot.
+
+    The transaction's commit is asynchronous (app/queries/run_queue.py explains why); the
+    look after the round, or here a flush when there is no round, makes it durable before
+    the caller goes on."""
+    ours, first = run_queue.finish_and_admit(
         conn,
         run_id,
         attempt=attempt,
@@ -267,6 +274,9 @@ def finish_succeeded(
         keep_worker=keep_worker,
         waiting_seconds=WAITING_IN_BROKER_SECONDS,
     )
+    if first is None:
+        run_queue.flush(conn)
+    return ours, first
 
 
 def _publish(engine: Engine, publish: Publish, admitted: list[uuid.UUID], result: HandOff) -> bool:

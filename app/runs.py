@@ -147,10 +147,10 @@ def _hand_on(
 ) -> tuple[uuid.UUID, _Start] | None:
     """Hand off (after `first`, the round a successful finish did), keeping a run when
     `keep`: begin it (on `conn`) unless the round claimed it already, and return it."""
-    done = hand_off(rt, conn, keep=keep, first=first) or first
-    kept, claimed = (done.kept, done.claimed) if done else (None, None)
-    if kept is None:
+    done = hand_off(rt, conn, keep=keep, first=first)
+    if done is None or done.kept is None:
         return None
+    kept, claimed = done.kept, done.claimed
     if claimed is not None:
         return kept, _Start(RUNNING, *claimed, attempt=claimed[0].attempt)
     try:

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app import runs
+from app.actions import registry
 from app.queries import run_queue
 from app.queries.run_queue import ADMISSION_LOCK
 
@@ -161,11 +162,16 @@ def test_a_finish_whose_round_found_admission_taken_hands_off_again_once_committ
         return done
 
     monkeypatch.setattr(run_queue, "finish_and_admit", while_another_admitter_holds_the_lock)
+    flushes = []
+    flush = run_queue.flush
+    monkeypatch.setattr(run_queue, "flush", lambda conn: flushes.append(flush(conn)))
 
     assert harness.execute(first, chain_seconds=chain_seconds) == "succeeded"
 
-    # Each finish was recorded and its round found the lock taken (the second run's too).
+    # Each finish was recorded and its round found the lock taken (the second run's too),
+    # and with no round to look after, each finish was flushed to disk by itself.
     assert rounds == [(True, None)] * (2 if chain_seconds else 1)
+    assert len(flushes) == len(rounds)
     if chain_seconds:  # kept by the hand-off after the commit, and run by this process
         assert harness.published == []
         assert harness.row(second)["status"] == "succeeded"
@@ -193,3 +199,44 @@ def test_a_finish_claims_the_run_it_keeps_in_the_same_transaction(harness, monke
     assert separate_claims == [first], "the second was claimed by the finish of the first"
     row = harness.row(second)
     assert (row["status"], row["attempt"], row["worker"]) == ("succeeded", 1, "test-worker")
+
+
+def test_a_finish_is_durable_before_the_run_it_kept_starts(harness, monkeypatch) -> None:
+    # The finish's transaction commits without waiting for the WAL flush: the look at the
+    # wake-up sequence after it is a synchronous commit, and it must come before the kept
+    # run's action (and before the delivery ends).
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    events = []
+
+    @registry.handler("test.recorded")
+    def recorded(ctx: registry.RunContext) -> None:
+        events.append(("action", uuid.UUID(ctx.run_id)))
+
+    trigger_id = harness.trigger(action={"type": "task", "name": "test.recorded"})
+    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
+    [second] = waiting(harness, trigger_id, 1)
+    finish_and_admit, last_wakeup = run_queue.finish_and_admit, run_queue.last_wakeup
+
+    def finish(conn, run_id, **kwargs):
+        events.append(("finish", run_id))
+        return finish_and_admit(conn, run_id, **kwargs)
+
+    def look(conn, *, flush=False):
+        events.append(("look", "flushed" if flush else "not flushed"))
+        return last_wakeup(conn, flush=flush)
+
+    monkeypatch.setattr(run_queue, "finish_and_admit", finish)
+    monkeypatch.setattr(run_queue, "last_wakeup", look)
+    try:
+        assert harness.execute(first, chain_seconds=60) == "succeeded"
+    finally:
+        registry.unregister("test.recorded")
+
+    assert events == [
+        ("action", first),
+        ("finish", first),
+        ("look", "flushed"),
+        ("action", second),
+        ("finish", second),
+        ("look", "flushed"),
+    ]
