@@ -253,8 +253,8 @@ def finish(
     """running -> a final status for the attempt that owns the run; False when not ours."""
     updated = session.execute(
         text(
-            "UPDATE runs SET status = :status, finished_at = clock_timestamp(), "
-            "heartbeat_at = clock_timestamp(), "
+            "UPDATE runs SET status = :status, "
+            "(finished_at, heartbeat_at) = (SELECT now, now FROM clock_timestamp() AS now), "
             "result = CAST(:result AS jsonb), error = :error "
             "WHERE id = :id AND status = 'running' AND attempt = :attempt"
         ),

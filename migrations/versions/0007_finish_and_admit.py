@@ -92,9 +92,10 @@ DECLARE
     v_skipped bigint;
     v_admitted uuid[];
     v_kept uuid;
+    v_now timestamptz := clock_timestamp();
 BEGIN
-    UPDATE runs SET status = 'succeeded', finished_at = clock_timestamp(),
-                    heartbeat_at = clock_timestamp(), result = p_result, error = NULL
+    UPDATE runs SET status = 'succeeded', finished_at = v_now, heartbeat_at = v_now,
+                    result = p_result, error = NULL
     WHERE runs.id = p_run_id AND runs.status = 'running' AND runs.attempt = p_attempt;
     v_finished := FOUND;
     SELECT max(r.ticket), COALESCE(max(r.skipped), 0),

@@ -296,8 +296,8 @@ def finisher_comes_by(room, monkeypatch) -> FinisherComesBy:
                 other.execute(text("SELECT nextval('admission_wakeups')"))
         return done
 
-    def look(conn):
-        scene.looks.append(real_look(conn))
+    def look(conn, **kwargs):
+        scene.looks.append(real_look(conn, **kwargs))
         return scene.looks[-1]
 
     monkeypatch.setattr(run_queue, "admission_round", round_then_a_finisher_comes_by)
