@@ -228,7 +228,10 @@ def hand_off(
                     result.kept, admitted = admitted[0], admitted[1:]
                     result.admitted.append(result.kept)
             if admitted and not _publish(engine, publish, admitted, result):
-                break  # the broker is down: the tick's hand-off admits them again
+                # The broker is down: the tick's hand-off admits them again. (Taking them
+                # back is a synchronous commit, so a finish's round is durable before its
+                # kept run starts here too.)
+                break
             if pass_on is not None and count == MAX_ROUNDS:
                 _pass_on(pass_on)
                 break

@@ -134,8 +134,8 @@ def _deliver(
             attempt = attempts.perform(
                 rt.engine, rt.settings, start.run, start.trigger, start.attempt, now=rt.clock()
             )
-            # One checkout (a round trip) for the finish, the hand-off and a kept run's claim;
-            # not the claim's connection, which may have sat idle through the attempt.
+            # One checkout for the finish, the hand-off and a kept run's claim (not the
+            # claim's: back in the pool through the attempt, it is pinged if that was long).
             with db.statements(rt.engine) as conn:
                 keep = time.monotonic() < chain_until
                 status, first = _finish(start, attempt, rt, conn, keep=keep)

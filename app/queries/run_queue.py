@@ -172,9 +172,12 @@ def last_wakeup(conn: Connection, *, flush: bool = False) -> int:
     return int(conn.execute(_LAST_WAKEUP_FLUSHED if flush else _LAST_WAKEUP).first()[0])
 
 
+_FLUSH = text("SELECT txid_current()")
+
+
 def flush(conn: Connection) -> None:
     """Wait until every commit before this statement is durable (see last_wakeup)."""
-    conn.execute(text("SELECT txid_current()"))
+    conn.execute(_FLUSH)
 
 
 _LOOK_AFTER_ROUND = text(
