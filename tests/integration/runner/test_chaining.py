@@ -18,6 +18,15 @@ from app.queries import run_queue
 from app.queries.run_queue import ADMISSION_LOCK
 
 
+def one_slot(harness, count: int, **trigger) -> tuple[uuid.UUID, list]:
+    """One slot (in all and per tenant), a trigger with its run due now (to deliver) and
+    `count` runs waiting behind it: (the run due now, the waiting runs)."""
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    trigger_id = harness.trigger(**trigger)
+    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
+    return first, waiting(harness, trigger_id, count)
+
+
 def waiting(harness, trigger_id: uuid.UUID, count: int) -> list:
     """`count` pending runs of the trigger, one minute apart, oldest first."""
     start = harness.clock.now()
@@ -28,10 +37,7 @@ def waiting(harness, trigger_id: uuid.UUID, count: int) -> list:
 
 
 def test_a_worker_whose_run_ended_runs_the_next_admitted_runs_itself(harness) -> None:
-    harness.configure(max_running=1, max_running_per_tenant=1)
-    trigger_id = harness.trigger()
-    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
-    later = waiting(harness, trigger_id, 3)
+    first, later = one_slot(harness, 3)
 
     assert harness.execute(first, chain_seconds=60) == "succeeded"  # the delivery's own run
 
@@ -45,10 +51,7 @@ def test_a_worker_whose_run_ended_runs_the_next_admitted_runs_itself(harness) ->
 
 
 def test_without_chaining_the_next_admitted_run_goes_to_the_broker(harness) -> None:
-    harness.configure(max_running=1, max_running_per_tenant=1)
-    trigger_id = harness.trigger()
-    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
-    [second] = waiting(harness, trigger_id, 1)
+    first, [second] = one_slot(harness, 1)
 
     assert harness.execute(first) == "succeeded"  # chain_seconds defaults to 0
 
@@ -57,10 +60,7 @@ def test_without_chaining_the_next_admitted_run_goes_to_the_broker(harness) -> N
 
 
 def test_past_its_time_the_chain_ends_and_the_next_run_is_published(harness) -> None:
-    harness.configure(max_running=1, max_running_per_tenant=1)
-    trigger_id = harness.trigger(payload={"sleep_seconds": 0.3})
-    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
-    second, third = waiting(harness, trigger_id, 2)
+    first, (second, third) = one_slot(harness, 2, payload={"sleep_seconds": 0.3})
 
     # The first run alone outlasts the chain's 0.2 s: its hand-off publishes.
     assert harness.execute(first, chain_seconds=0.2) == "succeeded"
@@ -147,10 +147,7 @@ def test_a_finish_whose_round_found_admission_taken_hands_off_again_once_committ
     # A successful finish does the first round of its hand-off in its own transaction, so
     # its wake-up number is taken before the freed slot is visible: a holder that goes
     # round again for that number may not see the slot. Then the finisher hands off again.
-    harness.configure(max_running=1, max_running_per_tenant=1)
-    trigger_id = harness.trigger()
-    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
-    [second] = waiting(harness, trigger_id, 1)
+    first, [second] = one_slot(harness, 1)
     finish_and_admit = run_queue.finish_and_admit
     rounds = []
 
@@ -181,10 +178,7 @@ def test_a_finish_whose_round_found_admission_taken_hands_off_again_once_committ
 
 
 def test_a_finish_claims_the_run_it_keeps_in_the_same_transaction(harness, monkeypatch) -> None:
-    harness.configure(max_running=1, max_running_per_tenant=1)
-    trigger_id = harness.trigger()
-    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
-    [second] = waiting(harness, trigger_id, 1)
+    first, [second] = one_slot(harness, 1)
     separate_claims = []
     claim_plain = runs.q.claim_plain
 
@@ -205,16 +199,13 @@ def test_a_finish_is_durable_before_the_run_it_kept_starts(harness, monkeypatch)
     # The finish's transaction commits without waiting for the WAL flush: the look at the
     # wake-up sequence after it is a synchronous commit, and it must come before the kept
     # run's action (and before the delivery ends).
-    harness.configure(max_running=1, max_running_per_tenant=1)
     events = []
 
     @registry.handler("test.recorded")
     def recorded(ctx: registry.RunContext) -> None:
         events.append(("action", uuid.UUID(ctx.run_id)))
 
-    trigger_id = harness.trigger(action={"type": "task", "name": "test.recorded"})
-    first = harness.run(trigger_id, scheduled_for=harness.clock.now())
-    [second] = waiting(harness, trigger_id, 1)
+    first, [second] = one_slot(harness, 1, action={"type": "task", "name": "test.recorded"})
     finish_and_admit, last_wakeup = run_queue.finish_and_admit, run_queue.last_wakeup
 
     def finish(conn, run_id, **kwargs):
