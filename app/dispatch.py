@@ -241,20 +241,20 @@ def _dispatch_batch(
         batch = planner.plan_batch(
             rows,
             now=now,
-            generation=fence.generation,
             tick_seconds=options.tick_seconds,
             max_fires=options.catchup_max_fires,
             plans=plans,
         )
         _log_parked(batch.parked, stats)
-        inserted = run_queue.insert_scheduled(conn, batch.run_rows)
+        pending, skipped = run_queue.insert_scheduled(
+            conn, batch.run_rows, generation=fence.generation, now=now
+        )
         triggers_q.advance(conn, batch.advances)
     stats.batches += 1
     stats.due += len(rows)
-    pending = [run_id for run_id, status in inserted if status == "pending"]
-    stats.dispatched += len(pending)
-    stats.skipped += sum(1 for _, status in inserted if status == "skipped")
-    stats.duplicates += len(batch.run_rows) - len(inserted)
+    stats.dispatched += pending
+    stats.skipped += skipped
+    stats.duplicates += len(batch.run_rows) - pending - skipped
     if pending:
         hand_off()
     return len(rows)

@@ -1,7 +1,7 @@
 """The statements on `runs` that work the queue: batch insert, admission, recovery.
 
-Dispatch inserts a batch of runs (psycopg2 `execute_values`: one round trip per page of
-1,000 rows); admission moves `pending` runs into free slots (app/admission.py explains the
+Dispatch inserts a batch of runs (one round trip, each column one array parameter);
+admission moves `pending` runs into free slots (app/admission.py explains the
 lock and the fairness); the recovery sweep gives back the slots of dead workers and lost
 publishes. `enqueued_at` is stamped by one statement, admission's (in the SQL function
 `scheduler_admission_round`): the publish follows its commit at once, and every statement
@@ -13,9 +13,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from psycopg2.extras import execute_values
 from sqlalchemy import Connection, text
 
 from app import queries
@@ -24,26 +24,43 @@ from app.queries.runs import RunRow, TriggerRow
 # Advisory lock key (bigint) of the one admission critical section: ASCII "ADMIT".
 ADMISSION_LOCK = 0x41444D4954
 
-_INSERT_RUNS = """
-    INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key, status,
-                      generation, created_at, finished_at, due_at)
-    VALUES %s
-    ON CONFLICT DO NOTHING
-    RETURNING id, status
-"""
-_INSERT_RUNS_TEMPLATE = (
-    "(%s::uuid, %s::uuid, %s, %s::timestamptz, 'scheduled', %s, %s, %s, %s::timestamptz, "
-    "%s::timestamptz, %s::timestamptz)"
-)
+# Each column of the batch is one array parameter (queries.array_literal); the server makes
+# the run ids. A fire that already has its run (its idempotency key, or its trigger and
+# instant) is left out by ON CONFLICT, and not counted.
+_INSERT_RUNS = text("""
+    WITH inserted AS (
+        INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key,
+                          status, generation, created_at, finished_at, due_at)
+        SELECT gen_random_uuid(), r.trigger_id, r.tenant_id, r.scheduled_for, 'scheduled',
+               r.idempotency_key, r.status, :generation, :now,
+               CASE WHEN r.status = 'skipped' THEN CAST(:now AS timestamptz) END, r.due_at
+        FROM unnest(CAST(:trigger_ids AS uuid[]), CAST(:tenant_ids AS text[]),
+                    CAST(:fires AS timestamptz[]), CAST(:keys AS text[]),
+                    CAST(:statuses AS text[]), CAST(:due AS timestamptz[]))
+             AS r (trigger_id, tenant_id, scheduled_for, idempotency_key, status, due_at)
+        ON CONFLICT DO NOTHING
+        RETURNING status
+    )
+    SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'skipped')
+    FROM inserted
+""")
 
 
-def insert_scheduled(conn: Connection, rows: Sequence[tuple]) -> list[tuple[uuid.UUID, str]]:
-    """Insert scheduled runs, pages of 1,000 rows per round trip; return (id, status) of those
-    inserted. A fire that already has its run (its idempotency key) is left out."""
-    with queries.raw_cursor(conn) as cursor:
-        return execute_values(
-            cursor, _INSERT_RUNS, rows, template=_INSERT_RUNS_TEMPLATE, page_size=1000, fetch=True
-        )
+def insert_scheduled(
+    conn: Connection, rows: Sequence[tuple], *, generation: int, now: datetime
+) -> tuple[int, int]:
+    """Insert scheduled runs, (trigger_id, tenant_id, scheduled_for, idempotency_key, status,
+    due_at) each, stamped with `generation` and created at `now` (a skipped one finished then
+    too), in one round trip; return how many pending and skipped runs went in."""
+    if not rows:
+        return 0, 0
+    columns = [queries.array_literal(column) for column in zip(*rows, strict=True)]
+    names = ("trigger_ids", "tenant_ids", "fires", "keys", "statuses", "due")
+    params = dict(zip(names, columns, strict=True))
+    pending, skipped = conn.execute(
+        _INSERT_RUNS, {**params, "generation": generation, "now": now}
+    ).one()
+    return pending, skipped
 
 
 # One admission round is the SQL function `scheduler_admission_round` (migration 0006, where

@@ -1,7 +1,7 @@
 """Every SQL statement on the `triggers` table, one named function each.
 
 Dispatch and reconciliation claim rows with `FOR UPDATE SKIP LOCKED` and write their new
-`next_run_at` back in one `execute_values` round trip per page. The service (app/triggers.py)
+`next_run_at` back in one round trip per batch. The service (app/triggers.py)
 reads and writes ORM rows: its statements here return `Trigger` objects the session tracks.
 
 `next_run_at` is when the next fire is due (jitter included): the claim and its index use it;
@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from psycopg2.extras import execute_values
 from sqlalchemy import Connection, Select, func, select, text, true, tuple_
 from sqlalchemy.orm import Session, aliased
 
@@ -36,14 +35,16 @@ _CLAIM_DUE = text("""
     LIMIT :batch
     FOR UPDATE SKIP LOCKED
 """)
-_ADVANCE = """
+# Batch writes: each column one array parameter (queries.array_literal).
+_ADVANCE = text("""
     UPDATE triggers AS t
     SET next_run_at = v.next_run_at, next_fire_at = v.next_fire_at,
         last_scheduled_for = COALESCE(v.last, t.last_scheduled_for), enabled = v.enabled
-    FROM (VALUES %s) AS v (id, next_run_at, next_fire_at, last, enabled)
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:next_run_at AS timestamptz[]),
+                CAST(:next_fire_at AS timestamptz[]), CAST(:last AS timestamptz[]),
+                CAST(:enabled AS boolean[])) AS v (id, next_run_at, next_fire_at, last, enabled)
     WHERE t.id = v.id
-"""
-_ADVANCE_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::boolean)"
+""")
 # Enabled triggers that should have a next fire but have none (a bulk path, a hand edit, a
 # restore). Not those past end_at, nor dispatched one-time ones.
 _CLAIM_UNSCHEDULED = text("""
@@ -57,12 +58,12 @@ _CLAIM_UNSCHEDULED = text("""
     LIMIT :batch
     FOR UPDATE SKIP LOCKED
 """)
-_SET_NEXT = """
+_SET_NEXT = text("""
     UPDATE triggers AS t SET next_run_at = v.next_run_at, next_fire_at = v.next_fire_at
-    FROM (VALUES %s) AS v (id, next_run_at, next_fire_at)
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:next_run_at AS timestamptz[]),
+                CAST(:next_fire_at AS timestamptz[])) AS v (id, next_run_at, next_fire_at)
     WHERE t.id = v.id
-"""
-_SET_NEXT_TEMPLATE = "(%s::uuid, %s::timestamptz, %s::timestamptz)"
+""")
 
 
 def claim_due(conn: Connection, *, now: datetime, batch: int) -> list[Any]:
@@ -73,10 +74,11 @@ def claim_due(conn: Connection, *, now: datetime, batch: int) -> list[Any]:
 
 
 def advance(conn: Connection, advances: Sequence[tuple]) -> None:
-    """Write (id, next_run_at, next_fire_at, last_scheduled_for, enabled) per trigger, one
-    round trip per page of 1,000 (psycopg2 `execute_values`)."""
-    with queries.raw_cursor(conn) as cursor:
-        execute_values(cursor, _ADVANCE, advances, template=_ADVANCE_TEMPLATE, page_size=1000)
+    """Write (id, next_run_at, next_fire_at, last_scheduled_for, enabled) per trigger, in one
+    round trip."""
+    _write_columns(
+        conn, _ADVANCE, ("ids", "next_run_at", "next_fire_at", "last", "enabled"), advances
+    )
 
 
 def claim_unscheduled(conn: Connection, *, now: datetime, batch: int) -> list[Any]:
@@ -86,9 +88,22 @@ def claim_unscheduled(conn: Connection, *, now: datetime, batch: int) -> list[An
 
 
 def set_next(conn: Connection, updates: Sequence[tuple]) -> None:
-    """Write (id, next_run_at, next_fire_at) per trigger in one round trip per page."""
-    with queries.raw_cursor(conn) as cursor:
-        execute_values(cursor, _SET_NEXT, updates, template=_SET_NEXT_TEMPLATE, page_size=1000)
+    """Write (id, next_run_at, next_fire_at) per trigger, in one round trip."""
+    _write_columns(conn, _SET_NEXT, ("ids", "next_run_at", "next_fire_at"), updates)
+
+
+def _write_columns(
+    conn: Connection, statement: Any, names: Sequence[str], rows: Sequence[tuple]
+) -> None:
+    if rows:
+        columns = zip(*rows, strict=True)
+        conn.execute(
+            statement,
+            {
+                name: queries.array_literal(column)
+                for name, column in zip(names, columns, strict=True)
+            },
+        )
 
 
 def count_due(session: Any, *, now: datetime) -> int:

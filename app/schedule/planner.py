@@ -3,7 +3,7 @@
 Rows come as the dispatcher claims them (app/queries/triggers.py, `claim_due`):
 (id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds, anchor_at,
 jitter_seconds, first fire, first due, catchup_policy, catchup_window_seconds). The planner
-reads no clock and no database: `now` and the run generation are arguments, so it is tested
+reads no clock and no database: `now` is an argument, so it is tested
 without PostgreSQL (tests/unit/schedule/test_planner.py).
 """
 
@@ -24,7 +24,12 @@ PLAN_CACHE_SIZE = 10_000
 
 @dataclass
 class BatchPlan:
-    """Run rows to insert, trigger advances to write, and rows that could not be planned."""
+    """Run rows to insert, trigger advances to write, and rows that could not be planned.
+
+    A run row is (trigger_id, tenant_id, scheduled_for, idempotency_key, status, due_at), as
+    app/queries/run_queue.insert_scheduled takes it; an advance is (trigger_id, next_run_at,
+    next_fire_at, last_scheduled_for, enabled), as app/queries/triggers.advance takes it.
+    """
 
     run_rows: list[tuple] = field(default_factory=list)
     advances: list[tuple] = field(default_factory=list)
@@ -54,7 +59,6 @@ def plan_batch(
     rows: Sequence[Sequence],
     *,
     now: datetime,
-    generation: int,
     tick_seconds: int,
     max_fires: int,
     plans: dict[tuple, CatchupPlan],
@@ -86,18 +90,13 @@ def plan_batch(
                 continue
             plans[schedule_key] = plan
         for status, fires in (("pending", plan.run), ("skipped", plan.skipped)):
-            finished_at = now if status == "skipped" else None
             result.run_rows.extend(
                 (
-                    str(uuid.uuid4()),
                     trigger,
                     tenant_id,
                     fire,
                     idempotency_key(trigger, fire),
                     status,
-                    generation,
-                    now,
-                    finished_at,
                     plan.due_at(fire),
                 )
                 for fire in fires

@@ -61,6 +61,22 @@ def test_runs_without_a_free_slot_wait_in_postgresql_not_in_the_broker(
     assert (again.admitted, len(queued())) == (0, 4), "nothing re-published for want of a slot"
 
 
+@pytest.mark.parametrize(
+    "tenant_id", ['a"b\\c', "x,y}{z", "NULL", "  spaced  ", "o'brien", "\u00e9t\u00e9 \u2603"]
+)
+def test_a_batch_carries_any_tenant_string_into_its_runs_unchanged(
+    make_triggers, tick, engine, tenant_id
+) -> None:
+    """A batch's columns go to PostgreSQL as array literals (app.queries.array_literal):
+    quotes, backslashes, commas, braces and the word NULL are data, not syntax."""
+    make_triggers(2, next_run_at=NOON, cron="*/5 * * * *", tenant_id=tenant_id)
+    make_triggers(1, next_run_at=NOON, cron="*/5 * * * *", tenant_id="plain")
+
+    assert tick(NOON + timedelta(seconds=2)).dispatched == 3
+
+    assert sorted(run["tenant_id"] for run in runs(engine)) == sorted([tenant_id] * 2 + ["plain"])
+
+
 def test_a_trigger_not_yet_due_is_left_alone(make_triggers, tick, queued, engine) -> None:
     make_triggers(next_run_at=NOON + timedelta(minutes=1))
     assert tick(NOON).due == 0
