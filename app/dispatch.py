@@ -51,6 +51,7 @@ class TickStats:
     failed_stale: int = 0
     batches: int = 0
     budget_exhausted: bool = False
+    analyzed: bool = False  # the tick refreshed the statistics of runs (_refresh_statistics)
     broker_error: str | None = None
     duration_seconds: float = 0.0
 
@@ -105,6 +106,7 @@ def run_tick(
     _recover(engine, options=options, stats=stats)
     stats.reconciled = reconcile.reconcile(engine, now=now, batch_size=options.batch_size)
     plans: dict[tuple, planner.CatchupPlan] = {}
+    looked_at_statistics = False
 
     def hand_off() -> None:
         _hand_off(engine, publish=publish, pass_on=pass_on, options=options, stats=stats)
@@ -121,6 +123,9 @@ def run_tick(
         )
         if claimed is None:  # superseded between batches
             break
+        if not looked_at_statistics and stats.dispatched >= STATISTICS_CHECK_RUNS:
+            looked_at_statistics = True
+            stats.analyzed = _refresh_statistics(engine, inserted=stats.dispatched)
         if claimed < options.batch_size:
             break
         if time.monotonic() - started >= options.time_budget_seconds:
@@ -168,7 +173,30 @@ _LOGGED = (
     "parked",
     "reconciled",
     "admitted",
+    "analyzed",
 )
+
+
+# A burst makes the planner's statistics of `runs` stale at once: they may say that a
+# handful of runs wait when thousands do, and the admission round, planned at every call
+# with them, then walks the wrong index (2.6 ms a round instead of 1.3 ms with 1,000 runs
+# waiting, and every finishing run pays a round). Autovacuum would refresh them within a
+# minute or so. A tick that has put at least this many runs in the waiting room looks once
+# at the planner's estimate, and analyzes the table when it is under half of that.
+STATISTICS_CHECK_RUNS = 500
+
+
+def _refresh_statistics(engine: Engine, *, inserted: int) -> bool:
+    """Analyze `runs` if its statistics miss most of the `inserted` runs; return whether."""
+    with engine.begin() as conn:
+        if run_queue.pending_estimate(conn) >= inserted // 2:
+            return False
+        run_queue.analyze(conn)
+    logger.info(
+        "statistics of runs refreshed after a burst",
+        extra={"event": "runs_analyzed", "dispatched": inserted},
+    )
+    return True
 
 
 def _superseded(engine: Engine, stats: TickStats) -> TickStats:

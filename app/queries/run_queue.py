@@ -63,6 +63,23 @@ def insert_scheduled(
     return pending, skipped
 
 
+# What the planner believes waits: its estimate of pending runs, from the table's statistics.
+_PENDING_ESTIMATE = text("EXPLAIN (FORMAT JSON) SELECT 1 FROM runs WHERE status = 'pending'")
+# SKIP_LOCKED: when autovacuum (or another dispatcher) is analyzing the table, it is done.
+_ANALYZE = text("ANALYZE (SKIP_LOCKED) runs")
+
+
+def pending_estimate(conn: Connection) -> int:
+    """How many pending runs the planner's statistics say there are (a plan estimate)."""
+    [[plan]] = conn.execute(_PENDING_ESTIMATE).one()
+    return int(plan["Plan"]["Plan Rows"])
+
+
+def analyze(conn: Connection) -> None:
+    """Refresh the planner's statistics of `runs`."""
+    conn.execute(_ANALYZE)
+
+
 # One admission round is the SQL function `scheduler_admission_round` (migration 0006, where
 # its statements are explained): the wake-up number (sequence `admission_wakeups`) and the
 # try-lock, the overlap statement, the admitting statement, in one round trip (each planned

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from app import dispatch, state
+from app import db, dispatch, state
 from tasks import publish
 from tasks.celery_app import use_broker
 from tests.integration.dispatch.conftest import UNLIMITED, runs, trigger
@@ -419,3 +419,70 @@ def test_a_restart_after_the_last_batch_keeps_the_old_ticks_stats_out(engine) ->
         state.restart(conn, release_id="b", now=NOON)
         assert not state.record_tick(conn, release_id="a", now=NOON, stats={"due": 2})
         assert state.get_state(conn).last_tick_stats["due"] == 1
+
+
+@pytest.fixture()
+def runs_statistics(engine, make_triggers):
+    """Statistics of `runs` that say none is pending (one finished run, analyzed), autovacuum
+    kept off the table; yields the planner's estimate of pending runs, as a function."""
+    from app.queries import run_queue
+
+    [finished] = make_triggers(next_run_at=None, enabled=False)
+    with db.statements(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
+                "idempotency_key, status, finished_at) VALUES (gen_random_uuid(), :t, "
+                "'tenant-a', :at, 'manual', 'done', 'succeeded', :at)"
+            ),
+            {"t": finished, "at": NOON - timedelta(days=1)},
+        )
+        conn.execute(text("ALTER TABLE runs SET (autovacuum_enabled = false)"))
+        conn.execute(text("ANALYZE runs"))
+
+    def estimate() -> int:
+        with engine.connect() as conn:
+            return run_queue.pending_estimate(conn)
+
+    try:
+        assert estimate() <= 1
+        yield estimate
+    finally:
+        with db.statements(engine) as conn:
+            conn.execute(text("ALTER TABLE runs RESET (autovacuum_enabled)"))
+
+
+SLOTS = dispatch.admission.Limits(max_running=4, max_per_tenant=4)
+
+
+def test_a_burst_refreshes_the_planners_statistics_of_runs_once(
+    make_triggers, tick, runs_statistics
+) -> None:
+    make_triggers(dispatch.STATISTICS_CHECK_RUNS + 100, next_run_at=NOON, cron="*/5 * * * *")
+
+    stats = tick(NOON + timedelta(seconds=1), limits=SLOTS)
+
+    assert stats.analyzed
+    assert runs_statistics() >= dispatch.STATISTICS_CHECK_RUNS, "the waiting room is seen"
+
+
+def test_a_small_tick_leaves_the_statistics_to_autovacuum(
+    make_triggers, tick, runs_statistics
+) -> None:
+    make_triggers(dispatch.STATISTICS_CHECK_RUNS - 1, next_run_at=NOON, cron="*/5 * * * *")
+
+    stats = tick(NOON + timedelta(seconds=1), limits=SLOTS)
+
+    assert not stats.analyzed
+    assert runs_statistics() <= 1
+
+
+def test_statistics_that_already_see_the_waiting_room_are_not_refreshed(
+    make_triggers, tick, runs_statistics
+) -> None:
+    count = dispatch.STATISTICS_CHECK_RUNS + 100
+    make_triggers(count, next_run_at=NOON, cron="*/5 * * * *", tenant_id="first")
+    assert tick(NOON + timedelta(seconds=1), limits=SLOTS).analyzed
+    make_triggers(count, next_run_at=NOON, cron="*/5 * * * *", tenant_id="second")
+
+    assert not tick(NOON + timedelta(seconds=2), limits=SLOTS).analyzed
