@@ -104,6 +104,7 @@ def run_tick(
         return _superseded(engine, stats)
 
     _recover(engine, options=options, stats=stats)
+    stats.analyzed = _refresh_statistics(engine)
     stats.reconciled = reconcile.reconcile(engine, now=now, batch_size=options.batch_size)
     plans: dict[tuple, planner.CatchupPlan] = {}
     looked_at_statistics = False
@@ -125,7 +126,7 @@ def run_tick(
             break
         if not looked_at_statistics and stats.dispatched >= STATISTICS_CHECK_RUNS:
             looked_at_statistics = True
-            stats.analyzed = _refresh_statistics(engine, inserted=stats.dispatched)
+            stats.analyzed |= _refresh_statistics(engine, inserted=stats.dispatched)
         if claimed < options.batch_size:
             break
         if time.monotonic() - started >= options.time_budget_seconds:
@@ -177,23 +178,32 @@ _LOGGED = (
 )
 
 
-# A burst makes the planner's statistics of `runs` stale at once: they may say that a
-# handful of runs wait when thousands do, and the admission round, planned at every call
-# with them, then walks the wrong index (2.6 ms a round instead of 1.3 ms with 1,000 runs
-# waiting, and every finishing run pays a round). Autovacuum would refresh them within a
-# minute or so. A tick that has put at least this many runs in the waiting room looks once
-# at the planner's estimate, and analyzes the table when it is under half of that.
+# Admission rounds keep their plans for the session (migration 0008), made from the
+# statistics of `runs`, and plan again when those change. Stale statistics make bad plans:
+# after a burst they say that a handful of runs wait when thousands do (a round then walks
+# the wrong index), and taken while the table was tiny they make every scan sequential.
+# Autovacuum refreshes them only after a minute or so, so the tick looks too:
+# - at its start, analyze when the table has changed by more rows since its last ANALYZE
+#   than it had then (and by at least STATISTICS_CHECK_RUNS): growth a tick at a time;
+# - once it has dispatched STATISTICS_CHECK_RUNS runs, analyze when the planner's estimate
+#   of pending runs is under half of those: a burst, seen after its first batches.
 STATISTICS_CHECK_RUNS = 500
 
 
-def _refresh_statistics(engine: Engine, *, inserted: int) -> bool:
-    """Analyze `runs` if its statistics miss most of the `inserted` runs; return whether."""
+def _refresh_statistics(engine: Engine, *, inserted: int = 0) -> bool:
+    """Analyze `runs` when its statistics miss most of the `inserted` runs, or (inserted 0)
+    most of the table; return whether it did."""
     with engine.begin() as conn:
-        if run_queue.pending_estimate(conn) >= inserted // 2:
+        if inserted:
+            stale = run_queue.pending_estimate(conn) < inserted // 2
+        else:
+            changed, rows = run_queue.changed_since_analyze(conn)
+            stale = changed >= max(STATISTICS_CHECK_RUNS, rows)
+        if not stale:
             return False
         run_queue.analyze(conn)
     logger.info(
-        "statistics of runs refreshed after a burst",
+        "statistics of runs refreshed",
         extra={"event": "runs_analyzed", "dispatched": inserted},
     )
     return True

@@ -455,6 +455,36 @@ def runs_statistics(engine, make_triggers):
 SLOTS = dispatch.admission.Limits(max_running=4, max_per_tenant=4)
 
 
+def _runs_added_by_hand(engine, make_triggers, count: int) -> None:
+    """`count` pending runs (an import, a backfill: not this tick's), their changes
+    counted by the statistics system at once."""
+    [trigger_id] = make_triggers(next_run_at=None, enabled=False)
+    with db.statements(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
+                "idempotency_key) SELECT gen_random_uuid(), :t, 'tenant-a', "
+                "clock_timestamp(), 'manual', gen_random_uuid()::text "
+                "FROM generate_series(1, :n)"
+            ),
+            {"t": trigger_id, "n": count},
+        )
+        conn.execute(text("SELECT pg_stat_force_next_flush()"))
+
+
+@pytest.mark.parametrize("added, analyzed", [(dispatch.STATISTICS_CHECK_RUNS, True), (100, False)])
+def test_a_tick_refreshes_statistics_that_missed_the_tables_growth(
+    engine, make_triggers, tick, runs_statistics, added, analyzed
+) -> None:
+    _runs_added_by_hand(engine, make_triggers, added)
+
+    stats = tick(NOON, limits=SLOTS)
+
+    assert stats.due == 0
+    assert stats.analyzed is analyzed
+    assert (runs_statistics() >= added // 2) is analyzed
+
+
 def test_a_burst_refreshes_the_planners_statistics_of_runs_once(
     make_triggers, tick, runs_statistics
 ) -> None:
