@@ -4,8 +4,8 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-01
 
-Two changes to `scheduler_admission_round` (0006); the rest of the function is 0006's, read
-from that migration and changed here in two places, each checked to be found.
+Three changes to `scheduler_admission_round` (0006); the rest of the function is 0006's,
+read from that migration and changed here in three places, each checked to be found.
 
 1. In the admitting statement, a waiting run is held back when its trigger runs one fire
    at a time (`skip`, `buffer_one`) and another run of the trigger is in progress or waits
@@ -16,12 +16,16 @@ from that migration and changed here in two places, each checked to be found.
    tenant's waiting runs for each: 5 ms per candidate. They now name `t.id`, so they run
    only for a trigger that runs one fire at a time.
 2. Its statements were planned at every call (`force_custom_plan`): planning was most of a
-   round, 1.1-1.6 ms. They are now planned once per session (`force_generic_plan`): 0.5 ms
-   a round; 1.0 ms after a burst of 20,000 waiting runs that the statistics have not seen
-   (0006's statement, so planned: 10-14 ms). A kept plan is only as good as the statistics
-   it was made from: made while the table was tiny, it scans the table, and a growing one
-   makes that slow. A cached plan is made again when the statistics change, and the tick
-   refreshes stale ones (app/dispatch.py, `_refresh_statistics`) besides autovacuum.
+   round, 1.1-1.6 ms. They are now planned once per session (`force_generic_plan`), and
+   again when the statistics of a table they read change: 0.5-0.8 ms a round, whether or
+   not the statistics have seen the latest burst.
+3. A plan kept for the session must not scan `runs` sequentially: made while the table
+   was tiny, a sequential scan is the cheapest plan, and it stays in use as the table
+   grows (bench.peers_e2e at 10,000: 8.5 ms in one such scan, in the UPDATE that marks the
+   chosen runs admitted). `enable_seqscan = off` for the function: every read of `runs`
+   has an index. `jit = off` with it: the planner's penalty for the one sequential scan
+   left, of the sequence `admission_wakeups`, pushed the first statement's cost past
+   `jit_above_cost`, and compiling it took 40 ms a round.
 """
 
 from __future__ import annotations
@@ -45,10 +49,11 @@ _CHANGES = (
 -- table was nearly empty, then kept for a session that sees it grow to 10,000 waiting runs,
 -- took 300 ms a round instead of 3 ms.
 LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_custom_plan AS $fn$""",
-        """-- Planned once per session, and again when the statistics of the tables change; the tick
--- keeps those of `runs` fresh (migration 0008). 0.5 ms a round; planned at every call,
--- 1.1-1.6 ms.
-LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $fn$""",
+        """-- Planned once per session, and again when the statistics of the tables change, and
+-- never with a sequential scan of `runs`, which a kept plan would go on using as the table
+-- grows (migration 0008). 0.5-0.8 ms a round; planned at every call, 1.1-1.6 ms.
+LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off AS $fn$""",
     ),
     (
         "WHERE o.tenant_id = r.tenant_id AND o.trigger_id = r.trigger_id",
