@@ -6,6 +6,7 @@ from celery import Celery
 from celery.schedules import crontab
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
 from kombu import Exchange, Queue
+from kombu.transport import TRANSPORT_ALIASES
 
 from app import config, db, logs
 
@@ -15,6 +16,11 @@ HAND_OFF_TASK = "hand_off_runs"
 PRUNE_TASK = "prune_finished_runs"
 SCHEDULER_QUEUE = "scheduler"
 RUNS_QUEUE = "runs"
+
+
+# kombu's Redis transport, with one client per channel instead of one per publish and ack
+# (tasks/redis_transport.py). `redis+socket://` resolves through the `redis` alias.
+TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = "tasks.redis_transport:Transport"
 
 
 def broker_url(url: str) -> str:
