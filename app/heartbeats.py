@@ -51,6 +51,12 @@ class _Heartbeats:
         # When the waiting thread wakes next (monotonic); -inf while it is not waiting (it
         # looks at every beat before it waits again). A new beat due no sooner needs no wake-up.
         self._wakes_at = float("-inf")
+        # How long the thread sleeps with no beat to wait for: the shortest interval seen, so
+        # that a new beat (due one interval after it starts) is never due before the thread
+        # wakes. With a fixed minute instead, every run woke the thread: on a busy machine
+        # the woken thread ran only after that short run had ended, found no beat, and slept
+        # the minute again (a tenth of the workers' time, in Condition.notify).
+        self._idle_seconds = 60.0
 
     @contextmanager
     def watch(
@@ -59,6 +65,7 @@ class _Heartbeats:
         due = time.monotonic() + interval
         with self._cond:
             key = next(self._keys)
+            self._idle_seconds = min(self._idle_seconds, interval)
             context = contextvars.copy_context()
             self._beats[key] = _Beat(key, engine, interval, run_id, attempt, context, due)
             if self._thread is None:
@@ -80,7 +87,8 @@ class _Heartbeats:
                 now = time.monotonic()
                 due = [beat for beat in self._beats.values() if beat.due <= now]
                 if not due:
-                    soonest = min((beat.due for beat in self._beats.values()), default=now + 60)
+                    idle = now + self._idle_seconds
+                    soonest = min((beat.due for beat in self._beats.values()), default=idle)
                     self._wakes_at = soonest
                     self._cond.wait(soonest - now)
                     self._wakes_at = float("-inf")
