@@ -112,14 +112,15 @@ def _rounds(
     caller gets the lock and someone took a wake-up number since its last round (see the
     module docstring). The caller publishes each round's runs before the next round.
 
-    A round is one call of the SQL function `scheduler_admission_round` (migration 0006),
+    A round is one call of the SQL function `scheduler_admission_round` (migrations 0006
+    and 0008),
     in autocommit so that the round is one transaction and the lock goes with its commit:
     1. stop when every slot is taken (no lock, nothing more: a dispatch of 100,000 fires
        hands off after each of its 200 batches and pays only this) or, after a first
        round, when no one came by since; else take a wake-up number and try the
        transaction-scoped advisory lock; someone else holds it: stop.
     2. Overlap: pending fires of busy `skip` / `buffer_one` triggers become `skipped` (only
-       when such a trigger is busy: a cheap look first saves planning the statement).
+       when such a trigger is busy: a cheap look first saves running the statement).
     3. One statement: count runs in progress per tenant (free = max_running - total); pick
        candidate tenants below their cap, fewest in progress first, then oldest waiting
        fire; lock each one's oldest eligible runs (LATERAL, SKIP LOCKED, MATERIALIZED so

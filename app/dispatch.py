@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from app import admission, config, reconcile, recovery, state
-from app.queries import run_queue
+from app.queries import run_queue, run_statistics
 from app.queries import triggers as triggers_q
 from app.schedule import planner
 
@@ -51,7 +51,7 @@ class TickStats:
     failed_stale: int = 0
     batches: int = 0
     budget_exhausted: bool = False
-    analyzed: bool = False  # the tick refreshed the statistics of runs (_refresh_statistics)
+    analyzed: bool = False  # the tick ran ANALYZE runs (_refresh_statistics)
     broker_error: str | None = None
     duration_seconds: float = 0.0
 
@@ -126,7 +126,7 @@ def run_tick(
             break
         if not looked_at_statistics and stats.dispatched >= STATISTICS_CHECK_RUNS:
             looked_at_statistics = True
-            stats.analyzed |= _refresh_statistics(engine, inserted=stats.dispatched)
+            stats.analyzed |= _refresh_statistics(engine, burst=True)
         if claimed < options.batch_size:
             break
         if time.monotonic() - started >= options.time_budget_seconds:
@@ -185,26 +185,30 @@ _LOGGED = (
 # call). Autovacuum refreshes them only after a minute or so, so the tick looks too:
 # - at its start, analyze when the table has changed by more rows since its last ANALYZE
 #   than it had then (and by at least STATISTICS_CHECK_RUNS): growth a tick at a time;
-# - once it has dispatched STATISTICS_CHECK_RUNS runs, analyze when the planner's estimate
-#   of pending runs is under half of those: a burst, seen after its first batches.
+# - once it has dispatched STATISTICS_CHECK_RUNS runs, analyze when at least half as many
+#   are pending and the planner's estimate of them is under half: a burst, seen after its
+#   first batches (runs that found a slot at once do not count: they wait for nothing).
 STATISTICS_CHECK_RUNS = 500
 
 
-def _refresh_statistics(engine: Engine, *, inserted: int = 0) -> bool:
-    """Analyze `runs` when its statistics miss most of the `inserted` runs, or (inserted 0)
-    most of the table; return whether it did."""
+def _refresh_statistics(engine: Engine, *, burst: bool = False) -> bool:
+    """Analyze `runs` when its statistics miss most of the pending runs (after a burst) or
+    (otherwise) most of the table; return whether it asked PostgreSQL to."""
     with engine.begin() as conn:
-        if inserted:
-            stale = run_queue.pending_estimate(conn) < inserted // 2
+        if burst:
+            pending = run_statistics.pending_count(conn)
+            stale = pending * 2 >= STATISTICS_CHECK_RUNS and (
+                run_statistics.pending_estimate(conn) < pending // 2
+            )
         else:
-            changed, rows = run_queue.changed_since_analyze(conn)
+            changed, rows = run_statistics.changed_since_analyze(conn)
             stale = changed >= max(STATISTICS_CHECK_RUNS, rows)
         if not stale:
             return False
-        run_queue.analyze(conn)
+        run_statistics.analyze(conn)
     logger.info(
         "statistics of runs refreshed",
-        extra={"event": "runs_analyzed", "dispatched": inserted},
+        extra={"event": "runs_analyzed", "burst": burst},
     )
     return True
 

@@ -62,8 +62,10 @@ class _Heartbeats:
     def watch(
         self, engine: Engine, run_id: uuid.UUID, attempt: int, *, interval: float
     ) -> Iterator[None]:
-        due = time.monotonic() + interval
         with self._cond:
+            # Read under the lock, after the thread set its wake-up time: a beat due one
+            # interval from now is then never due before an idle thread wakes.
+            due = time.monotonic() + interval
             key = next(self._keys)
             self._idle_seconds = min(self._idle_seconds, interval)
             context = contextvars.copy_context()

@@ -27,15 +27,17 @@ def array_literal(values: Iterable[object]) -> str:
 
     A dispatch batch is then a few parameters, one per column. psycopg2's `execute_values`
     quoted every value of every row (datetimes slowly): a third of a 100,000-trigger tick.
-    Every element is quoted, since a tenant's string may hold any character; datetimes go
+    Every string is quoted, since a tenant's string may hold any character; datetimes go
     as ISO-8601 with their offset, booleans as t/f, None as NULL.
     """
-    quoted: dict[object, str] = {}  # a batch's instants repeat: each is written once
+    # A batch's instants repeat: each is written once. Keyed by type too: True == 1.
+    quoted: dict[tuple[type, object], str] = {}
     parts = []
     for value in values:
-        part = quoted.get(value)
+        key = (type(value), value)
+        part = quoted.get(key)
         if part is None:
-            part = quoted[value] = _element(value)
+            part = quoted[key] = _element(value)
         parts.append(part)
     return "{" + ",".join(parts) + "}"
 
@@ -46,7 +48,7 @@ def _element(value: object) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, datetime):
-        if value.tzinfo is None:
+        if value.utcoffset() is None:
             raise ValueError("a naive datetime has no instant")
         text = value.isoformat()
     else:

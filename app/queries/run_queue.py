@@ -63,39 +63,6 @@ def insert_scheduled(
     return pending, skipped
 
 
-# What the planner believes waits: its estimate of pending runs, from the table's statistics.
-_PENDING_ESTIMATE = text("EXPLAIN (FORMAT JSON) SELECT 1 FROM runs WHERE status = 'pending'")
-# SKIP_LOCKED: when autovacuum (or another dispatcher) is analyzing the table, it is done.
-_ANALYZE = text("ANALYZE (SKIP_LOCKED) runs")
-
-
-def pending_estimate(conn: Connection) -> int:
-    """How many pending runs the planner's statistics say there are (a plan estimate)."""
-    [[plan]] = conn.execute(_PENDING_ESTIMATE).one()
-    return int(plan["Plan"]["Plan Rows"])
-
-
-# Rows inserted, updated or deleted since the last ANALYZE (the statistics system's count,
-# flushed by each backend within a second) against the rows the statistics describe.
-_CHANGED_SINCE_ANALYZE = text("""
-    SELECT s.n_mod_since_analyze, c.reltuples
-    FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid
-    WHERE s.relid = CAST('runs' AS regclass)
-""")
-
-
-def changed_since_analyze(conn: Connection) -> tuple[int, float]:
-    """(Rows of `runs` changed since its statistics were taken, rows they describe: -1 when
-    the table was never analyzed)."""
-    changed, rows = conn.execute(_CHANGED_SINCE_ANALYZE).one()
-    return int(changed or 0), float(rows)
-
-
-def analyze(conn: Connection) -> None:
-    """Refresh the planner's statistics of `runs`."""
-    conn.execute(_ANALYZE)
-
-
 # One admission round is the SQL function `scheduler_admission_round` (migration 0006, where
 # its statements are explained, and 0008): the wake-up number (sequence `admission_wakeups`)
 # and the try-lock, the overlap statement, the admitting statement, in one round trip (their

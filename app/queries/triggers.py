@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select, text, true, tuple_
+from sqlalchemy import Connection, Select, TextClause, func, select, text, true, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from app import queries
@@ -93,7 +93,7 @@ def set_next(conn: Connection, updates: Sequence[tuple]) -> None:
 
 
 def _write_columns(
-    conn: Connection, statement: Any, names: Sequence[str], rows: Sequence[tuple]
+    conn: Connection, statement: TextClause, names: Sequence[str], rows: Sequence[tuple]
 ) -> None:
     if rows:
         columns = zip(*rows, strict=True)

@@ -19,12 +19,13 @@ read from that migration and changed here in three places, each checked to be fo
    round, 1.1-1.6 ms. They are now planned once per session (`force_generic_plan`), and
    again when the statistics of a table they read change: 0.5-0.8 ms a round, whether or
    not the statistics have seen the latest burst.
-3. A plan kept for the session must not scan `runs` sequentially: made while the table
+3. A plan kept for the session must avoid sequential scans of `runs`: made while the table
    was tiny, a sequential scan is the cheapest plan, and it stays in use as the table
    grows (bench.peers_e2e at 10,000: 8.5 ms in one such scan, in the UPDATE that marks the
-   chosen runs admitted). `enable_seqscan = off` for the function: every read of `runs`
-   has an index. `jit = off` with it: the planner's penalty for the one sequential scan
-   left, of the sequence `admission_wakeups`, pushed the first statement's cost past
+   chosen runs admitted). `enable_seqscan = off` for the function (a penalty on the cost
+   of a sequential scan, which the planner still takes where no index fits): every read
+   of `runs` here has an index. `jit = off` with it: the penalty on the one sequential
+   scan left, of the sequence `admission_wakeups`, pushed the first statement's cost past
    `jit_above_cost`, and compiling it took 40 ms a round.
 """
 
@@ -50,7 +51,7 @@ _CHANGES = (
 -- took 300 ms a round instead of 3 ms.
 LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_custom_plan AS $fn$""",
         """-- Planned once per session, and again when the statistics of the tables change, and
--- never with a sequential scan of `runs`, which a kept plan would go on using as the table
+-- without sequential scans of `runs`, which a kept plan would go on using as the table
 -- grows (migration 0008). 0.5-0.8 ms a round; planned at every call, 1.1-1.6 ms.
 LANGUAGE plpgsql VOLATILE
 SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off AS $fn$""",
