@@ -179,17 +179,24 @@ def finish_and_admit(
 
 
 _LAST_WAKEUP = text("SELECT last_value FROM admission_wakeups")
-_LAST_WAKEUP_FLUSHED = text("SELECT last_value, txid_current() FROM admission_wakeups")
+# A commit waits for the WAL flush only when its transaction wrote WAL: one that merely took
+# a transaction id (txid_current(), which this used until a test caught it) writes a commit
+# record that is not waited for, and an asynchronous commit before it stays in memory. The
+# smallest write that counts is a transactional logical decoding message: a few bytes of
+# WAL, no table touched (a logical decoding consumer sees it under this prefix and may
+# ignore it), callable by any role.
+_FLUSHING = "pg_logical_emit_message(true, 'scheduler.flush', '')"
+_LAST_WAKEUP_FLUSHED = text(f"SELECT last_value, {_FLUSHING} FROM admission_wakeups")
 
 
 def last_wakeup(conn: Connection, *, flush: bool = False) -> int:
     """The last wake-up number taken (sequence `admission_wakeups`). With `flush`, the look
-    also waits for the WAL flush of every commit before it, as a synchronous commit does:
-    a transaction id makes its own (empty) commit flush the WAL up to its commit record."""
+    also waits for the WAL flush of every commit before it, as a synchronous commit that
+    wrote WAL does (see `_FLUSHING`). Call it in autocommit, like `flush`."""
     return int(conn.execute(_LAST_WAKEUP_FLUSHED if flush else _LAST_WAKEUP).first()[0])
 
 
-_FLUSH = text("SELECT txid_current()")
+_FLUSH = text(f"SELECT {_FLUSHING}")
 
 
 def flush(conn: Connection) -> None:

@@ -195,6 +195,39 @@ def test_a_finish_claims_the_run_it_keeps_in_the_same_transaction(harness, monke
     assert (row["status"], row["attempt"], row["worker"]) == ("succeeded", 1, "test-worker")
 
 
+_FINISH_ALIKE = text(
+    "SELECT set_config('synchronous_commit', 'off', true); "
+    "UPDATE runs SET result = CAST('{}' AS jsonb) WHERE id = :id"
+)
+_WAL = text("SELECT pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn()")
+
+
+def wal(conn) -> tuple[int, int]:
+    """(Where the WAL is written up to, where it is flushed up to), as byte positions."""
+    return tuple(
+        int(hi, 16) << 32 | int(lo, 16)
+        for hi, lo in (str(lsn).split("/") for lsn in conn.execute(_WAL).one())
+    )
+
+
+@pytest.mark.parametrize(
+    "look",
+    [run_queue.flush, lambda conn: run_queue.last_wakeup(conn, flush=True)],
+    ids=["flush", "look after a round"],
+)
+def test_the_look_after_a_finish_puts_its_asynchronous_commit_on_disk(harness, look) -> None:
+    # What the finish's transaction leaves to the statement after it: its own commit does
+    # not wait for the WAL flush (set_config('synchronous_commit', 'off', true)).
+    first = harness.run(harness.trigger(), scheduled_for=harness.clock.now())
+    with harness.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(_FINISH_ALIKE, {"id": first})  # one transaction, committed in memory
+        written, _ = wal(conn)
+        look(conn)  # in autocommit, as the runner's connections (db.statements) are
+        _, flushed = wal(conn)
+
+    assert flushed >= written, "the finish is still only in memory"
+
+
 def test_a_finish_is_durable_before_the_run_it_kept_starts(harness, monkeypatch) -> None:
     # The finish's transaction commits without waiting for the WAL flush: the look at the
     # wake-up sequence after it is a synchronous commit, and it must come before the kept
