@@ -64,7 +64,7 @@ def insert_scheduled(
 
 
 # One admission round is the SQL function `scheduler_admission_round` (migration 0006, where
-# its statements are explained, and 0008): the wake-up number (sequence `admission_wakeups`)
+# its statements are explained, 0008 and 0009): the wake-up number (sequence `admission_wakeups`)
 # and the try-lock, the overlap statement, the admitting statement, in one round trip (their
 # plans kept for the session). The caller's transaction (autocommit: the call's own) holds
 # the lock until it ends.
