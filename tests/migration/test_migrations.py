@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psycopg2
 import pytest
@@ -104,6 +106,47 @@ def _runs_tuples_read(cur) -> int:
     return int(cur.fetchone()[0])
 
 
+@contextmanager
+def _admission_scene(url: str) -> Iterator[tuple[Any, Callable[[], int]]]:
+    """A migrated database with ten triggers of ten tenants and autovacuum off for `runs`:
+    (an autocommit cursor to set the scene with, a function that runs one admission round
+    in a session of its own, which keeps its plans, and returns the tuples of `runs` it
+    read)."""
+    support.migrate(url)
+    admin, session = psycopg2.connect(url), psycopg2.connect(url)
+    admin.autocommit = session.autocommit = True
+    cur, own = admin.cursor(), session.cursor()
+
+    def round_reads() -> int:
+        before = _runs_tuples_read(own)
+        own.execute("SELECT run_id FROM scheduler_admission_round(8, 8, 2, NULL, 4242)")
+        own.fetchall()
+        return _runs_tuples_read(own) - before
+
+    try:
+        cur.execute("ALTER TABLE runs SET (autovacuum_enabled = false)")
+        cur.execute(
+            "INSERT INTO triggers (id, tenant_id, name, run_at, action) "
+            "SELECT gen_random_uuid(), 'tenant-' || n % 10, 't' || n, now(), '{}' "
+            "FROM generate_series(1, 10) AS n"
+        )
+        yield cur, round_reads
+    finally:
+        admin.close()
+        session.close()
+
+
+def _wait(cur: Any, count: int) -> None:
+    """`count` runs waiting, spread over the ten triggers."""
+    cur.execute(
+        "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key)"
+        " SELECT gen_random_uuid(), t.id, t.tenant_id, clock_timestamp(), 'manual', "
+        "gen_random_uuid()::text "
+        "FROM triggers AS t, generate_series(1, %s)",
+        (count // 10,),
+    )
+
+
 @pytest.mark.parametrize("analyzed", [False, True], ids=["never analyzed", "analyzed tiny"])
 def test_an_admission_round_planned_before_a_burst_reads_a_few_runs_after_it(
     empty_database: str, analyzed: bool
@@ -113,49 +156,27 @@ def test_an_admission_round_planned_before_a_burst_reads_a_few_runs_after_it(
     with such a plan, read a tenant's waiting runs for each candidate (4,054 tuples here;
     5 ms a candidate with 20,000 waiting), and with statistics of the tiny table the plan
     scanned the whole table three times (6,072)."""
-    support.migrate(empty_database)
-    admin = psycopg2.connect(empty_database)
-    session = psycopg2.connect(empty_database)
-    admin.autocommit = session.autocommit = True
-    try:
-        cur, own = admin.cursor(), session.cursor()
-        cur.execute("ALTER TABLE runs SET (autovacuum_enabled = false)")
-        cur.execute(
-            "INSERT INTO triggers (id, tenant_id, name, run_at, action) "
-            "SELECT gen_random_uuid(), 'tenant-' || n % 10, 't' || n, now(), '{}' "
-            "FROM generate_series(1, 10) AS n"
-        )
-
-        def wait(count: int) -> None:
-            cur.execute(
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key)"
-                " SELECT gen_random_uuid(), t.id, t.tenant_id, clock_timestamp(), 'manual', "
-                "gen_random_uuid()::text "
-                "FROM triggers AS t, generate_series(1, %s)",
-                (count // 10,),
-            )
+    with _admission_scene(empty_database) as (cur, round_reads):
 
         def round_() -> int:
             cur.execute(
                 "UPDATE runs SET status = 'succeeded', finished_at = now() WHERE id = "
                 "(SELECT id FROM runs WHERE status = 'admitted' LIMIT 1)"
             )
-            before = _runs_tuples_read(own)
-            own.execute("SELECT run_id FROM scheduler_admission_round(8, 8, 2, NULL, 4242)")
-            assert own.fetchall()[0][0] is not None, "a run is admitted"
-            return _runs_tuples_read(own) - before
+            reads = round_reads()
+            cur.execute("SELECT count(*) FROM runs WHERE status = 'admitted'")
+            assert cur.fetchone()[0] == 8, "the freed slot went to a waiting run"
+            return reads
 
-        wait(20)
+        _wait(cur, 20)
         if analyzed:
             cur.execute("ANALYZE runs")
-        own.execute("SELECT run_id FROM scheduler_admission_round(8, 8, 2, NULL, 4242)")
-        assert len(own.fetchall()) == 8  # the plan is made now, with 20 runs waiting
+        round_reads()  # the plan is made now, with 20 runs waiting: 8 of them admitted
+        cur.execute("SELECT count(*) FROM runs WHERE status = 'admitted'")
+        assert cur.fetchone()[0] == 8
         round_()
-        wait(2000)
+        _wait(cur, 2000)
         assert round_() < 200
-    finally:
-        admin.close()
-        session.close()
 
 
 def test_an_admission_round_skips_the_dead_entries_of_runs_that_went_through(
@@ -163,39 +184,15 @@ def test_an_admission_round_skips_the_dead_entries_of_runs_that_went_through(
 ) -> None:
     """Runs pass through `admitted` and `running` in moments, and each leaves dead index
     entries until VACUUM. The round counts the runs in progress at every call: by bitmap
-    scans it visited every dead entry's heap page at every call (2,000 here, at each of
-    them); by plain index scans (migration 0009) the first scan marks them dead and the
+    scans it visited every dead entry's heap page at every call (8,000 tuples here, at each
+    of them); by plain index scans (migration 0009) the first scan marks them dead and the
     next ones skip them."""
-    support.migrate(empty_database)
-    admin = psycopg2.connect(empty_database)
-    session = psycopg2.connect(empty_database)
-    admin.autocommit = session.autocommit = True
-    try:
-        cur, own = admin.cursor(), session.cursor()
-        cur.execute("ALTER TABLE runs SET (autovacuum_enabled = false)")
-        cur.execute(
-            "INSERT INTO triggers (id, tenant_id, name, run_at, action) "
-            "SELECT gen_random_uuid(), 'tenant-' || n % 10, 't' || n, now(), '{}' "
-            "FROM generate_series(1, 10) AS n"
-        )
-        cur.execute(
-            "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key)"
-            " SELECT gen_random_uuid(), t.id, t.tenant_id, clock_timestamp(), 'manual', "
-            "gen_random_uuid()::text FROM triggers AS t, generate_series(1, 200)"
-        )
+    with _admission_scene(empty_database) as (cur, round_reads):
+        _wait(cur, 2000)
         for status in ("admitted", "running", "succeeded"):  # 2,000 runs went through
             cur.execute("UPDATE runs SET status = %s", (status,))
             if status == "admitted":  # statistics taken while many runs were in progress
                 cur.execute("ANALYZE runs")
 
-        def round_() -> int:
-            before = _runs_tuples_read(own)
-            own.execute("SELECT run_id FROM scheduler_admission_round(8, 8, 2, NULL, 4242)")
-            own.fetchall()
-            return _runs_tuples_read(own) - before
-
-        round_()  # the first round after them visits their entries
-        assert [round_() for _ in range(3)] == [0, 0, 0]  # nothing waits, nothing runs
-    finally:
-        admin.close()
-        session.close()
+        round_reads()  # the first round after them visits their entries
+        assert [round_reads() for _ in range(3)] == [0, 0, 0]  # nothing waits, nothing runs

@@ -199,15 +199,16 @@ _FINISH_ALIKE = text(
     "SELECT set_config('synchronous_commit', 'off', true); "
     "UPDATE runs SET result = CAST('{}' AS jsonb) WHERE id = :id"
 )
-_WAL = text("SELECT pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn()")
+_WAL = text(
+    "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0'), "
+    "pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')"
+)
 
 
 def wal(conn) -> tuple[int, int]:
     """(Where the WAL is written up to, where it is flushed up to), as byte positions."""
-    return tuple(
-        int(hi, 16) << 32 | int(lo, 16)
-        for hi, lo in (str(lsn).split("/") for lsn in conn.execute(_WAL).one())
-    )
+    written, flushed = conn.execute(_WAL).one()
+    return int(written), int(flushed)
 
 
 @pytest.mark.parametrize(
