@@ -115,6 +115,7 @@ class Settings:
     scheduler_restart_secret: str = ""
     dispatch_interval_seconds: int = 60
     dispatch_batch_size: int = 500
+    dispatch_concurrency: int = 2
     dispatch_time_budget_seconds: int = 45
     catchup_max_fires: int = 100
     max_running: int = 50
@@ -167,6 +168,7 @@ class Settings:
             scheduler_restart_secret=env.get("SCHEDULER_RESTART_SECRET", ""),
             dispatch_interval_seconds=interval,
             dispatch_batch_size=_int(env, "DISPATCH_BATCH_SIZE", 500, minimum=1, maximum=10_000),
+            dispatch_concurrency=_int(env, "DISPATCH_CONCURRENCY", 2, minimum=1, maximum=16),
             dispatch_time_budget_seconds=_int(
                 env, "DISPATCH_TIME_BUDGET_SECONDS", max(1, interval * 3 // 4), minimum=1
             ),

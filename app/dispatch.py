@@ -11,10 +11,13 @@ Everything that reads the clock takes `now` as an argument, so tests step time b
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -62,6 +65,9 @@ class TickStats:
 @dataclass(frozen=True)
 class TickOptions:
     batch_size: int = 500
+    # Batches one tick runs at once once a full batch shows a backlog, each on its own
+    # connection (_dispatch_batches).
+    concurrency: int = 2
     time_budget_seconds: float = 45.0
     tick_seconds: int = 60
     catchup_max_fires: int = 100
@@ -90,7 +96,8 @@ def run_tick(
        Reconciliation: give a next fire to enabled triggers that lack one (app/reconcile.py).
     3. Batches of due triggers, each in its own transaction (claim with SKIP LOCKED, plan the
        fires, insert runs, advance next_run_at), each followed by a hand-off (admission into
-       the free slots, then `publish`), until none is due or the time budget is spent.
+       the free slots, then `publish`), until none is due or the time budget is spent;
+       after a full batch, `options.concurrency` batches at once (_dispatch_batches).
     4. A last hand-off (the safety net), then the tick's statistics are recorded.
     """
     options = options or TickOptions()
@@ -106,33 +113,21 @@ def run_tick(
     _recover(engine, options=options, stats=stats)
     stats.analyzed = _refresh_statistics(engine)
     stats.reconciled = reconcile.reconcile(engine, now=now, batch_size=options.batch_size)
-    plans: dict[tuple, planner.CatchupPlan] = {}
-    looked_at_statistics = False
+    lock = threading.Lock()  # guards `stats`, which every batch loop adds to
 
     def hand_off() -> None:
-        _hand_off(engine, publish=publish, pass_on=pass_on, options=options, stats=stats)
+        _hand_off(engine, publish=publish, pass_on=pass_on, options=options, stats=stats, lock=lock)
 
-    while True:
-        claimed = _dispatch_batch(
-            engine,
-            now=now,
-            release_id=release_id,
-            options=options,
-            stats=stats,
-            hand_off=hand_off,
-            plans=plans,
-        )
-        if claimed is None:  # superseded between batches
-            break
-        if not looked_at_statistics and stats.dispatched >= STATISTICS_CHECK_RUNS:
-            looked_at_statistics = True
-            stats.analyzed |= _refresh_statistics(engine, burst=True)
-        if claimed < options.batch_size:
-            break
-        if time.monotonic() - started >= options.time_budget_seconds:
-            # The rest stays due and the next tick (or a concurrent dispatcher) takes it.
-            stats.budget_exhausted = True
-            break
+    _dispatch_batches(
+        engine,
+        now=now,
+        release_id=release_id,
+        options=options,
+        stats=stats,
+        lock=lock,
+        hand_off=hand_off,
+        started=started,
+    )
     if stats.accepted:
         hand_off()  # the safety net: slots freed without a hand-off of their own
 
@@ -246,16 +241,92 @@ def _hand_off(
     pass_on: admission.PassOn | None,
     options: TickOptions,
     stats: TickStats,
+    lock: threading.Lock,
 ) -> None:
     """Admit into the free slots and publish. After a broker failure the tick stops trying:
     the admitted runs wait for the sweep, the rest stay pending."""
     if stats.broker_error:
         return
     result = admission.hand_off(engine, options.limits, publish, pass_on=pass_on)
-    stats.admitted += len(result.admitted)
-    stats.enqueued += result.published
-    stats.skipped += result.skipped
-    stats.broker_error = result.broker_error
+    with lock:
+        stats.admitted += len(result.admitted)
+        stats.enqueued += result.published
+        stats.skipped += result.skipped
+        stats.broker_error = stats.broker_error or result.broker_error
+
+
+def _dispatch_batches(
+    engine: Engine,
+    *,
+    now: datetime,
+    release_id: str,
+    options: TickOptions,
+    stats: TickStats,
+    lock: threading.Lock,
+    hand_off: Callable[[], None],
+    started: float,
+) -> None:
+    """Dispatch batches until none is due, the tick is superseded or its budget is spent.
+
+    The first batch runs alone: most ticks have less than a batch due. When it comes back
+    full there is a backlog (a midnight burst), and `options.concurrency` loops run batches
+    at once, each in its own thread on its own connection, the way several dispatchers
+    share a tick: SKIP LOCKED gives each batch triggers no other batch holds, and the unique
+    keys absorb a repeat. PostgreSQL inserts one batch's runs while this process plans the
+    next batch's fires: 100,000 due triggers in about 60% of the time of one loop here
+    (bench/burst.py). A loop that fails stops only itself; the error is raised once every
+    loop has ended, so the batches of the others stay committed and counted.
+    """
+    looked_at_statistics = False
+
+    def loop() -> None:
+        nonlocal looked_at_statistics
+        plans: dict[tuple, planner.CatchupPlan] = {}
+        while stats.accepted and not stats.budget_exhausted:
+            claimed = _dispatch_batch(
+                engine,
+                now=now,
+                release_id=release_id,
+                options=options,
+                stats=stats,
+                lock=lock,
+                hand_off=hand_off,
+                plans=plans,
+            )
+            if claimed is None:  # superseded between batches: every loop stops
+                return
+            with lock:
+                look = not looked_at_statistics and stats.dispatched >= STATISTICS_CHECK_RUNS
+                looked_at_statistics |= look
+            if look:
+                analyzed = _refresh_statistics(engine, burst=True)
+                with lock:
+                    stats.analyzed |= analyzed
+            if claimed < options.batch_size:
+                return
+            if time.monotonic() - started >= options.time_budget_seconds:
+                # The rest stays due and the next tick (or a concurrent dispatcher) takes it.
+                stats.budget_exhausted = True
+                return
+            if not extra_loops_started.is_set() and options.concurrency > 1:
+                extra_loops_started.set()
+                for _ in range(options.concurrency - 1):
+                    # Each thread its own copy of this one's context: the log fields bound
+                    # for the tick (logs.bind); one context cannot be entered twice at once.
+                    extra.append(pool.submit(contextvars.copy_context().run, loop))
+
+    extra_loops_started = threading.Event()
+    extra: list[Future[None]] = []
+    with ThreadPoolExecutor(
+        max_workers=max(1, options.concurrency - 1), thread_name_prefix="dispatch-batch"
+    ) as pool:
+        try:
+            loop()
+        finally:
+            for future in extra:  # wait for every loop, then raise the first error
+                future.exception()
+    for future in extra:
+        future.result()
 
 
 def _dispatch_batch(
@@ -265,6 +336,7 @@ def _dispatch_batch(
     release_id: str,
     options: TickOptions,
     stats: TickStats,
+    lock: threading.Lock,
     hand_off: Callable[[], None],
     plans: dict[tuple, planner.CatchupPlan],
 ) -> int | None:
@@ -287,16 +359,17 @@ def _dispatch_batch(
             max_fires=options.catchup_max_fires,
             plans=plans,
         )
-        _log_parked(batch.parked, stats)
         pending, skipped = run_queue.insert_scheduled(
             conn, batch.run_rows, generation=fence.generation, now=now
         )
         triggers_q.advance(conn, batch.advances)
-    stats.batches += 1
-    stats.due += len(rows)
-    stats.dispatched += pending
-    stats.skipped += skipped
-    stats.duplicates += len(batch.run_rows) - pending - skipped
+    with lock:
+        _log_parked(batch.parked, stats)
+        stats.batches += 1
+        stats.due += len(rows)
+        stats.dispatched += pending
+        stats.skipped += skipped
+        stats.duplicates += len(batch.run_rows) - pending - skipped
     if pending:
         hand_off()
     return len(rows)
@@ -317,6 +390,7 @@ def default_options(settings: config.Settings) -> TickOptions:
     """Tick options from app.config.Settings."""
     return TickOptions(
         batch_size=settings.dispatch_batch_size,
+        concurrency=settings.dispatch_concurrency,
         time_budget_seconds=settings.dispatch_time_budget_seconds,
         tick_seconds=settings.dispatch_interval_seconds,
         catchup_max_fires=settings.catchup_max_fires,

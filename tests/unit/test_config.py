@@ -9,6 +9,7 @@ from app.errors import ConfigError
 def test_defaults_are_valid() -> None:
     settings = Settings.from_env({})
     assert settings.dispatch_batch_size == 500
+    assert settings.dispatch_concurrency == 2
     assert settings.release_id == "dev"
     assert settings.sqlalchemy_url.startswith("postgresql+psycopg2://")
 
@@ -18,6 +19,8 @@ def test_defaults_are_valid() -> None:
     [
         ("DISPATCH_BATCH_SIZE", "lots"),
         ("DISPATCH_BATCH_SIZE", "0"),
+        ("DISPATCH_CONCURRENCY", "0"),
+        ("DISPATCH_CONCURRENCY", "17"),
         ("MAX_RUNNING", "-1"),
         ("DISPATCH_INTERVAL_SECONDS", "7"),
         ("DATABASE_URL", "mysql://secret@host/db"),

@@ -142,6 +142,109 @@ class Crash(BaseException):
     """The process dies: nothing after this point runs."""
 
 
+@pytest.fixture()
+def batch_threads(monkeypatch) -> list[str]:
+    """The name of the thread that claimed each batch (the real claim, observed)."""
+    from app.queries import triggers as triggers_q
+
+    names: list[str] = []
+    claim = triggers_q.claim_due
+
+    def observed(conn, **kwargs):
+        rows = claim(conn, **kwargs)
+        if rows:
+            names.append(threading.current_thread().name)
+        return rows
+
+    monkeypatch.setattr(triggers_q, "claim_due", observed)
+    return names
+
+
+def _runs_and_due(engine, now: datetime) -> tuple[int, int, int]:
+    """(runs, triggers with a run, triggers still due at `now`)."""
+    with engine.connect() as conn:
+        return tuple(
+            conn.execute(
+                text(
+                    "SELECT count(*), count(DISTINCT trigger_id), "
+                    "(SELECT count(*) FROM triggers WHERE next_run_at <= :now) FROM runs"
+                ),
+                {"now": now},
+            ).one()
+        )
+
+
+def test_a_backlog_is_dispatched_by_several_batch_loops_each_trigger_once(
+    make_triggers, tick, engine, batch_threads
+) -> None:
+    make_triggers(3000, next_run_at=NOON, cron="* * * * *")
+
+    stats = tick(NOON + timedelta(seconds=1), batch_size=100, concurrency=3)
+
+    assert (stats.due, stats.dispatched, stats.enqueued) == (3000, 3000, 3000)
+    assert stats.batches == len(batch_threads) == 30
+    assert batch_threads[0] == "MainThread", "the first batch runs alone"
+    assert len(set(batch_threads)) == 3, batch_threads
+    assert _runs_and_due(engine, NOON + timedelta(seconds=1)) == (3000, 3000, 0)
+
+
+def test_a_tick_with_less_than_a_batch_due_starts_no_other_loop(
+    make_triggers, tick, engine, batch_threads
+) -> None:
+    make_triggers(99, next_run_at=NOON, cron="* * * * *")
+
+    assert tick(NOON + timedelta(seconds=1), batch_size=100, concurrency=3).dispatched == 99
+    assert batch_threads == ["MainThread"]
+
+
+def test_a_failing_batch_loop_fails_the_tick_after_the_others_end_and_loses_no_fire(
+    make_triggers, tick, engine, monkeypatch
+) -> None:
+    """One loop's batch fails (rolled back, its triggers still due); the other loops go on
+    to the end, then the tick raises the error. Every trigger has its run or is still due."""
+    from app.schedule import planner
+
+    make_triggers(2000, next_run_at=NOON, cron="* * * * *")
+    plan = planner.plan_batch
+    failed = threading.Event()
+
+    def plan_or_fail_once(rows, **kwargs):
+        if threading.current_thread().name != "MainThread" and not failed.is_set():
+            failed.set()
+            raise RuntimeError("planning failed")
+        return plan(rows, **kwargs)
+
+    monkeypatch.setattr(planner, "plan_batch", plan_or_fail_once)
+
+    with pytest.raises(RuntimeError, match="planning failed"):
+        tick(NOON + timedelta(seconds=1), batch_size=100, concurrency=2)
+
+    assert failed.is_set()
+    made, distinct, due = _runs_and_due(engine, NOON + timedelta(seconds=1))
+    assert made == distinct, "no trigger fired twice"
+    assert made + due == 2000, "no fire lost: the failed batch's triggers are still due"
+    assert made >= 1900, "the main loop went on after the other one failed"
+
+
+def test_a_restart_during_a_backlog_stops_every_batch_loop(
+    make_triggers, tick, engine, batch_threads
+) -> None:
+    make_triggers(1000, next_run_at=NOON, cron="* * * * *")
+
+    def publish_then_restart(run_ids) -> int:  # the deploy lands during the first hand-off
+        with engine.begin() as conn:
+            state.restart(conn, release_id="release-b", now=NOON)
+        return publish.enqueue_runs(run_ids)
+
+    stats = tick(
+        NOON + timedelta(seconds=1), batch_size=100, concurrency=3, publisher=publish_then_restart
+    )
+
+    assert stats.accepted is False
+    assert len(runs(engine)) == 100, "only the batch committed before the restart"
+    assert batch_threads == ["MainThread"], "no loop claimed a batch after the restart"
+
+
 def test_a_crash_between_admission_and_publish_is_recovered_once_after_the_lease(
     make_triggers, tick, queued, engine
 ) -> None:
