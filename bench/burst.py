@@ -77,31 +77,50 @@ class Sampler:
             self._stop.wait(0.25)
 
 
-def _bare_inserts(url: str) -> dict[str, float]:
+def _bare_inserts(url: str, label: str) -> dict[str, float]:
+    """The tick's run rows into two empty copies of `runs` (tables suffixed `label`), from
+    the client and server-side; the seconds of each, and how many runs the product's worker
+    finished meanwhile (its load on the machine, when it is still draining the burst)."""
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
             cur.execute(f"SELECT {COLUMNS} FROM runs WHERE kind <> 'manual'")
             rows = cur.fetchall()
-            cur.execute(COPY.format(name="runs_bare_client"))
-            cur.execute(COPY.format(name="runs_bare_server"))
+            cur.execute(COPY.format(name=f"runs_bare_client_{label}"))
+            cur.execute(COPY.format(name=f"runs_bare_server_{label}"))
             conn.commit()
+            finished_before = _finished(cur)
             started = time.perf_counter()
             execute_values(
-                cur, f"INSERT INTO runs_bare_client ({COLUMNS}) VALUES %s", rows, page_size=5000
+                cur,
+                f"INSERT INTO runs_bare_client_{label} ({COLUMNS}) VALUES %s",
+                rows,
+                page_size=5000,
             )
             conn.commit()
             client_seconds = time.perf_counter() - started
             started = time.perf_counter()
             cur.execute(
-                f"INSERT INTO runs_bare_server ({COLUMNS}) SELECT {COLUMNS} FROM runs "
+                f"INSERT INTO runs_bare_server_{label} ({COLUMNS}) SELECT {COLUMNS} FROM runs "
                 "WHERE kind <> 'manual'"
             )
             conn.commit()
             server_seconds = time.perf_counter() - started
+            finished = _finished(cur) - finished_before
     finally:
         conn.close()
-    return {"rows": len(rows), "client_seconds": client_seconds, "server_seconds": server_seconds}
+    return {
+        "rows": len(rows),
+        "client_seconds": client_seconds,
+        "server_seconds": server_seconds,
+        "runs_finished_per_second": finished / (client_seconds + server_seconds),
+    }
+
+
+def _finished(cur: Any) -> int:
+    cur.execute("SELECT count(*) FROM runs WHERE finished_at IS NOT NULL")
+    (count,) = cur.fetchone()
+    return int(count)
 
 
 def run_once(count: int, redis_url: str) -> dict[str, Any]:
@@ -142,6 +161,12 @@ def run_once(count: int, redis_url: str) -> dict[str, Any]:
                     proc.stdin.flush()
                     stats = json.loads(proc.stdout.readline())
                     tick_done = time.time()
+                    finished_in_tick = peers_e2e._query_all(
+                        url, "SELECT count(*) FROM runs WHERE finished_at IS NOT NULL"
+                    )[0][0]
+                    # The same rows by a bare INSERT under the tick's conditions: the
+                    # worker still draining the burst (minutes of runs are left).
+                    busy = _bare_inserts(url, "busy")
                     time.sleep(1.0)
                 peers._stop(proc, gentle=True)
                 proc = None
@@ -165,7 +190,7 @@ def run_once(count: int, redis_url: str) -> dict[str, Any]:
             url,
             "SELECT EXTRACT(EPOCH FROM min(started_at)), count(*) FROM runs WHERE kind <> 'manual'",
         )
-        bare = _bare_inserts(url)
+        bare = _bare_inserts(url, "idle")  # the worker stopped: the machine is idle
     common.clean_redis(client)
     client.close()
     before = [s for s in sampler.samples if s[0] < due_at]
@@ -177,10 +202,16 @@ def run_once(count: int, redis_url: str) -> dict[str, Any]:
         "dispatched": stats["dispatched"],
         "tick_seconds": tick,
         "tick_wall_seconds": tick_done - due_at,
+        "runs_finished_per_second_in_tick": int(finished_in_tick) / tick,
         "bare_insert_client_seconds": bare["client_seconds"],
         "bare_insert_server_seconds": bare["server_seconds"],
         "ratio_to_client_insert": tick / bare["client_seconds"],
         "ratio_to_server_insert": tick / bare["server_seconds"],
+        "bare_insert_client_busy_seconds": busy["client_seconds"],
+        "bare_insert_server_busy_seconds": busy["server_seconds"],
+        "ratio_to_client_insert_busy": tick / busy["client_seconds"],
+        "ratio_to_server_insert_busy": tick / busy["server_seconds"],
+        "runs_finished_per_second_in_busy_insert": busy["runs_finished_per_second"],
         "first_run_started_seconds": float(first_started) - due_at if first_started else None,
         "worker_rss_mb_before": max(s[1] for s in before),
         "worker_rss_mb_peak": max(s[1] for s in during),

@@ -61,13 +61,14 @@ def plan_batch(
     now: datetime,
     tick_seconds: int,
     max_fires: int,
-    plans: dict[tuple, CatchupPlan],
+    plans: PlanCache,
 ) -> BatchPlan:
     """Decide each claimed trigger's fires; return the run rows and the trigger advances.
 
     `plans` memoises the decision per distinct schedule for the tick: 100,000 triggers due
     at midnight share a handful of (expression, zone, next_run_at) combinations, and the
-    plan is pure, so each is computed once (most of a tick's CPU otherwise).
+    plan is pure, so each is computed once (most of a tick's CPU otherwise), and so are its
+    instants' ISO-8601 key suffixes (the tick's next most).
 
     A row that cannot be planned (a zone a tzdata upgrade removed, a row edited by hand) is
     parked (no next run; in `parked` with its error for the caller to log): it must not fail
@@ -78,8 +79,8 @@ def plan_batch(
         trigger_id, tenant_id = row[:2]
         trigger = str(trigger_id)
         schedule_key = _schedule_key(row)
-        plan = plans.get(schedule_key)
-        if plan is None:
+        planned = plans.get(schedule_key)
+        if planned is None:
             if len(plans) >= PLAN_CACHE_SIZE:
                 plans.clear()
             try:
@@ -88,26 +89,39 @@ def plan_batch(
                 result.parked.append((trigger, tenant_id, exc))
                 result.advances.append((trigger, None, None, None, True))
                 continue
-            plans[schedule_key] = plan
-        for status, fires in (("pending", plan.run), ("skipped", plan.skipped)):
-            result.run_rows.extend(
-                (
-                    trigger,
-                    tenant_id,
-                    fire,
-                    idempotency_key(trigger, fire),
-                    status,
-                    plan.due_at(fire),
-                )
-                for fire in fires
-            )
+            planned = plans[schedule_key] = _Planned.of(plan, one_time=schedule_key[2] is not None)
+        result.run_rows.extend(
+            (trigger, tenant_id, fire, trigger + key_suffix, status, due_at)
+            for fire, key_suffix, status, due_at in planned.fires
+        )
+        result.advances.append((trigger, *planned.advance))
+    return result
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A plan as every trigger that shares it writes it: its fires (fire, the idempotency
+    key's `:<instant>` suffix, status, due), and its advance without the trigger id."""
+
+    fires: tuple[tuple[datetime, str, str, datetime], ...]
+    advance: tuple[datetime | None, datetime | None, datetime | None, bool]
+
+    @classmethod
+    def of(cls, plan: CatchupPlan, *, one_time: bool) -> _Planned:
+        fires = tuple(
+            (fire, idempotency_key("", fire), status, plan.due_at(fire))
+            for status, fires in (("pending", plan.run), ("skipped", plan.skipped))
+            for fire in fires
+        )
         last = max(plan.run + plan.skipped, default=None)
         # A one-time trigger is done once dispatched; a cron or interval trigger past end_at
         # keeps its row enabled but has no next run (docs/design.md section 4).
-        run_at = schedule_key[2]
-        enabled = not (run_at is not None and plan.next_run_at is None)
-        result.advances.append((trigger, plan.next_run_at, plan.next_fire, last, enabled))
-    return result
+        enabled = not (one_time and plan.next_run_at is None)
+        return cls(fires, (plan.next_run_at, plan.next_fire, last, enabled))
+
+
+# What plan_batch memoises for a tick: schedule key -> its plan, as its triggers write it.
+PlanCache = dict[tuple, _Planned]
 
 
 def _schedule_key(row: Sequence) -> tuple:

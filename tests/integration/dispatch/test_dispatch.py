@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from app import db, dispatch, state
+from app import batches, db, dispatch, state
 from tasks import publish
 from tasks.celery_app import use_broker
 from tests.integration.dispatch.conftest import UNLIMITED, runs, trigger
@@ -600,29 +600,29 @@ def test_a_tick_refreshes_statistics_that_missed_the_tables_growth(
 def test_a_burst_whose_runs_all_found_a_slot_leaves_the_statistics_alone(
     make_triggers, tick, runs_statistics
 ) -> None:
-    make_triggers(dispatch.STATISTICS_CHECK_RUNS + 100, next_run_at=NOON, cron="*/5 * * * *")
+    make_triggers(batches.STATISTICS_CHECK_RUNS + 100, next_run_at=NOON, cron="*/5 * * * *")
 
     stats = tick(NOON + timedelta(seconds=1))  # every run admitted at once: none waits
 
-    assert stats.dispatched == stats.admitted == dispatch.STATISTICS_CHECK_RUNS + 100
+    assert stats.dispatched == stats.admitted == batches.STATISTICS_CHECK_RUNS + 100
     assert not stats.analyzed
 
 
 def test_a_burst_refreshes_the_planners_statistics_of_runs_once(
     make_triggers, tick, runs_statistics
 ) -> None:
-    make_triggers(dispatch.STATISTICS_CHECK_RUNS + 100, next_run_at=NOON, cron="*/5 * * * *")
+    make_triggers(batches.STATISTICS_CHECK_RUNS + 100, next_run_at=NOON, cron="*/5 * * * *")
 
     stats = tick(NOON + timedelta(seconds=1), limits=SLOTS)
 
     assert stats.analyzed
-    assert runs_statistics() >= dispatch.STATISTICS_CHECK_RUNS // 2, "the waiting room is seen"
+    assert runs_statistics() >= batches.STATISTICS_CHECK_RUNS // 2, "the waiting room is seen"
 
 
 def test_a_small_tick_leaves_the_statistics_to_autovacuum(
     make_triggers, tick, runs_statistics
 ) -> None:
-    make_triggers(dispatch.STATISTICS_CHECK_RUNS - 1, next_run_at=NOON, cron="*/5 * * * *")
+    make_triggers(batches.STATISTICS_CHECK_RUNS - 1, next_run_at=NOON, cron="*/5 * * * *")
 
     stats = tick(NOON + timedelta(seconds=1), limits=SLOTS)
 
@@ -633,11 +633,11 @@ def test_a_small_tick_leaves_the_statistics_to_autovacuum(
 def test_statistics_that_already_see_the_waiting_room_are_not_refreshed(
     engine, make_triggers, tick, runs_statistics
 ) -> None:
-    make_triggers(3 * dispatch.STATISTICS_CHECK_RUNS, next_run_at=NOON, tenant_id="first")
+    make_triggers(3 * batches.STATISTICS_CHECK_RUNS, next_run_at=NOON, tenant_id="first")
     tick(NOON + timedelta(seconds=1), limits=SLOTS)
     with db.statements(engine) as conn:
         conn.execute(text("ANALYZE runs"))  # as autovacuum would, after that burst
-    make_triggers(dispatch.STATISTICS_CHECK_RUNS + 100, next_run_at=NOON, tenant_id="second")
+    make_triggers(batches.STATISTICS_CHECK_RUNS + 100, next_run_at=NOON, tenant_id="second")
 
     # The statistics see 1,496 waiting; 1,992 wait when the tick looks: no need.
     assert not tick(NOON + timedelta(seconds=2), limits=SLOTS).analyzed
