@@ -9,9 +9,13 @@ tick takes all). Reports:
 - the tick's duration: all N runs committed (and the first admitted runs handed over);
 - the same N run rows (id, trigger, tenant, scheduled_for, kind, idempotency key) inserted
   by a bare bulk INSERT into an empty copy of the runs table (same columns, defaults,
-  indexes and constraints), in the same database right after, twice: from the client in
-  pages of 5,000 (psycopg2 execute_values, as an application would), and server-side
-  (INSERT ... SELECT, the floor); the tick's time over each;
+  indexes and constraints), in the same database, from the client in pages of 5,000
+  (psycopg2 execute_values, as an application would) and server-side (INSERT ... SELECT,
+  the floor): right after the tick while the worker goes on draining the burst (the load
+  the tick ran under), and again once the worker has stopped (idle); the tick's time over
+  each;
+- `alone`: the same tick in a second fresh database with no worker running, and the bare
+  INSERTs after it: the dispatcher against the bare INSERT with nothing else running;
 - the first run's start after T (min started_at - T; issue 12: <= 1 s);
 - the worker's RSS (parent and pool processes, summed) and the Redis server's used_memory,
   sampled every 250 ms from before T until the tick is done, plus the broker queue depth.
@@ -127,16 +131,7 @@ def run_once(count: int, redis_url: str) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url)
     common.clean_redis(client)
     due = (datetime.now(UTC) + timedelta(minutes=15)).replace(second=0, microsecond=0)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(peers.ROOT),
-        "REDIS_URL": redis_url,
-        "BROKER_URL": redis_url,
-        "LOG_LEVEL": "WARNING",
-        "MAX_RUNNING": str(peers_e2e.CONCURRENCY),
-        "MAX_RUNNING_PER_TENANT": str(peers_e2e.CONCURRENCY),
-        "DISPATCH_TIME_BUDGET_SECONDS": "600",
-    }
+    env = _env(redis_url)
     with common.fresh_database("sched_bench_burst") as url:
         expressions = dispatch_bench.expressions_due_at(due)
         common.insert_triggers(url, count, next_run_at=due, cron=None, expressions=expressions)
@@ -225,6 +220,59 @@ def run_once(count: int, redis_url: str) -> dict[str, Any]:
     }
 
 
+def tick_alone(count: int, redis_url: str) -> dict[str, float]:
+    """The same tick with no worker running, then the bare INSERTs (idle machine both): the
+    dispatcher against the bare INSERT with nothing else on the machine."""
+    client = redis.Redis.from_url(redis_url)
+    common.clean_redis(client)
+    due = (datetime.now(UTC) + timedelta(minutes=15)).replace(second=0, microsecond=0)
+    with common.fresh_database("sched_bench_burst") as url:
+        expressions = dispatch_bench.expressions_due_at(due)
+        common.insert_triggers(url, count, next_run_at=due, cron=None, expressions=expressions)
+        with tempfile.TemporaryFile("w+") as err:
+            command = [sys.executable, "-m", "bench.peer_process", "ours", str(count)]
+            command += [due.isoformat(), redis_url, tempfile.gettempdir()]
+            proc = subprocess.Popen(
+                command, cwd=peers.ROOT, env={**_env(redis_url), "DATABASE_URL": url},
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+            )  # fmt: skip
+            try:
+                peers._wait_ready(proc, timeout=900)
+                proc.stdin.write(f"{time.time() + 1.0!r}\n")
+                proc.stdin.flush()
+                stats = json.loads(proc.stdout.readline())
+                peers._stop(proc, gentle=True)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                err.seek(0)
+                raise RuntimeError(f"burst alone N={count}: {err.read()[-2000:]}") from None
+        bare = _bare_inserts(url, "idle")
+    common.clean_redis(client)
+    client.close()
+    tick = float(stats["duration_seconds"])
+    return {
+        "tick_seconds": tick,
+        "bare_insert_client_seconds": bare["client_seconds"],
+        "bare_insert_server_seconds": bare["server_seconds"],
+        "ratio_to_client_insert": tick / bare["client_seconds"],
+        "ratio_to_server_insert": tick / bare["server_seconds"],
+    }
+
+
+def _env(redis_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(peers.ROOT),
+        "REDIS_URL": redis_url,
+        "BROKER_URL": redis_url,
+        "LOG_LEVEL": "WARNING",
+        "MAX_RUNNING": str(peers_e2e.CONCURRENCY),
+        "MAX_RUNNING_PER_TENANT": str(peers_e2e.CONCURRENCY),
+        "DISPATCH_TIME_BUDGET_SECONDS": "600",
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--triggers", type=int, default=100_000)
@@ -232,6 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     result = run_once(args.triggers, args.redis_url)
+    result["alone"] = tick_alone(args.triggers, args.redis_url)
     print(json.dumps({k: v for k, v in result.items() if k != "series"}), flush=True)
     if args.json:
         with open(args.json, "w") as out:

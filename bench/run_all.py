@@ -251,9 +251,9 @@ def code_version() -> dict[str, Any]:
 def burst(count: int) -> dict[str, Any]:
     row = _json_run("bench.burst", "--triggers", str(count))
     say(
-        f"burst N={count:,}: tick {row['tick_seconds']:.2f} s, bare INSERT "
-        f"{row['bare_insert_client_seconds']:.2f} s (client) / "
-        f"{row['bare_insert_server_seconds']:.2f} s (server), first run started "
+        f"burst N={count:,}: tick {row['tick_seconds']:.2f} s, bare INSERT from the client "
+        f"{row['bare_insert_client_busy_seconds']:.2f} s with the worker draining / "
+        f"{row['bare_insert_client_seconds']:.2f} s idle, first run started "
         f"{row['first_run_started_seconds']:.2f} s after T"
     )
     return row
