@@ -299,7 +299,10 @@ def _peers_e2e_section(results: dict[str, Any], images: list[str]) -> list[str]:
         "beats: as in the side-by-side above, feeding a worker whose `run_trigger` is a no-op "
         "that counts itself done in Redis. *Bare Celery*: no scheduler, N messages published "
         "at T to that same no-op worker, the ceiling for run throughput. Workers are warm "
-        "before T. *Ratio*: the peer's time over ours (above 1: ours is faster). A peer whose "
+        "before T. Ours and bare Celery, the two sides of the throughput ratio, run "
+        f"{e2e.get('ceiling_repeat', e2e.get('repeat', 1))} times at each N, the beats "
+        f"{e2e.get('repeat', 1)}; figures are medians. "
+        "*Ratio*: the peer's time over ours (above 1: ours is faster). A peer whose "
         "rate at the smaller N projects past 2/3 of the cap "
         f"({e2e['timeout_seconds']:.0f} s) is not run at the larger N.",
         "",

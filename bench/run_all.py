@@ -53,7 +53,7 @@ FULL = {
     "peers": {"counts": [1000, 10_000], "repeat": 1, "repeat_large": 1, "timeout": 60},
     "noisy": {"drain": [1000], "backlogs": [10_000, 50_000], "pre": [1000, 2000]},
     "burst": 100_000,
-    "peers_e2e": {"counts": [1000, 10_000], "repeat": 1, "timeout": 150},
+    "peers_e2e": {"counts": [1000, 10_000], "repeat": 1, "ceiling_repeat": 3, "timeout": 150},
 }
 QUICK = {
     "schedule_runs": 1,
@@ -63,7 +63,7 @@ QUICK = {
     "peers": {"counts": [1000], "repeat": 1, "repeat_large": 1, "timeout": 60},
     "noisy": {"drain": [300], "backlogs": [1000], "pre": [300]},
     "burst": 10_000,
-    "peers_e2e": {"counts": [500], "repeat": 1, "timeout": 60},
+    "peers_e2e": {"counts": [500], "repeat": 1, "ceiling_repeat": 1, "timeout": 60},
 }
 # The pre-admission code (issue 12's "before"): main just before admission landed.
 PRE_ADMISSION_COMMIT = "293e245"
@@ -261,6 +261,7 @@ def burst(count: int) -> dict[str, Any]:
 
 def peers_e2e(plan: dict[str, Any]) -> dict[str, Any]:
     args = ["--triggers", *map(str, plan["counts"]), "--repeat", str(plan["repeat"])]
+    args += ["--ceiling-repeat", str(plan["ceiling_repeat"])]
     result = _json_run("bench.peers_e2e", *args, "--timeout", str(plan["timeout"]))
     for row in result["rows"]:
         figure = f"{row['seconds']['median']:.2f} s" if row.get("finished") else "not finished/run"
