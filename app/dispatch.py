@@ -62,7 +62,7 @@ class TickStats:
 class TickOptions:
     batch_size: int = 500
     # Batches one tick runs at once once a full batch shows a backlog, each on its own
-    # connection (_dispatch_batches).
+    # connection (app/batches.py, run_batches).
     concurrency: int = 2
     time_budget_seconds: float = 45.0
     tick_seconds: int = 60
@@ -93,7 +93,7 @@ def run_tick(
     3. Batches of due triggers, each in its own transaction (claim with SKIP LOCKED, plan the
        fires, insert runs, advance next_run_at), each followed by a hand-off (admission into
        the free slots, then `publish`), until none is due or the time budget is spent;
-       after a full batch, `options.concurrency` batches at once (_dispatch_batches).
+       after a full batch, `options.concurrency` batches at once (app/batches.py).
     4. A last hand-off (the safety net), then the tick's statistics are recorded.
     """
     options = options or TickOptions()

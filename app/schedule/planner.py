@@ -68,7 +68,7 @@ def plan_batch(
     `plans` memoises the decision per distinct schedule for the tick: 100,000 triggers due
     at midnight share a handful of (expression, zone, next_run_at) combinations, and the
     plan is pure, so each is computed once (most of a tick's CPU otherwise), and so are its
-    instants' ISO-8601 key suffixes (the tick's next most).
+    fires' ISO-8601 key suffixes (the next largest cost: one per trigger otherwise).
 
     A row that cannot be planned (a zone a tzdata upgrade removed, a row edited by hand) is
     parked (no next run; in `parked` with its error for the caller to log): it must not fail
