@@ -84,16 +84,20 @@ def run_batches(
     share a tick: SKIP LOCKED gives each batch triggers no other batch holds, and the unique
     keys absorb a repeat. PostgreSQL writes one batch while this process plans the next, and
     two batches' writes use two cores: 100,000 due triggers in about half the time of one
-    loop here (bench/burst.py's triggers, no worker running). A loop that fails stops only
-    itself; the error is raised once every loop has ended, so the batches of the others stay
-    committed and counted.
+    loop here (bench/burst.py's triggers, no worker running).
+
+    A loop that fails (its batch rolled back, its triggers still due) stops the others after
+    the batch each has in hand; once every loop has ended, the first error is raised and any
+    other is logged. The batches that committed stay committed and counted, and the next
+    tick takes the rest.
     """
     looked_at_statistics = False
+    stopping = threading.Event()  # a loop failed: the others stop after the batch in hand
 
     def loop() -> None:
         nonlocal looked_at_statistics
         plans: planner.PlanCache = {}
-        while stats.accepted and not stats.budget_exhausted:
+        while stats.accepted and not stats.budget_exhausted and not stopping.is_set():
             claimed = _dispatch_batch(
                 engine,
                 now=now,
@@ -124,20 +128,36 @@ def run_batches(
                 for _ in range(options.concurrency - 1):
                     # Each thread its own copy of this one's context: the log fields bound
                     # for the tick (logs.bind); one context cannot be entered twice at once.
-                    extra.append(pool.submit(contextvars.copy_context().run, loop))
+                    extra.append(pool.submit(contextvars.copy_context().run, guarded))
+
+    def guarded() -> None:
+        try:
+            loop()
+        except BaseException:
+            stopping.set()
+            raise
 
     extra_loops_started = threading.Event()
     extra: list[Future[None]] = []
+    errors: list[BaseException] = []
     with ThreadPoolExecutor(
         max_workers=max(1, options.concurrency - 1), thread_name_prefix="dispatch-batch"
     ) as pool:
         try:
-            loop()
-        finally:
-            for future in extra:  # wait for every loop, then raise the first error
-                future.exception()
-    for future in extra:
-        future.result()
+            guarded()
+        except BaseException as exc:
+            errors.append(exc)
+        for future in extra:  # every loop has ended once each has its outcome
+            if (error := future.exception()) is not None:
+                errors.append(error)
+    if errors:
+        for error in errors[1:]:
+            logger.error(
+                "batch loop failed too",
+                extra={"event": "dispatch_loop_failed"},
+                exc_info=(type(error), error, error.__traceback__),
+            )
+        raise errors[0]
 
 
 def _dispatch_batch(

@@ -168,7 +168,8 @@ class Settings:
             scheduler_restart_secret=env.get("SCHEDULER_RESTART_SECRET", ""),
             dispatch_interval_seconds=interval,
             dispatch_batch_size=_int(env, "DISPATCH_BATCH_SIZE", 500, minimum=1, maximum=10_000),
-            dispatch_concurrency=_int(env, "DISPATCH_CONCURRENCY", 2, minimum=1, maximum=16),
+            # Each loop holds a connection of the engine's pool of 5 (app/db.py).
+            dispatch_concurrency=_int(env, "DISPATCH_CONCURRENCY", 2, minimum=1, maximum=4),
             dispatch_time_budget_seconds=_int(
                 env, "DISPATCH_TIME_BUDGET_SECONDS", max(1, interval * 3 // 4), minimum=1
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from app import config
 _engines: dict[str, Engine] = {}
 _autocommit: dict[Engine, Engine] = {}
 _factories: dict[Engine, sessionmaker[Session]] = {}
+# Engines are made on first use, and a tick's batch loops (app/batches.py) may be first at once.
+_making = threading.Lock()
 
 # hide_parameters: SQLAlchemy's error messages would otherwise carry the statement's values
 # (payloads, webhook URLs and headers: tenants' secrets) into the logs.
@@ -27,8 +30,10 @@ def get_engine(url: str | None = None) -> Engine:
     url = url or config.get_settings().sqlalchemy_url
     engine = _engines.get(url)
     if engine is None:
-        engine = create_engine(url, **_POOL)
-        _engines[url] = engine
+        with _making:
+            engine = _engines.get(url)
+            if engine is None:
+                engine = _engines[url] = create_engine(url, **_POOL)
     return engine
 
 
@@ -83,11 +88,14 @@ def autocommit_engine(engine: Engine) -> Engine:
     are pinged at checkout only after sitting idle (`ping_when_idle`)."""
     found = _autocommit.get(engine)
     if found is None:
-        found = create_engine(
-            engine.url, isolation_level="AUTOCOMMIT", **{**_POOL, "pool_pre_ping": False}
-        )
-        ping_when_idle(found)
-        _autocommit[engine] = found
+        with _making:
+            found = _autocommit.get(engine)
+            if found is None:
+                found = create_engine(
+                    engine.url, isolation_level="AUTOCOMMIT", **{**_POOL, "pool_pre_ping": False}
+                )
+                ping_when_idle(found)
+                _autocommit[engine] = found
     return found
 
 

@@ -50,7 +50,7 @@ class TickStats:
     failed_stale: int = 0
     batches: int = 0
     budget_exhausted: bool = False
-    analyzed: bool = False  # the tick ran ANALYZE runs (_refresh_statistics)
+    analyzed: bool = False  # the tick ran ANALYZE runs (batches.refresh_statistics)
     broker_error: str | None = None
     duration_seconds: float = 0.0
 
@@ -109,7 +109,7 @@ def run_tick(
     _recover(engine, options=options, stats=stats)
     stats.analyzed = batches.refresh_statistics(engine)
     stats.reconciled = reconcile.reconcile(engine, now=now, batch_size=options.batch_size)
-    lock = threading.Lock()  # guards `stats`, which every batch loop adds to
+    lock = threading.Lock()  # guards the counts in `stats`, which every batch loop adds to
 
     def hand_off() -> None:
         _hand_off(engine, publish=publish, pass_on=pass_on, options=options, stats=stats, lock=lock)

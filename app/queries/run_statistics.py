@@ -1,5 +1,5 @@
-"""The planner's statistics of `runs`, as the dispatcher keeps them fresh (app/dispatch.py,
-`_refresh_statistics`; docs/design.md section 5)."""
+"""The planner's statistics of `runs`, as the dispatcher keeps them fresh (app/batches.py,
+`refresh_statistics`; docs/design.md section 5)."""
 
 from __future__ import annotations
 

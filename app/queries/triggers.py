@@ -24,9 +24,9 @@ from app.models import Run, Trigger
 # pg_advisory_xact_lock(int, int) namespace for "trigger count of this tenant": ASCII "TCAP".
 TENANT_CAP_LOCK_NAMESPACE = 0x54434150
 
-# The first ten columns are those app.reconcile.spec_of_row reads, in this order. The id
-# comes as text: the batch writes it back as text, and 100,000 uuid.UUID objects made and
-# turned back into strings cost a tenth of a burst's planning.
+# The first ten columns are those app.schedule.planner.spec_of_row reads, in this order.
+# The id comes as text: the batch writes it back as text, and 100,000 uuid.UUID objects
+# made and turned back into strings cost a tenth of a burst's planning.
 _CLAIM_DUE = text("""
     SELECT CAST(id AS text), tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
            anchor_at, jitter_seconds, COALESCE(next_fire_at, next_run_at), next_run_at,

