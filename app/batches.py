@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -65,17 +66,21 @@ def refresh_statistics(engine: Engine, *, burst: bool = False) -> bool:
     return True
 
 
-def run_batches(
-    engine: Engine,
-    *,
-    now: datetime,
-    release_id: str,
-    options: TickOptions,
-    stats: TickStats,
-    lock: threading.Lock,
-    hand_off: Callable[[], None],
-    started: float,
-) -> None:
+@dataclass(frozen=True)
+class Tick:
+    """What every batch of one tick shares. `lock` guards the counts in `stats`, which every
+    batch loop adds to; `hand_off` admits into the free slots and publishes."""
+
+    engine: Engine
+    now: datetime
+    release_id: str
+    options: TickOptions
+    stats: TickStats
+    lock: threading.Lock
+    hand_off: Callable[[], None]
+
+
+def run_batches(tick: Tick, *, started: float) -> None:
     """Dispatch batches until none is due, the tick is superseded or its budget is spent.
 
     The first batch runs alone: most ticks have less than a batch due. When it comes back
@@ -91,6 +96,7 @@ def run_batches(
     other is logged. The batches that committed stay committed and counted, and the next
     tick takes the rest.
     """
+    engine, options, stats, lock = tick.engine, tick.options, tick.stats, tick.lock
     looked_at_statistics = False
     stopping = threading.Event()  # a loop failed: the others stop after the batch in hand
 
@@ -98,16 +104,7 @@ def run_batches(
         nonlocal looked_at_statistics
         plans: planner.PlanCache = {}
         while stats.accepted and not stats.budget_exhausted and not stopping.is_set():
-            claimed = _dispatch_batch(
-                engine,
-                now=now,
-                release_id=release_id,
-                options=options,
-                stats=stats,
-                lock=lock,
-                hand_off=hand_off,
-                plans=plans,
-            )
+            claimed = _dispatch_batch(tick, plans)
             if claimed is None:  # superseded between batches: every loop stops
                 return
             with lock:
@@ -160,23 +157,14 @@ def run_batches(
         raise errors[0]
 
 
-def _dispatch_batch(
-    engine: Engine,
-    *,
-    now: datetime,
-    release_id: str,
-    options: TickOptions,
-    stats: TickStats,
-    lock: threading.Lock,
-    hand_off: Callable[[], None],
-    plans: planner.PlanCache,
-) -> int | None:
+def _dispatch_batch(tick: Tick, plans: planner.PlanCache) -> int | None:
     """Dispatch one batch; return how many triggers it claimed, None when superseded."""
-    with engine.begin() as conn:
+    now, options, stats = tick.now, tick.options, tick.stats
+    with tick.engine.begin() as conn:
         # Re-checked in every batch transaction (FOR SHARE): a restart that commits while
         # this tick runs stops it at the next batch, so runs created after the restart hook
         # never carry the old generation.
-        fence = state.check_fence(conn, release_id)
+        fence = state.check_fence(conn, tick.release_id)
         if not fence.accepted:
             stats.accepted = False
             return None
@@ -194,7 +182,7 @@ def _dispatch_batch(
             conn, batch.run_rows, generation=fence.generation, now=now
         )
         triggers_q.advance(conn, batch.advances)
-    with lock:
+    with tick.lock:
         _log_parked(batch.parked, stats)
         stats.batches += 1
         stats.due += len(rows)
@@ -202,7 +190,7 @@ def _dispatch_batch(
         stats.skipped += skipped
         stats.duplicates += len(batch.run_rows) - pending - skipped
     if pending:
-        hand_off()
+        tick.hand_off()
     return len(rows)
 
 

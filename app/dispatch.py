@@ -114,16 +114,8 @@ def run_tick(
     def hand_off() -> None:
         _hand_off(engine, publish=publish, pass_on=pass_on, options=options, stats=stats, lock=lock)
 
-    batches.run_batches(
-        engine,
-        now=now,
-        release_id=release_id,
-        options=options,
-        stats=stats,
-        lock=lock,
-        hand_off=hand_off,
-        started=started,
-    )
+    tick = batches.Tick(engine, now, release_id, options, stats, lock, hand_off)
+    batches.run_batches(tick, started=started)
     if stats.accepted:
         hand_off()  # the safety net: slots freed without a hand-off of their own
 
