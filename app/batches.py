@@ -68,8 +68,8 @@ def refresh_statistics(engine: Engine, *, burst: bool = False) -> bool:
 
 @dataclass(frozen=True)
 class Tick:
-    """What every batch of one tick shares. `lock` guards the counts in `stats`, which every
-    batch loop adds to; `hand_off` admits into the free slots and publishes."""
+    """What every batch of one tick shares. `lock` guards `stats`, whose counts and flags
+    every batch loop writes; `hand_off` admits into the free slots and publishes."""
 
     engine: Engine
     now: datetime
@@ -118,7 +118,8 @@ def run_batches(tick: Tick, *, started: float) -> None:
                 return
             if time.monotonic() - started >= options.time_budget_seconds:
                 # The rest stays due and the next tick (or a concurrent dispatcher) takes it.
-                stats.budget_exhausted = True
+                with lock:
+                    stats.budget_exhausted = True
                 return
             if not extra_loops_started.is_set() and options.concurrency > 1:
                 extra_loops_started.set()
@@ -166,7 +167,8 @@ def _dispatch_batch(tick: Tick, plans: planner.PlanCache) -> int | None:
         # never carry the old generation.
         fence = state.check_fence(conn, tick.release_id)
         if not fence.accepted:
-            stats.accepted = False
+            with tick.lock:
+                stats.accepted = False
             return None
         rows = triggers_q.claim_due(conn, now=now, batch=options.batch_size)
         if not rows:
