@@ -178,12 +178,21 @@ class Run(Base):
             "enqueued_at",
             postgresql_where=text("status IN ('pending', 'admitted', 'running')"),
         ),
-        # The waiting room, per tenant in fire order: admission's skip scan and LATERAL.
+        # The waiting room, per tenant in fire order: admission's LATERAL (and its list of
+        # every waiting tenant, when the walk runs long).
         Index(
             "ix_runs_pending_tenant",
             "tenant_id",
             "scheduled_for",
             "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # The waiting room in fire order: admission's walk to the tenants whose turn it is
+        # (migration 0010).
+        Index(
+            "ix_runs_pending_fire",
+            "scheduled_for",
+            "tenant_id",
             postgresql_where=text("status = 'pending'"),
         ),
         # Slots in use, per tenant.

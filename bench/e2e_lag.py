@@ -35,10 +35,13 @@ CELERY = str(Path(sys.executable).parent / "celery")
 WARMUP_RUNS = 16
 
 
-def insert_due(url: str, count: int, *, due: datetime, with_runs: bool) -> list[str]:
-    """`count` one-time echo triggers due at `due`; with their pending runs unless the real
-    dispatcher is to create them. Returns the run ids (empty without runs)."""
-    common.insert_triggers(url, count, next_run_at=due, cron=None, run_at=due)
+def insert_due(
+    url: str, count: int, *, due: datetime, with_runs: bool, tenants: int = 10
+) -> list[str]:
+    """`count` one-time echo triggers of `tenants` tenants due at `due`; with their pending
+    runs unless the real dispatcher is to create them. Returns the run ids (empty without
+    runs)."""
+    common.insert_triggers(url, count, next_run_at=due, cron=None, run_at=due, tenants=tenants)
     if not with_runs:
         return []
     key = due.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -142,7 +145,13 @@ def start_worker(env: dict[str, str], concurrency: int, log) -> subprocess.Popen
 
 
 def run_once(
-    count: int, concurrency: int, redis_url: str, *, dispatch: bool, max_running: int | None = None
+    count: int,
+    concurrency: int,
+    redis_url: str,
+    *,
+    dispatch: bool,
+    max_running: int | None = None,
+    tenants: int = 10,
 ) -> dict:
     client = redis.Redis.from_url(redis_url)
     client.delete("runs")
@@ -182,7 +191,7 @@ def run_once(
                 wait_finished(url, warm, WARMUP_RUNS, timeout=60)
 
                 due = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
-                run_ids = insert_due(url, count, due=due, with_runs=not dispatch)
+                run_ids = insert_due(url, count, due=due, with_runs=not dispatch, tenants=tenants)
                 time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
                 started = time.perf_counter()
                 if dispatch:
@@ -240,6 +249,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "admitted runs wait in the broker for a free pool process",
     )
     parser.add_argument(
+        "--tenants", type=int, default=10, help="the runs' tenants, in turn (default 10)"
+    )
+    parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     args = parser.parse_args(argv)
@@ -251,10 +263,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             args.redis_url,
             dispatch=args.dispatch,
             max_running=args.max_running,
+            tenants=args.tenants,
         )
         results["e2e_lag"].append(row)
         print(
-            f"{row['runs']} runs, concurrency {args.concurrency}: lag p50 {row['lag_p50']:.3f} s,"
+            f"{row['runs']} runs of {args.tenants} tenants, concurrency {args.concurrency}:"
+            f" lag p50 {row['lag_p50']:.3f} s,"
             f" p95 {row['lag_p95']:.3f} s, p99 {row['lag_p99']:.3f} s, max {row['lag_max']:.3f} s;"
             f" {row['runs_per_second']:.0f} runs/s ({row['seconds']:.2f} s, hand-off"
             f" {row['hand_off_seconds']:.2f} s); worker CPU {row['worker_cpu_ms_per_run']:.1f} ms"

@@ -1,0 +1,198 @@
+"""Admission with many waiting tenants (docs/design.md section 12): a round finds its
+candidate tenants by walking the waiting room in fire order, so its cost follows the slots it
+fills, not the number of tenants waiting; when the walk runs long it falls back to one probe
+per waiting tenant. Either way it admits exactly what the fair order says, which a plain
+Python model of that order checks here on random waiting rooms.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+
+from app import admission
+from app.queries.run_queue import ADMISSION_LOCK
+
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Run:
+    tenant: str
+    at: datetime
+    id: uuid.UUID
+    status: str = "pending"
+
+
+def _load(engine: Engine, runs: list[Run]) -> None:
+    """One trigger per tenant, then the runs (manual ones: a tenant may have several at one
+    instant), in two statements."""
+    tenants = sorted({run.tenant for run in runs})
+    action = json.dumps({"type": "task", "name": "echo"})
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO triggers (id, tenant_id, name, cron, action) "
+                "SELECT gen_random_uuid(), t, 't', '* * * * *', CAST(:action AS jsonb) "
+                "FROM unnest(CAST(:tenants AS text[])) AS t"
+            ),
+            {"tenants": tenants, "action": action},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
+                "idempotency_key, status, attempt, started_at, heartbeat_at) "
+                "SELECT r.id, t.id, r.tenant, r.at, 'manual', CAST(r.id AS text), r.status, "
+                "CASE WHEN r.status = 'running' THEN 1 ELSE 0 END, "
+                "CASE WHEN r.status = 'running' THEN now() END, "
+                "CASE WHEN r.status = 'running' THEN now() END "
+                "FROM unnest(CAST(:ids AS uuid[]), CAST(:tenants AS text[]), "
+                "CAST(:ats AS timestamptz[]), CAST(:statuses AS text[])) "
+                "AS r (id, tenant, at, status) JOIN triggers AS t ON t.tenant_id = r.tenant"
+            ),
+            {
+                "ids": [run.id for run in runs],
+                "tenants": [run.tenant for run in runs],
+                "ats": [run.at for run in runs],
+                "statuses": [run.status for run in runs],
+            },
+        )
+        conn.execute(text("ANALYZE runs"))
+
+
+def _fair_order(runs: list[Run], max_running: int, max_per_tenant: int) -> set[uuid.UUID]:
+    """What one round must admit, straight from the rule: candidate tenants below their cap,
+    fewest in progress first, then oldest waiting fire, then tenant id (free x factor of
+    them); each one's oldest fires; ranked by in progress + place in line, fire, id."""
+    busy = Counter(run.tenant for run in runs if run.status == "running")
+    free = max(max_running - sum(busy.values()), 0)
+    line: dict[str, list[Run]] = {}
+    for run in sorted((r for r in runs if r.status == "pending"), key=lambda r: (r.at, r.id)):
+        line.setdefault(run.tenant, []).append(run)
+    candidates = sorted(
+        (busy[tenant], waiting[0].at, tenant)
+        for tenant, waiting in line.items()
+        if busy[tenant] < max_per_tenant
+    )[: free * admission.CANDIDATE_FACTOR]
+    ranked = [
+        (n + place, run.at, run.id)
+        for n, _, tenant in candidates
+        for place, run in enumerate(line[tenant][: min(free, max_per_tenant - n)], start=1)
+    ]
+    return {run_id for _, _, run_id in sorted(ranked)[:free]}
+
+
+def _admit_counting_probes(
+    engine: Engine, max_running: int, max_per_tenant: int
+) -> tuple[set[uuid.UUID], int]:
+    """One round: (the runs it admitted, how many index scans of `runs` it started, rescans
+    of a LATERAL included). The counter is read before and after, in the round's own
+    transaction: it may still hold the connection's earlier transactions (PostgreSQL
+    reports a backend's counts every second or so)."""
+    scans = text("SELECT idx_scan FROM pg_stat_xact_user_tables WHERE relname = 'runs'")
+    with engine.begin() as conn:
+        before = conn.execute(scans).scalar_one()
+        rows = conn.execute(
+            text("SELECT run_id FROM scheduler_admission_round(:m, :c, :f, NULL, :key)"),
+            {"m": max_running, "c": max_per_tenant, "f": admission.CANDIDATE_FACTOR,
+             "key": ADMISSION_LOCK},
+        ).all()  # fmt: skip
+        probes = conn.execute(scans).scalar_one() - before
+    return {row.run_id for row in rows if row.run_id is not None}, probes
+
+
+def _finish_some(engine: Engine, runs: list[Run], rng: random.Random) -> list[Run]:
+    """Admitted runs become running; about half of the runs in progress finish."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE runs SET status = 'running' WHERE status = 'admitted'"))
+        states = dict(conn.execute(text("SELECT id, status FROM runs")).all())
+    ending = [run_id for run_id, status in states.items() if status == "running"]
+    ending = [run_id for run_id in ending if rng.random() < 0.5]
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE runs SET status = 'succeeded' WHERE id = ANY(:ids)"), {"ids": ending}
+        )
+    done = set(ending)
+    return [
+        Run(run.tenant, run.at, run.id, "succeeded" if run.id in done else states[run.id])
+        for run in runs
+    ]
+
+
+def _random_room(rng: random.Random, *, long_walk: bool) -> list[Run]:
+    """40-80 tenants with 1-5 fires at a handful of instants (ties across tenants), some with
+    runs in progress. With `long_walk`, two tenants in progress also have hundreds of older
+    fires at distinct instants: more than the walk's budget before anyone else's fire."""
+    runs: list[Run] = []
+    instants = [T0 + timedelta(minutes=m) for m in range(6)]
+    for n in range(rng.randint(40, 80)):
+        tenant = f"t{n:03d}"
+        for _ in range(rng.randint(1, 5)):
+            runs.append(Run(tenant, rng.choice(instants), uuid.uuid4()))
+        if rng.random() < 0.3:
+            runs += [Run(tenant, T0, uuid.uuid4(), "running") for _ in range(rng.randint(1, 3))]
+    if long_walk:
+        for tenant in ("t000", "t001"):
+            runs.append(Run(tenant, T0, uuid.uuid4(), "running"))
+            runs += [Run(tenant, T0 - timedelta(minutes=m), uuid.uuid4()) for m in range(1, 400)]
+    return runs
+
+
+@pytest.mark.parametrize("long_walk", [False, True], ids=["walk", "fallback"])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_round_admits_exactly_what_the_fair_order_says(
+    engine: Engine, seed: int, long_walk: bool
+) -> None:
+    rng = random.Random(seed)
+    runs = _random_room(rng, long_walk=long_walk)
+    _load(engine, runs)
+    for _ in range(6):
+        max_running = sum(r.status == "running" for r in runs) + rng.randint(1, 12)
+        max_per_tenant = rng.randint(1, 4)
+        expected = _fair_order(runs, max_running, max_per_tenant)
+
+        admitted, _ = _admit_counting_probes(engine, max_running, max_per_tenant)
+
+        assert admitted == expected
+        runs = _finish_some(
+            engine,
+            [Run(r.tenant, r.at, r.id, "admitted" if r.id in admitted else r.status) for r in runs],
+            rng,
+        )
+
+
+def test_a_round_probes_about_as_many_tenants_as_it_has_slots_to_fill(engine: Engine) -> None:
+    # 2,000 tenants wait with one fire each; the oldest fires are the first to go.
+    runs = [Run(f"t{n:04d}", T0 + timedelta(seconds=n % 7), uuid.uuid4()) for n in range(2000)]
+    _load(engine, runs)
+
+    admitted, probes = _admit_counting_probes(engine, max_running=4, max_per_tenant=2)
+
+    assert admitted == _fair_order(runs, 4, 2)
+    # The walk: one probe per tenant it passes (8 candidates for 4 slots) and one per
+    # candidate's line; a probe of every waiting tenant would be 2,000.
+    assert probes < 60, probes
+
+
+def test_a_walk_past_its_budget_falls_back_to_every_tenant_and_stays_fair(
+    engine: Engine,
+) -> None:
+    # Tenant "a" has a run in progress and 1,000 older fires at distinct instants: the walk
+    # in fire order meets all of them before anyone else's fire.
+    runs = [Run("a", T0, uuid.uuid4(), "running")]
+    runs += [Run("a", T0 - timedelta(minutes=m), uuid.uuid4()) for m in range(1, 1001)]
+    runs += [Run(f"b{n:02d}", T0 + timedelta(minutes=1), uuid.uuid4()) for n in range(30)]
+    _load(engine, runs)
+
+    admitted, _ = _admit_counting_probes(engine, max_running=5, max_per_tenant=3)
+
+    assert admitted == _fair_order(runs, 5, 3)
+    tenants = [run.tenant for run in runs if run.id in admitted]
+    assert len(set(tenants)) == 4 and "a" not in tenants
