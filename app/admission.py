@@ -113,8 +113,8 @@ def _rounds(
     module docstring). The caller publishes each round's runs before the next round.
 
     A round is one call of the SQL function `scheduler_admission_round` (migrations 0006,
-    0008 and 0009), in autocommit so that the round is one transaction and the lock goes
-    with its commit:
+    0008, 0009 and 0010), in autocommit so that the round is one transaction and the lock
+    goes with its commit:
     1. stop when every slot is taken (no lock, nothing more: a dispatch of 100,000 fires
        hands off after each of its 200 batches and pays only this) or, after a first
        round, when no one came by since; else take a wake-up number and try the
@@ -123,7 +123,9 @@ def _rounds(
        when such a trigger is busy: a cheap look first saves running the statement).
     3. One statement: count runs in progress per tenant (free = max_running - total); pick
        candidate tenants below their cap, fewest in progress first, then oldest waiting
-       fire; lock each one's oldest eligible runs (LATERAL, SKIP LOCKED, MATERIALIZED so
+       fire (found by a walk of the waiting room in fire order, so a round costs about
+       as much with 10,000 tenants waiting as with 10: migration 0010); lock each one's
+       oldest eligible runs (LATERAL, SKIP LOCKED, MATERIALIZED so
        the planner cannot run the locking subquery twice); rank them by (in progress +
        place in the tenant's line, fire time, id); keep the first `free`; mark them
        `admitted`.

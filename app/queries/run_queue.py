@@ -64,10 +64,10 @@ def insert_scheduled(
 
 
 # One admission round is the SQL function `scheduler_admission_round` (migration 0006, where
-# its statements are explained, 0008 and 0009): the wake-up number (sequence `admission_wakeups`)
-# and the try-lock, the overlap statement, the admitting statement, in one round trip (their
-# plans kept for the session). The caller's transaction (autocommit: the call's own) holds
-# the lock until it ends.
+# its statements are explained, 0008, 0009 and 0010): the wake-up number (sequence
+# `admission_wakeups`) and the try-lock, the overlap statement, the admitting statement, in
+# one round trip (their plans kept for the session). The caller's transaction (autocommit:
+# the call's own) holds the lock until it ends.
 #
 # Its commit does not wait for the WAL flush (synchronous_commit off for this transaction
 # alone): an admission lost to a PostgreSQL crash only puts the run back in the queue (its
