@@ -34,6 +34,9 @@ def decode(cursor: str | None) -> Cursor | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, item_id = json.loads(raw)
+        # Ours hold two strings; uuid.UUID fails on an int or a list with AttributeError.
+        if not (isinstance(created_at, str) and isinstance(item_id, str)):
+            raise ValueError("not two strings")
         position = (datetime.fromisoformat(created_at), uuid.UUID(item_id))
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
         raise InvalidFields({"cursor": INVALID})

@@ -214,6 +214,7 @@ def test_the_scheduler_page_is_for_admins_only(client, sign_in) -> None:
         "/console/nothing-here",
         "/console/triggers?cursor=%00%00",
         "/console/triggers?cursor=bm90LWpzb24",
+        "/console/triggers?cursor=WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiw1XQ",
         "/console/triggers?state=%00",
         "/console/webhook-secrets?tenant=%00",
         "/console/webhook-secrets?tenant=..%2F..",

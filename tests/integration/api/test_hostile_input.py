@@ -376,6 +376,11 @@ def test_a_preview_after_the_last_supported_instant_is_422(acme, world):
         "IjIwMjYtMDEtMDFUMDA6MDA6MDBaIg",  # a single string
         "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzA1OjAwIiwiMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwIl0",
         "!!!", "%00",
+        # A well-formed instant and an id that is not a string (an int, a list, an object).
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiw1XQ",
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIixbImEiXV0",
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIix7ImEiOjF9XQ",
+        "WzUsIjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMCJd",  # [5, a uuid]
     ],
 )  # fmt: skip
 def test_malformed_cursors_are_422_naming_the_cursor(acme, world, cursor):
