@@ -12,10 +12,15 @@ from functools import lru_cache
 
 from app.errors import ScheduleError
 
+# Files of the zone directory that are not zones: `localtime` is the host's own zone (on
+# Debian a link to /etc/localtime, and listed by available_timezones), so a trigger in it
+# would fire by whatever zone the machine that plans it is set to.
+NOT_ZONES = frozenset({"localtime", "posixrules"})
+
 
 @lru_cache(maxsize=1)
 def _known() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    return frozenset(zoneinfo.available_timezones()) - NOT_ZONES
 
 
 @lru_cache(maxsize=1024)
@@ -27,9 +32,8 @@ def get(name: str) -> zoneinfo.ZoneInfo:
             "the time zone is empty (expected an IANA name such as 'UTC')", field="timezone"
         )
     known = _known()
-    # The listing excludes files that are not zones ('posixrules', 'localtime'); when the
-    # platform cannot list its zones, loading is the only test left.
-    if known and name not in known:
+    # When the platform cannot list its zones, loading is the only test left.
+    if name in NOT_ZONES or (known and name not in known):
         raise ScheduleError(problem, field="timezone")
     try:
         return zoneinfo.ZoneInfo(name)

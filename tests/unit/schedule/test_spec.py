@@ -80,7 +80,8 @@ def test_counts_and_bad_arguments() -> None:
 
 
 @pytest.mark.parametrize("name", ["Mars/Olympus_Mons", "", "america/new_york", "../etc/passwd",
-                                  "/usr/share/zoneinfo/UTC", "posixrules", "EST+5"])  # fmt: skip
+                                  "/usr/share/zoneinfo/UTC", "posixrules", "EST+5",
+                                  "localtime"])  # fmt: skip
 def test_an_unknown_time_zone_is_rejected_by_name(name: str) -> None:
     with pytest.raises(ScheduleError) as info:
         schedule.validate_timezone(name)
