@@ -41,11 +41,11 @@ def before_drop(callback: Callable[[str], None]) -> None:
 
 
 @contextmanager
-def fresh_database(prefix: str = "sched_bench") -> Iterator[str]:
-    """A migrated, empty database, dropped afterwards; yields its libpq URL."""
+def fresh_database(prefix: str = "sched_bench", revision: str = "head") -> Iterator[str]:
+    """A database migrated to `revision`, empty, dropped afterwards; yields its libpq URL."""
     url = dbadmin.create_database(prefix)
     try:
-        dbadmin.migrate(url)
+        dbadmin.migrate(url, revision)
         yield url
         for callback in _before_drop:
             callback(url)

@@ -152,10 +152,13 @@ def run_once(
     dispatch: bool,
     max_running: int | None = None,
     tenants: int = 10,
+    revision: str = "head",
 ) -> dict:
+    """One measurement; `revision`: the migration the database is brought to (a figure for
+    the same code on an earlier schema, bench.many_tenants)."""
     client = redis.Redis.from_url(redis_url)
     client.delete("runs")
-    with common.fresh_database("sched_bench_e2e") as url:
+    with common.fresh_database("sched_bench_e2e", revision) as url:
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),

@@ -124,4 +124,30 @@ def peers_e2e(results: dict[str, Any], out: Path) -> str | None:
     return _save(fig, out, "peers_e2e.png")
 
 
-DRAWERS = (noisy_lag, noisy_depth, burst_memory, peers_e2e)
+def tenants_rounds(results: dict[str, Any], out: Path) -> str | None:
+    rows = (results.get("tenants") or {}).get("rounds") or []
+    if not rows:
+        return None
+    fig, axis = plt.subplots(figsize=(7, 4.2), dpi=DPI)
+    counts = sorted({r["tenants"] for r in rows})
+    for name, colour, style in (
+        ("walk (0010)", COLOURS["ours"], "-"),
+        ("every tenant (0009)", COLOURS["pre"], "--"),
+    ):
+        mine = sorted((r for r in rows if r["function"] == name), key=lambda r: r["tenants"])
+        xs = [r["tenants"] for r in mine]
+        axis.plot(xs, [r["p50_ms"] for r in mine], style, marker="o", color=colour,
+                  label=f"{name}: p50")  # fmt: skip
+        axis.plot(xs, [r["p90_ms"] for r in mine], style, marker="^", color=colour, alpha=0.5,
+                  label=f"{name}: p90")  # fmt: skip
+    _n_axis(axis, counts)
+    axis.set_yscale("log")
+    axis.set_xlabel("tenants with a waiting run")
+    axis.set_ylabel("one admission round (ms)")
+    axis.set_title("Admission round against the number of waiting tenants")
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    return _save(fig, out, "tenants_rounds.png")
+
+
+DRAWERS = (noisy_lag, noisy_depth, burst_memory, peers_e2e, tenants_rounds)

@@ -9,7 +9,8 @@
    and with `--pre DIR` the same file run on the pre-admission code checked out in DIR.
 7. 100,000 triggers due at one instant against a bare bulk INSERT (bench.burst).
 8. End to end against celery beat, celery-redbeat and bare Celery (bench.peers_e2e).
-9. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
+9. Admission with many tenants waiting, before and after migration 0010 (bench.many_tenants).
+10. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
 
 Every figure is the median of the runs with their min and max. Redis traffic goes to
 logical database BENCH_REDIS_DB (15) of REDIS_URL; databases are created on DATABASE_URL's
@@ -54,6 +55,7 @@ FULL = {
     "noisy": {"drain": [1000], "backlogs": [10_000, 50_000], "pre": [1000, 2000]},
     "burst": 100_000,
     "peers_e2e": {"counts": [1000, 10_000], "repeat": 1, "ceiling_repeat": 3, "timeout": 150},
+    "tenants": {"runs": 5000},
 }
 QUICK = {
     "schedule_runs": 1,
@@ -64,6 +66,7 @@ QUICK = {
     "noisy": {"drain": [300], "backlogs": [1000], "pre": [300]},
     "burst": 10_000,
     "peers_e2e": {"counts": [500], "repeat": 1, "ceiling_repeat": 1, "timeout": 60},
+    "tenants": {"runs": 1000},
 }
 # The pre-admission code (issue 12's "before"): main just before admission landed.
 PRE_ADMISSION_COMMIT = "293e245"
@@ -269,6 +272,17 @@ def peers_e2e(plan: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def many_tenants(plan: dict[str, int]) -> dict[str, Any]:
+    result = _json_run("bench.many_tenants", "--runs", str(plan["runs"]))
+    for row in result["rounds"]:
+        say(f"round, {row['tenants']:,} tenants waiting, {row['function']}: "
+            f"p50 {row['p50_ms']:.2f} ms")  # fmt: skip
+    for row in result["e2e"]:
+        say(f"end to end, {row['runs']:,} runs of {row['tenants']:,} tenants, "
+            f"{row['function']}: {row['runs_per_second']:.0f} runs/s")  # fmt: skip
+    return result
+
+
 def run(quick: bool, pre: Path | None = None, only: list[str] | None = None) -> dict[str, Any]:
     plan = QUICK if quick else FULL
     redis_url = common.bench_redis_url()
@@ -307,6 +321,7 @@ def run(quick: bool, pre: Path | None = None, only: list[str] | None = None) -> 
         ("noisy", lambda: noisy(plan["noisy"], pre)),
         ("burst", lambda: burst(plan["burst"])),
         ("peers_e2e", lambda: peers_e2e(plan["peers_e2e"])),
+        ("tenants", lambda: many_tenants(plan["tenants"])),
     )
     for name, step in steps:
         if only and name not in only:

@@ -1,0 +1,195 @@
+"""Admission with many tenants waiting: `python -m bench.many_tenants [--json PATH]`.
+
+Two figures, each for the admission round of migration 0010 (candidate tenants found by a
+walk of the waiting room in fire order) against the one before it (migration 0009: every
+waiting tenant listed, one index probe each, then sorted):
+
+- *rounds*: one `scheduler_admission_round` call, p50 and p90 over ROUNDS calls, with
+  WAITING_RUNS runs waiting spread over 10 to 10,000 tenants, six of them with a run in
+  progress, eight slots free, each admitted run then finished. Both definitions of the
+  function run on the same rows in the same database, in turn, REPEAT times.
+- *end to end*: `bench.e2e_lag` (one worker, prefork, concurrency 8, MAX_RUNNING = 8) with
+  E2E_RUNS one-time triggers due at once, one per tenant, on a database migrated to head
+  and on one migrated to 0009 (the same code: 0010 changes only the function and adds an
+  index), and with the same runs over 10 tenants for comparison. Lag and runs per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import time
+import uuid
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import psycopg2
+from psycopg2.extras import execute_values
+
+from bench import common, e2e_lag
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANTS = (10, 100, 1000, 10_000)
+WAITING_RUNS = 20_000
+IN_PROGRESS_TENANTS = 6
+FREE_SLOTS = 8
+ROUNDS = 60
+REPEAT = 3
+E2E_RUNS = 5000
+LOCK_KEY = 1  # not the product's key: no other admitter shares these databases anyway
+
+
+def _migration(name: str) -> ModuleType:
+    path = ROOT / "migrations" / "versions" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _definitions() -> dict[str, list[str]]:
+    """The statements that define each version of the round function."""
+    setting = _migration("0009_admission_plain_index_scans").FUNCTIONS[0]
+    alter = f"ALTER FUNCTION {setting} SET enable_bitmapscan = off"
+    return {
+        "walk (0010)": [_migration("0010_admission_walk_in_fire_order").admission_round(), alter],
+        "every tenant (0009)": [
+            _migration("0008_admission_round_kept_plan").admission_round(),
+            alter,
+        ],
+    }
+
+
+def _load(url: str, tenants: int) -> None:
+    """WAITING_RUNS pending runs over `tenants` tenants (one trigger per run), due now."""
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    due = datetime.now(UTC) - timedelta(seconds=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("TRUNCATE runs, triggers CASCADE")
+        common.insert_triggers(url, WAITING_RUNS, next_run_at=None, cron=None, run_at=due,
+                               tenants=tenants)  # fmt: skip
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, tenant_id FROM triggers")
+            rows = [(str(uuid.uuid4()), t, tenant, due, f"{t}:x") for t, tenant in cur]
+            execute_values(
+                cur,
+                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, idempotency_key) "
+                "VALUES %s",
+                rows,
+                page_size=5000,
+            )
+            # Tenants with a run in progress: their oldest fire becomes running.
+            cur.execute(
+                "UPDATE runs SET status = 'running', attempt = 1, started_at = now(), "
+                "heartbeat_at = now() WHERE id IN (SELECT DISTINCT ON (tenant_id) id FROM runs "
+                "ORDER BY tenant_id, scheduled_for, id LIMIT %s)",
+                (IN_PROGRESS_TENANTS,),
+            )
+            cur.execute("ANALYZE runs")
+    finally:
+        conn.close()
+
+
+def _define(url: str, statements: list[str]) -> None:
+    with closing(psycopg2.connect(url)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+
+
+def _rounds(url: str, statements: list[str]) -> list[float]:
+    """ROUNDS calls of the round function as `statements` define it, on a new connection
+    (its plans made afresh); each admitted run is finished before the next call."""
+    _define(url, statements)
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    seconds = []
+    try:
+        with conn.cursor() as cur:
+            for _ in range(ROUNDS):
+                started = time.perf_counter()
+                cur.execute(
+                    "SELECT run_id FROM scheduler_admission_round(%s, %s, 2, NULL, %s)",
+                    (IN_PROGRESS_TENANTS + FREE_SLOTS, FREE_SLOTS, LOCK_KEY),
+                )
+                admitted = [row[0] for row in cur.fetchall() if row[0] is not None]
+                seconds.append(time.perf_counter() - started)
+                cur.execute(
+                    "UPDATE runs SET status = 'succeeded', finished_at = now() "
+                    "WHERE id = ANY(%s::uuid[])",
+                    (admitted,),
+                )
+    finally:
+        conn.close()
+    return seconds
+
+
+def rounds(say=print) -> list[dict[str, Any]]:
+    """Round time against the number of waiting tenants, for each definition."""
+    definitions = _definitions()
+    rows = []
+    with common.fresh_database("sched_bench_tenants") as url:
+        for tenants in TENANTS:
+            _load(url, tenants)
+            samples: dict[str, list[float]] = {name: [] for name in definitions}
+            for _ in range(REPEAT):
+                for name, statements in definitions.items():
+                    samples[name] += _rounds(url, statements)
+            for name, values in samples.items():
+                ms = sorted(1000 * v for v in values)
+                row = {
+                    "function": name,
+                    "tenants": tenants,
+                    "waiting_runs": WAITING_RUNS,
+                    "p50_ms": round(statistics.median(ms), 3),
+                    "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 3),
+                    "rounds": len(ms),
+                }
+                rows.append(row)
+                say(f"round, {tenants:,} tenants waiting, {name}: p50 {row['p50_ms']:.2f} ms, "
+                    f"p90 {row['p90_ms']:.2f} ms")  # fmt: skip
+            _define(url, definitions["walk (0010)"])  # head's, before the next load
+    return rows
+
+
+def end_to_end(redis_url: str, runs: int = E2E_RUNS, say=print) -> list[dict[str, Any]]:
+    """bench.e2e_lag with `runs` runs of `runs` tenants (head, then 0009), and of 10."""
+    rows = []
+    for tenants, revision, label in (
+        (runs, "head", "walk (0010)"),
+        (runs, "0009", "every tenant (0009)"),
+        (10, "head", "walk (0010)"),
+    ):
+        row = e2e_lag.run_once(
+            runs, 8, redis_url, dispatch=False, tenants=tenants, revision=revision
+        )
+        row.update(function=label, tenants=tenants)
+        rows.append(row)
+        say(f"end to end, {runs:,} runs of {tenants:,} tenants, {label}: lag p99 "
+            f"{row['lag_p99']:.2f} s, {row['runs_per_second']:.0f} runs/s")  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=E2E_RUNS, help="end-to-end runs")
+    parser.add_argument("--redis-url", default=common.bench_redis_url())
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args(argv)
+    result = {"rounds": rounds(), "e2e": end_to_end(args.redis_url, args.runs)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
