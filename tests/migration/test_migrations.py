@@ -196,3 +196,33 @@ def test_an_admission_round_skips_the_dead_entries_of_runs_that_went_through(
 
         round_reads()  # the first round after them visits their entries
         assert [round_reads() for _ in range(3)] == [0, 0, 0]  # nothing waits, nothing runs
+
+
+def test_an_admission_round_planned_on_a_new_table_probes_one_at_a_time_triggers(
+    empty_database: str,
+) -> None:
+    """A round planned before the table's first ANALYZE, then 20,000 fires of 2,000
+    `buffer_one` triggers waiting. With ix_runs_pending_fire in place (migration 0010), such
+    a plan ran the test "another fire of the trigger waits ahead" as a hashed subplan over
+    every waiting run, for every candidate run (millions of index entries, 3 s a round);
+    OFFSET 0 keeps it a probe of the trigger's own line."""
+    with _admission_scene(empty_database) as (cur, round_reads):
+        cur.execute("DELETE FROM triggers")
+        round_reads()  # planned now: nothing waits, and no statistics
+        cur.execute(
+            "INSERT INTO triggers (id, tenant_id, name, cron, action, overlap_policy) "
+            "SELECT md5('t' || n)::uuid, 'tenant-' || n, 't', '* * * * *', '{}', 'buffer_one' "
+            "FROM generate_series(1, 2000) AS n"
+        )
+        cur.execute(
+            "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key)"
+            " SELECT gen_random_uuid(), md5('t' || (n % 2000 + 1))::uuid, "
+            "'tenant-' || (n % 2000 + 1), timestamptz '2026-01-01' + (n / 2000) * interval '1 min',"
+            " 'manual', n::text FROM generate_series(0, 19999) AS n"
+        )
+
+        reads = round_reads()
+
+        cur.execute("SELECT count(*) FROM runs WHERE status = 'admitted'")
+        assert cur.fetchone()[0] == 8
+        assert reads < 5000, reads

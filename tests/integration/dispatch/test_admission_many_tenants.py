@@ -2,17 +2,22 @@
 candidate tenants by walking the waiting room in fire order, so its cost follows the slots it
 fills, not the number of tenants waiting; when the walk runs long it falls back to one probe
 per waiting tenant. Either way it admits exactly what the fair order says, which a plain
-Python model of that order checks here on random waiting rooms.
+Python model of that order checks here on random waiting rooms, and exactly what the round
+before the walk (migration 0009's, which listed every waiting tenant) admitted, on random
+rooms with retries, cancel requests and one-at-a-time triggers.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from sqlalchemy import Engine, text
@@ -196,3 +201,119 @@ def test_a_walk_past_its_budget_falls_back_to_every_tenant_and_stays_fair(
     assert admitted == _fair_order(runs, 5, 3)
     tenants = [run.tenant for run in runs if run.id in admitted]
     assert len(set(tenants)) == 4 and "a" not in tenants
+
+
+VERSIONS = Path(__file__).resolve().parents[3] / "migrations" / "versions"
+SIGNATURE = "(bigint, bigint, bigint, bigint, bigint)"
+# Tenant names that sort differently by byte and by many collations, with spaces and case.
+NAMES = ["a", "A", "b", "B", "a ", "a  ", "é", "e", "Z", "_x", "-y", "10", "9", "ab", "aB"]
+NAMES += [f"t{n}" for n in range(1, 9)]
+
+
+def _migration(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, VERSIONS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _install_rounds(engine: Engine) -> list[str]:
+    """0009's round as `list_every_tenant`, and the walk with almost no budget beyond the
+    tenants it needs (so that it falls back, or ends just in time) as `walk_slack_<n>`;
+    returns the names to compare with the first, the installed round among them."""
+    walk = _migration("0010_admission_walk_in_fire_order")
+    create = "CREATE OR REPLACE FUNCTION scheduler_admission_round("
+    definitions = {
+        "list_every_tenant": _migration("0008_admission_round_kept_plan").admission_round()
+    }
+    for slack in (0, 1, 5):
+        budget = f"+ tenants + {walk.WALK_SLACK}"
+        assert walk.admission_round().count(budget) == 1
+        definitions[f"walk_slack_{slack}"] = walk.admission_round().replace(
+            budget, f"+ tenants + {slack}"
+        )
+    with engine.begin() as conn:
+        for name, definition in definitions.items():
+            conn.exec_driver_sql(definition.replace(create, f"CREATE OR REPLACE FUNCTION {name}("))
+            conn.exec_driver_sql(f"ALTER FUNCTION {name}{SIGNATURE} SET enable_bitmapscan = off")
+    return ["scheduler_admission_round", *(n for n in definitions if n.startswith("walk"))]
+
+
+def _round_rolled_back(
+    engine: Engine, function: str, limits: tuple[int, int, int]
+) -> tuple[frozenset[uuid.UUID], int | None]:
+    """(admitted, skipped) of one round of `function`, rolled back."""
+    with engine.connect() as conn, conn.begin() as tx:
+        rows = conn.execute(
+            text(f"SELECT run_id, skipped FROM {function}(:m, :c, :f, NULL, 4242)"),
+            dict(zip("mcf", limits, strict=True)),
+        ).all()
+        tx.rollback()
+    admitted = frozenset(row.run_id for row in rows if row.run_id is not None)
+    return admitted, rows[0].skipped if rows else None
+
+
+def _mixed_room(engine: Engine, rng: random.Random) -> None:
+    """Tenants with 1-3 triggers (some `skip` or `buffer_one`), runs pending, admitted,
+    running or finished at a few instants, some older; retries due or not yet, cancel
+    requests."""
+    instants = [T0 + timedelta(minutes=k) for k in range(rng.randint(1, 5))]
+    triggers, runs = [], []
+    for tenant in rng.sample(NAMES, rng.randint(3, len(NAMES))):
+        for _ in range(rng.randint(1, 3)):
+            trigger = uuid.uuid4()
+            triggers.append((trigger, tenant, rng.choice(["allow", "allow", "skip", "buffer_one"])))
+            for _ in range(rng.randint(0, 6)):
+                status = rng.choice(["pending"] * 5 + ["running", "admitted", "succeeded"])
+                retry = status == "pending" and rng.random() < 0.2
+                runs.append({
+                    "id": uuid.uuid4(), "trigger": trigger, "tenant": tenant, "status": status,
+                    "at": rng.choice(instants) if rng.random() < 0.8
+                    else T0 - timedelta(minutes=rng.randint(1, 30)),
+                    "attempt": 1 if retry or status == "running" else 0,
+                    "nb": datetime.now(UTC) + timedelta(hours=rng.choice([-1, 1]))
+                    if retry else None,
+                    "cancel": datetime.now(UTC) if status == "pending" and rng.random() < 0.1
+                    else None,
+                })  # fmt: skip
+    action = json.dumps({"type": "task", "name": "echo"})
+    with engine.begin() as conn:
+        for trigger, tenant, policy in triggers:
+            conn.execute(
+                text(
+                    "INSERT INTO triggers (id, tenant_id, name, cron, action, overlap_policy) "
+                    "VALUES (:id, :tenant, 't', '* * * * *', CAST(:action AS jsonb), :policy)"
+                ),
+                {"id": trigger, "tenant": tenant, "action": action, "policy": policy},
+            )
+        for run in runs:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
+                    "idempotency_key, status, attempt, not_before, cancel_requested_at, "
+                    "started_at, heartbeat_at, admitted_at) VALUES (:id, :trigger, :tenant, "
+                    ":at, 'manual', CAST(:id AS text), :status, :attempt, :nb, :cancel, now(), "
+                    "now(), now())"
+                ),
+                run,
+            )
+        conn.execute(text("ANALYZE runs"))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_walk_admits_and_skips_what_the_list_of_every_tenant_did(
+    engine: Engine, seed: int
+) -> None:
+    functions = _install_rounds(engine)
+    rng = random.Random(seed)
+    _mixed_room(engine, rng)
+    with engine.connect() as conn:
+        in_progress = conn.execute(
+            text("SELECT count(*) FROM runs WHERE status IN ('admitted', 'running')")
+        ).scalar_one()
+    for _ in range(8):
+        limits = (in_progress + rng.randint(0, 15), rng.randint(1, 5), rng.choice([1, 2, 3]))
+        expected = _round_rolled_back(engine, "list_every_tenant", limits)
+        for function in functions:
+            assert _round_rolled_back(engine, function, limits) == expected, (function, limits)
