@@ -7,7 +7,9 @@ waiting tenant listed, one index probe each, then sorted):
 - *rounds*: one `scheduler_admission_round` call, p50 and p90 over ROUNDS calls, with
   WAITING_RUNS runs waiting spread over 10 to 10,000 tenants, six of them with a run in
   progress, eight slots free, each admitted run then finished. Both definitions of the
-  function run on the same rows in the same database, in turn, REPEAT times.
+  function run on the same rows in the same database, in turn, REPEAT times. *Wide*: one
+  round that fills WIDE_SLOTS slots with 10,000 tenants waiting, rolled back, WIDE_REPEAT
+  times each.
 - *end to end*: `bench.e2e_lag` (one worker, prefork, concurrency 8, MAX_RUNNING = 8) with
   E2E_RUNS one-time triggers due at once, one per tenant, on a database migrated to head
   and on one migrated to 0009 (the same code: 0010 changes only the function and adds an
@@ -41,6 +43,8 @@ FREE_SLOTS = 8
 ROUNDS = 60
 REPEAT = 3
 E2E_RUNS = 5000
+WIDE_SLOTS = 2000
+WIDE_REPEAT = 5
 LOCK_KEY = 1  # not the product's key: no other admitter shares these databases anyway
 
 
@@ -161,6 +165,43 @@ def rounds(say=print) -> list[dict[str, Any]]:
     return rows
 
 
+def wide_rounds(say=print) -> list[dict[str, Any]]:
+    """One round that fills WIDE_SLOTS free slots, 10,000 tenants waiting, each call rolled
+    back (so every call sees the same rows): the walk's cost as the free slots grow."""
+    definitions = _definitions()
+    rows = []
+    with common.fresh_database("sched_bench_tenants") as url:
+        _load(url, TENANTS[-1])
+        samples: dict[str, list[float]] = {name: [] for name in definitions}
+        for _ in range(WIDE_REPEAT):
+            for name, statements in definitions.items():
+                _define(url, statements)
+                with closing(psycopg2.connect(url)) as conn, conn.cursor() as cur:
+                    for timed in (False, True):  # the first call makes the plans
+                        started = time.perf_counter()
+                        cur.execute(
+                            "SELECT count(run_id) FROM scheduler_admission_round(%s, %s, 2, "
+                            "NULL, %s)",
+                            (IN_PROGRESS_TENANTS + WIDE_SLOTS, WIDE_SLOTS, LOCK_KEY),
+                        )
+                        admitted = cur.fetchone()[0]
+                        if timed:
+                            samples[name].append(time.perf_counter() - started)
+                        conn.rollback()
+        for name, values in samples.items():
+            row = {
+                "function": name,
+                "tenants": TENANTS[-1],
+                "free_slots": WIDE_SLOTS,
+                "admitted": admitted,
+                "p50_ms": round(1000 * statistics.median(values), 1),
+            }
+            rows.append(row)
+            say(f"round filling {WIDE_SLOTS:,} slots, {TENANTS[-1]:,} tenants waiting, {name}: "
+                f"p50 {row['p50_ms']:.1f} ms")  # fmt: skip
+    return rows
+
+
 def end_to_end(redis_url: str, runs: int = E2E_RUNS, say=print) -> list[dict[str, Any]]:
     """bench.e2e_lag with `runs` runs of `runs` tenants (head, then 0009), and of 10."""
     rows = []
@@ -185,7 +226,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--redis-url", default=common.bench_redis_url())
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
-    result = {"rounds": rounds(), "e2e": end_to_end(args.redis_url, args.runs)}
+    result = {
+        "rounds": rounds(),
+        "wide": wide_rounds(),
+        "e2e": end_to_end(args.redis_url, args.runs),
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(result, default=str))
     return result

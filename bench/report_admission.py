@@ -360,6 +360,14 @@ def _tenants_section(results: dict[str, Any], images: list[str]) -> list[str]:
             f"| {n:,} | {new['p50_ms']:.2f} | {new['p90_ms']:.2f} | {old['p50_ms']:.2f} "
             f"| {old['p90_ms']:.2f} | {old['p50_ms'] / new['p50_ms']:.1f}x |"
         )
+    wide = t.get("wide") or []
+    if wide:
+        figures = ", ".join(f"{r['function']} {r['p50_ms']:.1f} ms" for r in wide)
+        lines.append(
+            f"\nA round that fills {wide[0]['free_slots']:,} free slots with "
+            f"{wide[0]['tenants']:,} tenants waiting (rolled back, so that each call sees the "
+            f"same rows; median of several calls): {figures}."
+        )
     lines += [
         "",
         "| runs | tenants | admission round | lag p50 (s) | p99 (s) | runs/s |",

@@ -277,6 +277,9 @@ def many_tenants(plan: dict[str, int]) -> dict[str, Any]:
     for row in result["rounds"]:
         say(f"round, {row['tenants']:,} tenants waiting, {row['function']}: "
             f"p50 {row['p50_ms']:.2f} ms")  # fmt: skip
+    for row in result["wide"]:
+        say(f"round filling {row['free_slots']:,} slots, {row['function']}: "
+            f"p50 {row['p50_ms']:.1f} ms")  # fmt: skip
     for row in result["e2e"]:
         say(f"end to end, {row['runs']:,} runs of {row['tenants']:,} tenants, "
             f"{row['function']}: {row['runs_per_second']:.0f} runs/s")  # fmt: skip
