@@ -8,10 +8,12 @@ then is it handed to the broker, so the broker holds about as many run messages 
 are free slots, and nothing is ever re-published for want of a slot.
 
 Who goes next: tenants take turns (fewest in progress first, then the oldest waiting
-fire), oldest fire first within a tenant. A run is eligible when it is pending, not
-cancelled, its `not_before` (a retry's backoff) has passed on PostgreSQL's clock, and, for
-a trigger that runs one at a time (overlap `skip` or `buffer_one`), no other run of the
-trigger is in progress (a run between two attempts counts) and no older fire waits.
+fire that can start), oldest fire first within a tenant. A run is eligible when it is
+pending, not cancelled, its `not_before` (a retry's backoff) has passed on PostgreSQL's
+clock, and, for a trigger that runs one at a time (overlap `skip` or `buffer_one`), no
+other run of the trigger is in progress (a run between two attempts counts) and no older
+fire waits. A retry still in its backoff gives its tenant no place in line; a fire held by
+its trigger's overlap policy still does (CANDIDATE_FACTOR is for those).
 
 Why an advisory lock: SKIP LOCKED only keeps two admitters from taking the same row. Each
 admitter counts the runs in progress in its own snapshot, which cannot see the other's
@@ -62,7 +64,7 @@ from app.queries import run_queue
 logger = logging.getLogger(__name__)
 
 # Candidate tenants probed per free slot: a tenant whose oldest waiting run is not eligible
-# yet (a retry's backoff, a buffered fire) must not cost another tenant its turn.
+# (a fire held back by its trigger's overlap policy) must not cost another tenant its turn.
 CANDIDATE_FACTOR = 2
 
 Publish = Callable[[Sequence[uuid.UUID]], Any]

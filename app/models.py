@@ -187,13 +187,18 @@ class Run(Base):
             "id",
             postgresql_where=text("status = 'pending'"),
         ),
-        # The waiting room in fire order: admission's walk to the tenants whose turn it is
-        # (migration 0010).
+        # The first attempts waiting, in fire order: admission's walk to the tenants whose
+        # turn it is; and the retries waiting, by the end of their backoff (migration 0010).
         Index(
             "ix_runs_pending_fire",
             "scheduled_for",
             "tenant_id",
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending' AND not_before IS NULL"),
+        ),
+        Index(
+            "ix_runs_pending_retry",
+            "not_before",
+            postgresql_where=text("status = 'pending' AND not_before IS NOT NULL"),
         ),
         # Slots in use, per tenant.
         Index(

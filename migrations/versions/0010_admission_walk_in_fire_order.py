@@ -1,4 +1,5 @@
-"""runs: an admission round finds its candidate tenants by a walk in fire order
+"""runs: an admission round finds its candidate tenants by a walk in fire order, and a
+retry in its backoff no longer holds a place in line
 
 Revision ID: 0010
 Revises: 0009
@@ -12,29 +13,38 @@ Every finishing run calls a round, and the round holds admission's lock, so a bu
 across many tenants (a product whose 10,000 tenants each have a job at midnight) capped
 the whole service at a few dozen rounds a second.
 
+It also ranked a tenant by its oldest waiting run even when that run was a retry whose
+backoff had not passed: with `free x factor` such tenants ahead (webhook receivers down
+for a while), the round admitted nothing, and a fire that could start waited until their
+backoffs ended. A tenant's place is now its oldest fire that can start: a first attempt
+(or a run taken back: `not_before` NULL), or a retry whose backoff has passed.
+
 The tenants that come first are those with nothing in progress, in the order of their
-oldest waiting fire; the others, at most `max_running` tenants in progress, all come after
-them. So the round now walks the waiting room in fire order on the new index
-(scheduled_for, tenant_id) of pending runs, one step per (fire time, tenant) pair: a step
-jumps past all of a tenant's fires at one instant, a second probe tells whether the pair is
-the tenant's oldest fire (its first meeting), and the walk stops at the `free x factor`-th
-tenant with nothing in progress that it meets. Tenants in progress met on the way are
-candidates with the rest; one not met would come after all of those anyway. When the walk
-meets every waiting fire first, it has met every tenant. The candidates, and so the
-admissions, are exactly the ones the list of every tenant gave
-(tests/integration/dispatch/test_admission_many_tenants.py checks this against a model of
-the rule): about 1.1 ms a round whatever the number of tenants waiting, for a given number
-of free slots.
+oldest such fire; the others, at most `max_running` tenants in progress, all come after
+them. So the round now walks the first attempts waiting in fire order, on the new index
+ix_runs_pending_fire (scheduled_for, tenant_id), one step per (fire time, tenant) pair: a
+step jumps past all of a tenant's fires at one instant, a second probe tells whether the
+pair is the tenant's oldest first attempt (its first meeting), and the walk stops at the
+`free x factor`-th tenant with nothing in progress that it meets. Tenants in progress met
+on the way are candidates with the rest; one not met would come after all of those anyway.
+When the walk meets every first attempt waiting, it has met every tenant that has one. The
+retries whose backoff has passed come from the new index ix_runs_pending_retry
+(not_before) and join in by their fire times. With no retry in its backoff, the
+candidates, and so the admissions, are exactly the ones the list of every tenant gave
+(tests/integration/dispatch/test_admission_many_tenants.py checks this, and the whole rule
+against a model of it): about 1.1 ms a round whatever the number of tenants waiting, for a
+given number of free slots.
 
 The walk has a budget: the tenants it needs, plus the tenants in progress, plus
 WALK_SLACK steps. Fires at many distinct instants ahead of everyone else's, of tenants met
 already (a backfill, a long catch-up), could otherwise make every round step through them;
-past the budget, the round lists every waiting tenant as before.
+past the budget, the round lists every waiting tenant and probes each one's oldest first
+attempt.
 
-The index is built CONCURRENTLY: it reads all of `runs`, history included, and a deploy
+The indexes are built CONCURRENTLY: they read all of `runs`, history included, and a deploy
 must not stop dispatch and admission from writing to the table meanwhile. Outside the
 migration's transaction, so IF (NOT) EXISTS: a migration run that fails after it has
-committed the index's creation or removal can be run again.
+committed an index's creation or removal can be run again.
 
 The rest of the function is 0008's, read from that migration and changed in two places,
 each checked to be found (the second: see _OLD_AHEAD).
@@ -92,17 +102,22 @@ _NEW = f"""        WITH RECURSIVE busy AS (
                          count(*) AS tenants
                   FROM busy) AS b
         ),
-        -- The waiting room in fire order, one index probe per (fire time, tenant) pair (a
-        -- skip scan of ix_runs_pending_fire), until it has met `wanted` tenants with
-        -- nothing in progress (migration 0010). A pair is a tenant's `first` when it is the
-        -- tenant's oldest waiting fire (a probe of ix_runs_pending_tenant: no set of the
-        -- tenants met is carried from step to step, whose copying would grow with the
-        -- square of `wanted`); `idle`, when the tenant has nothing in progress.
+        -- A tenant's place in line is its oldest waiting fire that can start: a first
+        -- attempt (or a run taken back, `not_before` NULL), or a retry whose backoff has
+        -- passed. A retry still in its backoff gives its tenant no place (such tenants
+        -- used to take every candidate place while eligible runs waited).
+        --
+        -- The first attempts in fire order, one index probe per (fire time, tenant) pair
+        -- (a skip scan of ix_runs_pending_fire), until `wanted` tenants with nothing in
+        -- progress have been met (migration 0010). A pair is a tenant's `first` when it is
+        -- the tenant's oldest first attempt (a probe of ix_runs_pending_tenant: no set of
+        -- the tenants met is carried from step to step, whose copying would grow with the
+        -- square of `wanted`).
         walk (at, tenant_id, first, found, steps) AS (
             (SELECT w.at, w.tenant_id, true,
                     CAST(w.tenant_id NOT IN (SELECT tenant_id FROM busy) AS integer), 1
              FROM (SELECT r.scheduled_for AS at, r.tenant_id FROM runs AS r
-                   WHERE r.status = 'pending'
+                   WHERE r.status = 'pending' AND r.not_before IS NULL
                    ORDER BY r.scheduled_for, r.tenant_id LIMIT 1) AS w)
             UNION ALL
             SELECT nxt.scheduled_for, nxt.tenant_id, f.first,
@@ -112,12 +127,13 @@ _NEW = f"""        WITH RECURSIVE busy AS (
             FROM walk AS w
             CROSS JOIN LATERAL (
                 SELECT r.scheduled_for, r.tenant_id FROM runs AS r
-                WHERE r.status = 'pending'
+                WHERE r.status = 'pending' AND r.not_before IS NULL
                   AND (r.scheduled_for, r.tenant_id) > (w.at, w.tenant_id)
                 ORDER BY r.scheduled_for, r.tenant_id LIMIT 1) AS nxt
             CROSS JOIN LATERAL (
                 SELECT o.scheduled_for = nxt.scheduled_for AS first FROM runs AS o
                 WHERE o.tenant_id = nxt.tenant_id AND o.status = 'pending'
+                  AND o.not_before IS NULL
                 ORDER BY o.scheduled_for, o.id LIMIT 1) AS f
             WHERE w.found < (SELECT wanted FROM capacity)
               AND w.steps < (SELECT budget FROM capacity)
@@ -130,22 +146,41 @@ _NEW = f"""        WITH RECURSIVE busy AS (
                             OR max(steps) < (SELECT budget FROM capacity), true) AS yes
             FROM walk
         ),
-        -- Past its budget: every waiting tenant, one index probe each (a loose index scan).
-        everyone (tenant_id, oldest) AS (
-            (SELECT tenant_id, scheduled_for FROM runs
+        -- Past its budget: every waiting tenant, one index probe each (a loose index scan),
+        -- and its oldest first attempt (another probe).
+        everyone (tenant_id) AS (
+            (SELECT tenant_id FROM runs
              WHERE status = 'pending' AND NOT (SELECT yes FROM complete)
              ORDER BY tenant_id, scheduled_for, id LIMIT 1)
             UNION ALL
-            SELECT nxt.tenant_id, nxt.scheduled_for FROM everyone AS w
+            SELECT nxt.tenant_id FROM everyone AS w
             CROSS JOIN LATERAL (
-                SELECT tenant_id, scheduled_for FROM runs
+                SELECT tenant_id FROM runs
                 WHERE status = 'pending' AND tenant_id > w.tenant_id
                 ORDER BY tenant_id, scheduled_for, id LIMIT 1) AS nxt
         ),
+        -- Retries whose backoff has passed, from ix_runs_pending_retry (the retries waiting,
+        -- by the end of their backoff; in that order, so that no plan prefers a scan of
+        -- every waiting run in tenant order for the GROUP BY below).
+        due AS MATERIALIZED (
+            SELECT tenant_id, scheduled_for FROM runs
+            WHERE status = 'pending' AND not_before IS NOT NULL AND not_before <= now()
+            ORDER BY not_before
+        ),
         waiting (tenant_id, oldest) AS (
-            SELECT tenant_id, at FROM walk WHERE first AND (SELECT yes FROM complete)
-            UNION ALL
-            SELECT tenant_id, oldest FROM everyone
+            SELECT tenant_id, min(oldest) FROM (
+                SELECT tenant_id, at AS oldest FROM walk
+                WHERE first AND (SELECT yes FROM complete)
+                UNION ALL
+                SELECT e.tenant_id, a.scheduled_for FROM everyone AS e
+                CROSS JOIN LATERAL (
+                    SELECT scheduled_for FROM runs
+                    WHERE tenant_id = e.tenant_id AND status = 'pending' AND not_before IS NULL
+                    ORDER BY scheduled_for, id LIMIT 1) AS a
+                UNION ALL
+                SELECT tenant_id, scheduled_for FROM due
+            ) AS places
+            GROUP BY tenant_id
         ),
 """
 
@@ -170,7 +205,11 @@ _NEW_AHEAD = """                             OR (
                                       OR (o.scheduled_for, o.id) < (r.scheduled_for, r.id))
                                ORDER BY o.scheduled_for, o.id LIMIT 1) IS NOT NULL)))"""
 
-INDEX = "ix_runs_pending_fire"
+INDEXES = (
+    ("ix_runs_pending_fire", ["scheduled_for", "tenant_id"],
+     "status = 'pending' AND not_before IS NULL"),
+    ("ix_runs_pending_retry", ["not_before"], "status = 'pending' AND not_before IS NOT NULL"),
+)  # fmt: skip
 
 
 def _migration(name: str) -> ModuleType:
@@ -201,18 +240,20 @@ def _define(definition: str) -> None:
 
 def upgrade() -> None:
     with op.get_context().autocommit_block():
-        op.create_index(
-            INDEX,
-            "runs",
-            ["scheduled_for", "tenant_id"],
-            postgresql_where=sa.text("status = 'pending'"),
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
+        for name, columns, where in INDEXES:
+            op.create_index(
+                name,
+                "runs",
+                columns,
+                postgresql_where=sa.text(where),
+                postgresql_concurrently=True,
+                if_not_exists=True,
+            )
     _define(admission_round())
 
 
 def downgrade() -> None:
     _define(_migration("0008_admission_round_kept_plan.py").admission_round())
     with op.get_context().autocommit_block():
-        op.drop_index(INDEX, table_name="runs", postgresql_concurrently=True, if_exists=True)
+        for name, _, _ in INDEXES:
+            op.drop_index(name, table_name="runs", postgresql_concurrently=True, if_exists=True)

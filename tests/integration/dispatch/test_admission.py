@@ -188,6 +188,27 @@ def test_a_retry_waits_in_postgresql_until_its_not_before(room) -> None:
     assert room.admit(max_running=5, max_per_tenant=5) == [retry]
 
 
+def test_retries_waiting_for_their_backoff_do_not_hold_back_a_fire_that_can_start(room) -> None:
+    # Twenty tenants whose only waiting run is a retry an hour away, all fired before the
+    # small tenant's one fire: none of them has a run that can start, so the small tenant
+    # is the first in line (they used to take every candidate place for the hour).
+    for n in range(20):
+        room.runs(room.trigger(f"retrying-{n:02d}"), attempt=1, not_before="1 hour")
+    [fresh] = room.runs(room.trigger("small"), start=T0 + timedelta(minutes=1))
+
+    assert room.admit(max_running=4, max_per_tenant=4) == [fresh]
+
+
+def test_a_retry_whose_backoff_has_passed_takes_its_turn_by_its_fire_time(room) -> None:
+    [retry] = room.runs(room.trigger("a"), attempt=1, not_before="-1 second")
+    room.runs(room.trigger("b"), start=T0 + timedelta(minutes=1))
+    room.runs(room.trigger("c"), start=T0 + timedelta(minutes=2))
+
+    admitted = room.admit(max_running=1, max_per_tenant=1)
+
+    assert admitted == [retry]
+
+
 def test_ties_on_the_fire_time_are_broken_by_id_and_nothing_is_admitted_twice(room) -> None:
     ids = [room.runs(room.trigger("a"), start=T0)[0] for _ in range(4)]
     first = room.admit(max_running=2, max_per_tenant=2)

@@ -4,7 +4,7 @@ fills, not the number of tenants waiting; when the walk runs long it falls back 
 per waiting tenant. Either way it admits exactly what the fair order says, which a plain
 Python model of that order checks here on random waiting rooms, and exactly what the round
 before the walk (migration 0009's, which listed every waiting tenant) admitted, on random
-rooms with retries, cancel requests and one-at-a-time triggers.
+rooms with due retries, cancel requests and one-at-a-time triggers.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Run:
     tenant: str
     at: datetime
     id: uuid.UUID
+    # "retrying": pending after a failed attempt, its backoff an hour away (not eligible).
     status: str = "pending"
 
 
@@ -53,9 +54,11 @@ def _load(engine: Engine, runs: list[Run]) -> None:
         conn.execute(
             text(
                 "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                "idempotency_key, status, attempt, started_at, heartbeat_at) "
-                "SELECT r.id, t.id, r.tenant, r.at, 'manual', CAST(r.id AS text), r.status, "
-                "CASE WHEN r.status = 'running' THEN 1 ELSE 0 END, "
+                "idempotency_key, status, attempt, not_before, started_at, heartbeat_at) "
+                "SELECT r.id, t.id, r.tenant, r.at, 'manual', CAST(r.id AS text), "
+                "CASE WHEN r.status = 'retrying' THEN 'pending' ELSE r.status END, "
+                "CASE WHEN r.status = 'pending' THEN 0 ELSE 1 END, "
+                "CASE WHEN r.status = 'retrying' THEN now() + interval '1 hour' END, "
                 "CASE WHEN r.status = 'running' THEN now() END, "
                 "CASE WHEN r.status = 'running' THEN now() END "
                 "FROM unnest(CAST(:ids AS uuid[]), CAST(:tenants AS text[]), "
@@ -75,7 +78,8 @@ def _load(engine: Engine, runs: list[Run]) -> None:
 def _fair_order(runs: list[Run], max_running: int, max_per_tenant: int) -> set[uuid.UUID]:
     """What one round must admit, straight from the rule: candidate tenants below their cap,
     fewest in progress first, then oldest waiting fire, then tenant id (free x factor of
-    them); each one's oldest fires; ranked by in progress + place in line, fire, id."""
+    them); each one's oldest fires; ranked by in progress + place in line, fire, id. A retry
+    whose backoff has not passed neither runs nor gives its tenant a place in line."""
     busy = Counter(run.tenant for run in runs if run.status == "running")
     free = max(max_running - sum(busy.values()), 0)
     line: dict[str, list[Run]] = {}
@@ -117,7 +121,14 @@ def _finish_some(engine: Engine, runs: list[Run], rng: random.Random) -> list[Ru
     """Admitted runs become running; about half of the runs in progress finish."""
     with engine.begin() as conn:
         conn.execute(text("UPDATE runs SET status = 'running' WHERE status = 'admitted'"))
-        states = dict(conn.execute(text("SELECT id, status FROM runs")).all())
+        states = dict(
+            conn.execute(
+                text(
+                    "SELECT id, CASE WHEN not_before > now() AND status = 'pending' "
+                    "THEN 'retrying' ELSE status END FROM runs"
+                )
+            ).all()
+        )
     ending = [run_id for run_id, status in states.items() if status == "running"]
     ending = [run_id for run_id in ending if rng.random() < 0.5]
     with engine.begin() as conn:
@@ -133,14 +144,17 @@ def _finish_some(engine: Engine, runs: list[Run], rng: random.Random) -> list[Ru
 
 def _random_room(rng: random.Random, *, long_walk: bool) -> list[Run]:
     """40-80 tenants with 1-5 fires at a handful of instants (ties across tenants), some with
-    runs in progress. With `long_walk`, two tenants in progress also have hundreds of older
-    fires at distinct instants: more than the walk's budget before anyone else's fire."""
+    runs in progress, some with retries waiting for their backoff (of earlier fires). With
+    `long_walk`, two tenants in progress also have hundreds of older fires at distinct
+    instants: more than the walk's budget before anyone else's fire."""
     runs: list[Run] = []
     instants = [T0 + timedelta(minutes=m) for m in range(6)]
     for n in range(rng.randint(40, 80)):
         tenant = f"t{n:03d}"
         for _ in range(rng.randint(1, 5)):
             runs.append(Run(tenant, rng.choice(instants), uuid.uuid4()))
+        if rng.random() < 0.3:
+            runs.append(Run(tenant, T0 - timedelta(minutes=1), uuid.uuid4(), "retrying"))
         if rng.random() < 0.3:
             runs += [Run(tenant, T0, uuid.uuid4(), "running") for _ in range(rng.randint(1, 3))]
     if long_walk:
@@ -256,8 +270,9 @@ def _round_rolled_back(
 
 def _mixed_room(engine: Engine, rng: random.Random) -> None:
     """Tenants with 1-3 triggers (some `skip` or `buffer_one`), runs pending, admitted,
-    running or finished at a few instants, some older; retries due or not yet, cancel
-    requests."""
+    running or finished at a few instants, some older; retries whose backoff has passed
+    (one still in its backoff gives its tenant no place in line now, where 0009's round
+    gave it one: test_admission.py), cancel requests."""
     instants = [T0 + timedelta(minutes=k) for k in range(rng.randint(1, 5))]
     triggers, runs = [], []
     for tenant in rng.sample(NAMES, rng.randint(3, len(NAMES))):
@@ -272,8 +287,7 @@ def _mixed_room(engine: Engine, rng: random.Random) -> None:
                     "at": rng.choice(instants) if rng.random() < 0.8
                     else T0 - timedelta(minutes=rng.randint(1, 30)),
                     "attempt": 1 if retry or status == "running" else 0,
-                    "nb": datetime.now(UTC) + timedelta(hours=rng.choice([-1, 1]))
-                    if retry else None,
+                    "nb": datetime.now(UTC) - timedelta(hours=1) if retry else None,
                     "cancel": datetime.now(UTC) if status == "pending" and rng.random() < 0.1
                     else None,
                 })  # fmt: skip
