@@ -13,7 +13,8 @@ pending, not cancelled, its `not_before` (a retry's backoff) has passed on Postg
 clock, and, for a trigger that runs one at a time (overlap `skip` or `buffer_one`), no
 other run of the trigger is in progress (a run between two attempts counts) and no older
 fire waits. A retry still in its backoff gives its tenant no place in line; a fire held by
-its trigger's overlap policy still does (CANDIDATE_FACTOR is for those).
+its trigger's overlap policy, or one with a cancel request not yet acted on, still does
+(CANDIDATE_FACTOR is for those).
 
 Why an advisory lock: SKIP LOCKED only keeps two admitters from taking the same row. Each
 admitter counts the runs in progress in its own snapshot, which cannot see the other's

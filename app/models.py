@@ -187,8 +187,9 @@ class Run(Base):
             "id",
             postgresql_where=text("status = 'pending'"),
         ),
-        # The first attempts waiting, in fire order: admission's walk to the tenants whose
-        # turn it is; and the retries waiting, by the end of their backoff (migration 0010).
+        # The runs waiting with no backoff (first attempts, runs taken back), in fire order:
+        # admission's walk to the tenants whose turn it is; and the retries waiting, by the
+        # end of their backoff (migration 0010).
         Index(
             "ix_runs_pending_fire",
             "scheduled_for",

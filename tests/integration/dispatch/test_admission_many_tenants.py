@@ -33,7 +33,9 @@ class Run:
     tenant: str
     at: datetime
     id: uuid.UUID
-    # "retrying": pending after a failed attempt, its backoff an hour away (not eligible).
+    # "retrying": pending after a failed attempt, its backoff an hour away (not eligible);
+    # "due": the same with its backoff passed; "taken back": pending after its worker was
+    # lost (attempt 1, no backoff). The last two wait like any pending run.
     status: str = "pending"
 
 
@@ -56,9 +58,11 @@ def _load(engine: Engine, runs: list[Run]) -> None:
                 "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
                 "idempotency_key, status, attempt, not_before, started_at, heartbeat_at) "
                 "SELECT r.id, t.id, r.tenant, r.at, 'manual', CAST(r.id AS text), "
-                "CASE WHEN r.status = 'retrying' THEN 'pending' ELSE r.status END, "
+                "CASE WHEN r.status IN ('retrying', 'due', 'taken back') THEN 'pending' "
+                "ELSE r.status END, "
                 "CASE WHEN r.status = 'pending' THEN 0 ELSE 1 END, "
-                "CASE WHEN r.status = 'retrying' THEN now() + interval '1 hour' END, "
+                "CASE r.status WHEN 'retrying' THEN now() + interval '1 hour' "
+                "WHEN 'due' THEN now() - interval '1 hour' END, "
                 "CASE WHEN r.status = 'running' THEN now() END, "
                 "CASE WHEN r.status = 'running' THEN now() END "
                 "FROM unnest(CAST(:ids AS uuid[]), CAST(:tenants AS text[]), "
@@ -83,7 +87,8 @@ def _fair_order(runs: list[Run], max_running: int, max_per_tenant: int) -> set[u
     busy = Counter(run.tenant for run in runs if run.status == "running")
     free = max(max_running - sum(busy.values()), 0)
     line: dict[str, list[Run]] = {}
-    for run in sorted((r for r in runs if r.status == "pending"), key=lambda r: (r.at, r.id)):
+    waiting = (r for r in runs if r.status in ("pending", "due", "taken back"))
+    for run in sorted(waiting, key=lambda r: (r.at, r.id)):
         line.setdefault(run.tenant, []).append(run)
     candidates = sorted(
         (busy[tenant], waiting[0].at, tenant)
@@ -144,7 +149,7 @@ def _finish_some(engine: Engine, runs: list[Run], rng: random.Random) -> list[Ru
 
 def _random_room(rng: random.Random, *, long_walk: bool) -> list[Run]:
     """40-80 tenants with 1-5 fires at a handful of instants (ties across tenants), some with
-    runs in progress, some with retries waiting for their backoff (of earlier fires). With
+    runs in progress, some with retries (in their backoff or due) and runs taken back. With
     `long_walk`, two tenants in progress also have hundreds of older fires at distinct
     instants: more than the walk's budget before anyone else's fire."""
     runs: list[Run] = []
@@ -153,8 +158,10 @@ def _random_room(rng: random.Random, *, long_walk: bool) -> list[Run]:
         tenant = f"t{n:03d}"
         for _ in range(rng.randint(1, 5)):
             runs.append(Run(tenant, rng.choice(instants), uuid.uuid4()))
-        if rng.random() < 0.3:
-            runs.append(Run(tenant, T0 - timedelta(minutes=1), uuid.uuid4(), "retrying"))
+        for kind in ("retrying", "due", "taken back"):
+            if rng.random() < 0.2:
+                at = T0 + timedelta(minutes=rng.randint(-2, 6))
+                runs.append(Run(tenant, at, uuid.uuid4(), kind))
         if rng.random() < 0.3:
             runs += [Run(tenant, T0, uuid.uuid4(), "running") for _ in range(rng.randint(1, 3))]
     if long_walk:
