@@ -126,12 +126,12 @@ def _rounds(
        when such a trigger is busy: a cheap look first saves running the statement).
     3. One statement: count runs in progress per tenant (free = max_running - total); pick
        candidate tenants below their cap, fewest in progress first, then oldest waiting
-       fire (found by a walk of the waiting room in fire order, so that a round costs
-       what the free slots need, not what the number of tenants waiting would: migration
-       0010); lock each one's oldest eligible runs (LATERAL, SKIP LOCKED, MATERIALIZED so
-       the planner cannot run the locking subquery twice); rank them by (in progress +
-       place in the tenant's line, fire time, id); keep the first `free`; mark them
-       `admitted`.
+       fire that can start (found by a walk of the waiting room in fire order, so that a
+       round costs what the free slots need, not what the number of tenants waiting
+       would: migration 0010); lock each one's oldest eligible runs (LATERAL, SKIP
+       LOCKED, MATERIALIZED so the planner cannot run the locking subquery twice); rank
+       them by (in progress + place in the tenant's line, fire time, id); keep the first
+       `free`; mark them `admitted`.
     Each statement of the function takes a fresh READ COMMITTED snapshot, so 2 and 3 see
     every admission committed before the lock was granted.
 
