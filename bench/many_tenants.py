@@ -19,7 +19,6 @@ waiting tenant listed, one index probe each, then sorted):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import time
@@ -27,15 +26,14 @@ import uuid
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg2
 from psycopg2.extras import execute_values
 
+from app import dbadmin
 from bench import common, e2e_lag
 
-ROOT = Path(__file__).resolve().parent.parent
 TENANTS = (10, 100, 1000, 10_000)
 WAITING_RUNS = 20_000
 IN_PROGRESS_TENANTS = 6
@@ -48,25 +46,13 @@ WIDE_REPEAT = 5
 LOCK_KEY = 1  # not the product's key: no other admitter shares these databases anyway
 
 
-def _migration(name: str) -> ModuleType:
-    path = ROOT / "migrations" / "versions" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _definitions() -> dict[str, list[str]]:
     """The statements that define each version of the round function."""
-    setting = _migration("0009_admission_plain_index_scans").FUNCTIONS[0]
+    setting = dbadmin.migration("0009").FUNCTIONS[0]
     alter = f"ALTER FUNCTION {setting} SET enable_bitmapscan = off"
     return {
-        "walk (0010)": [_migration("0010_admission_walk_in_fire_order").admission_round(), alter],
-        "every tenant (0009)": [
-            _migration("0008_admission_round_kept_plan").admission_round(),
-            alter,
-        ],
+        "walk (0010)": [dbadmin.migration("0010").admission_round(), alter],
+        "every tenant (0009)": [dbadmin.migration("0008").admission_round(), alter],
     }
 
 

@@ -9,20 +9,17 @@ rooms with due retries, cancel requests and one-at-a-time triggers.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 from sqlalchemy import Engine, text
 
-from app import admission
+from app import admission, dbadmin
 from app.queries.run_queue import ADMISSION_LOCK
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -224,30 +221,19 @@ def test_a_walk_past_its_budget_falls_back_to_every_tenant_and_stays_fair(
     assert len(set(tenants)) == 4 and "a" not in tenants
 
 
-VERSIONS = Path(__file__).resolve().parents[3] / "migrations" / "versions"
 SIGNATURE = "(bigint, bigint, bigint, bigint, bigint)"
 # Tenant names that sort differently by byte and by many collations, with spaces and case.
 NAMES = ["a", "A", "b", "B", "a ", "a  ", "é", "e", "Z", "_x", "-y", "10", "9", "ab", "aB"]
 NAMES += [f"t{n}" for n in range(1, 9)]
 
 
-def _migration(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, VERSIONS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _install_rounds(engine: Engine) -> list[str]:
     """0009's round as `list_every_tenant`, and the walk with almost no budget beyond the
     tenants it needs (so that it falls back, or ends just in time) as `walk_slack_<n>`;
     returns the names to compare with the first, the installed round among them."""
-    walk = _migration("0010_admission_walk_in_fire_order")
+    walk = dbadmin.migration("0010")
     create = "CREATE OR REPLACE FUNCTION scheduler_admission_round("
-    definitions = {
-        "list_every_tenant": _migration("0008_admission_round_kept_plan").admission_round()
-    }
+    definitions = {"list_every_tenant": dbadmin.migration("0008").admission_round()}
     for slack in (0, 1, 5):
         budget = f"+ tenants + {walk.WALK_SLACK}"
         assert walk.admission_round().count(budget) == 1
