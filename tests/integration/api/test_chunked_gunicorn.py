@@ -4,61 +4,23 @@ an oversized stream at MAX_CONTENT_LENGTH and hand the view the truncated body."
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy import text
 
+from tests.integration.api import gunicorn
 from tests.integration.api.conftest import trigger_body
 from web import MAX_CONTENT_LENGTH
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()
 def server(settings, engine, redis_client, tmp_path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "RELEASE_ID": settings.release_id,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    log = (tmp_path / "gunicorn.log").open("w")
-    proc = subprocess.Popen(
-        ["gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "web:create_app()"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{base}/openapi.json", timeout=5)
-                break
-            except (requests.ConnectionError, requests.Timeout):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError((tmp_path / "gunicorn.log").read_text()) from None
-                time.sleep(0.1)
+    with gunicorn.serve(settings, tmp_path / "gunicorn.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def chunks(body: bytes, size: int = 8192) -> Iterator[bytes]:
