@@ -97,17 +97,17 @@ def create(
     tenant_id: str,
     values: Mapping[str, Any],
     now: datetime,
-    max_triggers: int | None = None,
+    max_triggers: int,
     actor: str | None = None,
 ) -> Trigger:
     """Insert a trigger from validated `values`; raise errors.InvalidTrigger naming bad fields, or
-    errors.TriggerLimitReached when the tenant already has `max_triggers` triggers.
+    errors.TriggerLimitReached when the tenant already has `max_triggers` triggers (required:
+    every create path, API, console and CLI, holds the tenant to the cap).
 
     `actor` (the API key's prefix) is recorded as `paused_by` when it is created disabled.
     """
     trigger_checks.validate(values, now=now, run_at_is_new=True)
-    if max_triggers is not None:
-        _check_capacity(session, tenant_id, limit=max_triggers)
+    _check_capacity(session, tenant_id, limit=max_triggers)
     fields = {name: values[name] for name in EDITABLE_FIELDS if name in values}
     trigger = Trigger(
         id=uuid.uuid4(), tenant_id=tenant_id, **{"description": "", "payload": {}, **fields}

@@ -266,7 +266,7 @@ def demo_setup(port: int, key_file: str | None) -> None:
             trigger = triggers.create(session, tenant_id=DEMO_TENANT, now=now, values={
                 "name": DEMO_TRIGGER, "cron": "* * * * *", "timezone": "UTC",
                 "action": {"type": "task", "name": "echo"}, "payload": {"hello": "world"},
-            })  # fmt: skip
+            }, max_triggers=context.settings().max_triggers_per_tenant)  # fmt: skip
     saved = Path(key_file) if key_file else None
     if new is not None and saved is not None:
         saved.write_text(new.key + "\n")

@@ -349,7 +349,9 @@ def test_the_scheduler_page_shows_waiting_runs_by_tenant_and_slots(
     with db.session_scope(engine) as session:
         for tenant, waiting in (("busy", 3), ("quiet", 1)):
             values = {"name": "t", "cron": "0 * * * *", "action": {"type": "task", "name": "echo"}}
-            trigger = triggers.create(session, tenant_id=tenant, values=values, now=clock.now())
+            trigger = triggers.create(
+                session, tenant_id=tenant, values=values, now=clock.now(), max_triggers=100
+            )
             for _ in range(waiting):  # pending, never handed off: waiting for a slot
                 run_history.run_now(session, trigger.id, scope=None, request_key=None, now=NOW)
     sign_in("ops", admin=True)

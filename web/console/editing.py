@@ -105,8 +105,13 @@ def create_trigger() -> Any:
             if claim.is_replay:
                 body = claim.body
             else:
-                trigger = triggers.create(session, tenant_id=tenant, values=values,
-                                          now=context.now())  # fmt: skip
+                trigger = triggers.create(
+                    session,
+                    tenant_id=tenant,
+                    values=values,
+                    now=context.now(),
+                    max_triggers=context.settings().max_triggers_per_tenant,
+                )
                 body = s.TriggerOut().dump(triggers.TriggerDetail(trigger, None))
                 idempotency.complete(session, claim, status=201, body=body)
     except errors.InvalidTrigger as exc:

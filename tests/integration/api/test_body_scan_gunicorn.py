@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.integration.api import gunicorn
+from tests import gunicorn
 from tests.integration.api.conftest import trigger_body
 from web import MAX_CONTENT_LENGTH
 

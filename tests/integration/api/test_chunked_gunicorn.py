@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from tests.integration.api import gunicorn
+from tests import gunicorn
 from tests.integration.api.conftest import trigger_body
 from web import MAX_CONTENT_LENGTH
 

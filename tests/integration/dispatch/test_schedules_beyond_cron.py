@@ -19,7 +19,11 @@ ECHO = {"type": "task", "name": "echo"}
 def create(engine, now: datetime, **values) -> dict:
     with db.session_scope(engine) as session:
         made = triggers.create(
-            session, tenant_id="acme", now=now, values={"name": "t", "action": ECHO, **values}
+            session,
+            tenant_id="acme",
+            now=now,
+            values={"name": "t", "action": ECHO, **values},
+            max_triggers=100,
         )
         return {"id": made.id, "spec": triggers.spec_of(made)}
 

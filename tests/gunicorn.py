@@ -15,7 +15,7 @@ import requests
 
 from app import config
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
