@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from app import errors, schedule, triggers
+from app import errors, schedule, triggers, waiting
 from app.models import Run
 from app.queries import run_history
 from app.schedule import planner
@@ -40,17 +40,22 @@ def backfill(
     start: datetime,
     end: datetime,
     now: datetime,
+    max_waiting: int,
+    max_age_days: int,
 ) -> BackfillResult:
     """Create a `backfill` run for every fire of the trigger in [start, end)
-    (docs/design.md section 11).
+    (docs/design.md sections 11 and 17).
 
-    1. Validate the range: aware, start < end, end not in the future, at most 1,000 fires
-       (InvalidTrigger naming `start` or `end`); a disabled trigger is a Conflict (its
-       runner would cancel the runs).
+    1. Validate the range: aware, start < end, end not in the future, start no more than
+       `max_age_days` ago, at most 1,000 fires (InvalidTrigger naming `start` or `end`); a
+       disabled trigger is a Conflict (its runner would cancel the runs).
     2. Insert the runs with the idempotency keys of scheduled fires, ON CONFLICT DO NOTHING:
        a fire that already has a run (scheduled, or an earlier backfill) is counted as
        existing and not run twice. Two identical calls at once create each run once: the
        unique key makes the second insert wait for the first and then do nothing.
+    3. Hold the tenant to `max_waiting` runs waiting (app/waiting.py): past it, nothing is
+       created (WaitingRunsLimitReached rolls the transaction back); fires that already had
+       a run add nothing.
     The caller hands the created runs over after commit (the recovery sweep otherwise).
     """
     trigger = triggers.get(session, trigger_id, scope=scope).trigger
@@ -59,6 +64,8 @@ def backfill(
         problems["end"] = "must be after start"
     elif end > now:
         problems["end"] = "must not be in the future"
+    if start < now - timedelta(days=max_age_days):
+        problems["start"] = f"must be within the last {max_age_days} days (BACKFILL_MAX_AGE_DAYS)"
     if problems:
         raise errors.InvalidTrigger(problems)
     spec = triggers.spec_of(trigger)
@@ -83,4 +90,5 @@ def backfill(
         for fire in fires
     ]  # fmt: skip
     created = run_history.insert_pending(session, rows)
+    waiting.hold(session, trigger.tenant_id, created=len(created), limit=max_waiting)
     return BackfillResult(created=len(created), existing=len(fires) - len(created), runs=created)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from app import state
+from app import shares, state, waiting
 from app.queries import run_queue, run_statistics
 from app.queries import triggers as triggers_q
 from app.schedule import planner
@@ -83,6 +83,14 @@ class Tick:
 def run_batches(tick: Tick, *, started: float) -> None:
     """Dispatch batches until none is due, the tick is superseded or its budget is spent.
 
+    Batches are fair across tenants (docs/design.md section 17): the tick first reads how
+    many triggers each tenant has due, and its batches claim the shares of a round robin
+    over them (app/shares.py: every tenant's earliest before any tenant's next), so a
+    tenant's one fire due with another tenant's burst goes in the first batch. Once the
+    shares are handed out, batches claim by due time alone until none is due: that picks
+    up what a share missed (rows another dispatcher held, triggers due again after a capped
+    catch-up, or made due during the tick).
+
     The first batch runs alone: most ticks have less than a batch due. When it comes back
     full there is a backlog (a midnight burst), and `options.concurrency` loops run batches
     at once, each in its own thread on its own connection, the way several dispatchers
@@ -97,6 +105,8 @@ def run_batches(tick: Tick, *, started: float) -> None:
     tick takes the rest.
     """
     engine, options, stats, lock = tick.engine, tick.options, tick.stats, tick.lock
+    with engine.begin() as conn:
+        fair = shares.TenantShares(triggers_q.due_by_tenant(conn, now=tick.now))
     looked_at_statistics = False
     stopping = threading.Event()  # a loop failed: the others stop after the batch in hand
 
@@ -104,7 +114,8 @@ def run_batches(tick: Tick, *, started: float) -> None:
         nonlocal looked_at_statistics
         plans: planner.PlanCache = {}
         while stats.accepted and not stats.budget_exhausted and not stopping.is_set():
-            claimed = _dispatch_batch(tick, plans)
+            share = fair.take(options.batch_size)
+            claimed = _dispatch_batch(tick, plans, share)
             if claimed is None:  # superseded between batches: every loop stops
                 return
             with lock:
@@ -114,14 +125,15 @@ def run_batches(tick: Tick, *, started: float) -> None:
                 analyzed = refresh_statistics(engine, burst=True)
                 with lock:
                     stats.analyzed |= analyzed
-            if claimed < options.batch_size:
-                return
+            if claimed < options.batch_size and not share:
+                return  # a claim by due time alone came back short: nothing more is due
             if time.monotonic() - started >= options.time_budget_seconds:
                 # The rest stays due and the next tick (or a concurrent dispatcher) takes it.
                 with lock:
                     stats.budget_exhausted = True
                 return
-            if not extra_loops_started.is_set() and options.concurrency > 1:
+            backlog = claimed >= options.batch_size  # a full batch: more loops may help
+            if backlog and not extra_loops_started.is_set() and options.concurrency > 1:
                 extra_loops_started.set()
                 for _ in range(options.concurrency - 1):
                     # Each thread its own copy of this one's context: the log fields bound
@@ -158,8 +170,12 @@ def run_batches(tick: Tick, *, started: float) -> None:
         raise errors[0]
 
 
-def _dispatch_batch(tick: Tick, plans: planner.PlanCache) -> int | None:
-    """Dispatch one batch; return how many triggers it claimed, None when superseded."""
+def _dispatch_batch(
+    tick: Tick, plans: planner.PlanCache, share: list[tuple[str, int]]
+) -> int | None:
+    """Dispatch one batch, the tenants' `share` of it (app/shares.py), or when there is
+    none the triggers due first; return how many triggers it claimed, None when
+    superseded."""
     now, options, stats = tick.now, tick.options, tick.stats
     with tick.engine.begin() as conn:
         # Re-checked in every batch transaction (FOR SHARE): a restart that commits while
@@ -170,7 +186,10 @@ def _dispatch_batch(tick: Tick, plans: planner.PlanCache) -> int | None:
             with tick.lock:
                 stats.accepted = False
             return None
-        rows = triggers_q.claim_due(conn, now=now, batch=options.batch_size)
+        if share:
+            rows = triggers_q.claim_shares(conn, now=now, shares=share)
+        else:
+            rows = triggers_q.claim_due(conn, now=now, batch=options.batch_size)
         if not rows:
             return 0
         batch = planner.plan_batch(
@@ -180,20 +199,43 @@ def _dispatch_batch(tick: Tick, plans: planner.PlanCache) -> int | None:
             max_fires=options.catchup_max_fires,
             plans=plans,
         )
-        pending, skipped = run_queue.insert_scheduled(
+        inserted = run_queue.insert_scheduled(
             conn, batch.run_rows, generation=fence.generation, now=now
         )
         triggers_q.advance(conn, batch.advances)
+        # Last, so the tenants' waiting counts are locked only until the commit that follows.
+        over_cap = waiting.skip_over_cap(
+            conn, inserted.pending, _pending_keys(batch.run_rows),
+            limit=options.max_waiting_per_tenant, now=now,
+        )  # fmt: skip
+    capped = sum(over_cap.values())
+    pending = sum(inserted.pending.values()) - capped
     with tick.lock:
         _log_parked(batch.parked, stats)
         stats.batches += 1
         stats.due += len(rows)
         stats.dispatched += pending
-        stats.skipped += skipped
-        stats.duplicates += len(batch.run_rows) - pending - skipped
+        stats.skipped += inserted.skipped + capped
+        stats.capped += capped
+        stats.duplicates += len(batch.run_rows) - pending - inserted.skipped - capped
+    if capped:
+        logger.warning(
+            "fires past the waiting-runs cap recorded as skipped",
+            extra={"event": "fires_capped", "count": capped, "tenants": sorted(over_cap)},
+        )  # fmt: skip
     if pending:
         tick.hand_off()
     return len(rows)
+
+
+def _pending_keys(run_rows: list[tuple]) -> dict[str, list[str]]:
+    """The idempotency keys of a batch's pending fires, by tenant (app/schedule/planner.py
+    run rows: trigger_id, tenant_id, scheduled_for, idempotency_key, status, due_at)."""
+    keys: dict[str, list[str]] = {}
+    for _trigger, tenant, _fire, key, status, _due in run_rows:
+        if status == "pending":
+            keys.setdefault(tenant, []).append(key)
+    return keys
 
 
 def _log_parked(parked: list[tuple[str, str, Exception]], stats: TickStats) -> None:

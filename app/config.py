@@ -140,6 +140,11 @@ class Settings:
     # by one gunicorn worker is refused by the next; empty means a random per-process key
     # (one worker, sessions lost on restart: acceptable for a quick local try only).
     secret_key: str = field(default="", repr=False)
+    # Pending runs a tenant may have; past it run now and backfill are refused and scheduled
+    # fires are recorded as skipped (app/waiting.py).
+    max_waiting_runs_per_tenant: int = 10_000
+    # How far back a backfill may reach.
+    backfill_max_age_days: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -196,6 +201,8 @@ class Settings:
             max_triggers_per_tenant=_int(env, "MAX_TRIGGERS_PER_TENANT", 10_000, minimum=1),
             api_rate_limit=_rate_limit(env, "API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
             secret_key=_secret_key(env),
+            max_waiting_runs_per_tenant=_int(env, "MAX_WAITING_RUNS_PER_TENANT", 10_000, minimum=1),
+            backfill_max_age_days=_int(env, "BACKFILL_MAX_AGE_DAYS", 30, minimum=1, maximum=36_500),
         )
         settings.cross_check()
         return settings

@@ -41,6 +41,7 @@ class TickStats:
     due: int = 0
     dispatched: int = 0
     skipped: int = 0
+    capped: int = 0  # of `skipped`: fires past the tenant's waiting-runs cap (app/waiting.py)
     duplicates: int = 0
     parked: int = 0
     reconciled: int = 0
@@ -71,6 +72,7 @@ class TickOptions:
     limits: admission.Limits = field(
         default_factory=lambda: admission.Limits(max_running=50, max_per_tenant=10)
     )
+    max_waiting_per_tenant: int = 10_000
 
 
 _logged_supersessions: set[tuple[str, str | None]] = set()
@@ -155,6 +157,7 @@ _LOGGED = (
     "broker_error",
     "budget_exhausted",
     "parked",
+    "capped",
     "reconciled",
     "admitted",
     "analyzed",
@@ -224,4 +227,5 @@ def default_options(settings: config.Settings) -> TickOptions:
         limits=admission.Limits(
             max_running=settings.max_running, max_per_tenant=settings.max_running_per_tenant
         ),
+        max_waiting_per_tenant=settings.max_waiting_runs_per_tenant,
     )

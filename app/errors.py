@@ -64,6 +64,10 @@ class TriggerLimitReached(Conflict):
     """The tenant has as many triggers as it may have."""
 
 
+class WaitingRunsLimitReached(Conflict):
+    """The tenant has as many runs waiting as it may have."""
+
+
 class ReleaseMismatch(Conflict):
     """The restart names another release than the one of the process serving it."""
 

@@ -120,6 +120,13 @@ class Trigger(Base):
             postgresql_where=text("enabled AND next_run_at IS NOT NULL"),
         ),
         Index("ix_triggers_tenant_created", "tenant_id", "created_at", "id"),
+        # A tenant's due triggers, earliest first: a tick's fair shares (app/shares.py).
+        Index(
+            "ix_triggers_tenant_due",
+            "tenant_id",
+            "next_run_at",
+            postgresql_where=text("enabled AND next_run_at IS NOT NULL"),
+        ),
         # Admission's overlap checks join only the triggers that run one at a time.
         Index(
             "ix_triggers_one_at_a_time",
@@ -178,14 +185,14 @@ class Run(Base):
             "enqueued_at",
             postgresql_where=text("status IN ('pending', 'admitted', 'running')"),
         ),
-        # The waiting room, per tenant in fire order: admission's LATERAL (and its list of
-        # every waiting tenant, when the walk runs long).
+        # The waiting room, per tenant in fire order, without the retries: admission's
+        # LATERAL (and its list of every waiting tenant, when the walk runs long).
         Index(
-            "ix_runs_pending_tenant",
+            "ix_runs_pending_first",
             "tenant_id",
             "scheduled_for",
             "id",
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending' AND not_before IS NULL"),
         ),
         # The runs waiting with no backoff (first attempts, runs taken back), in fire order:
         # admission's walk to the tenants whose turn it is; and the retries waiting, by the
@@ -198,6 +205,14 @@ class Run(Base):
         ),
         Index(
             "ix_runs_pending_retry",
+            "not_before",
+            postgresql_where=text("status = 'pending' AND not_before IS NOT NULL"),
+        ),
+        # Each tenant's retries, by the end of their backoff: admission reads no more of
+        # one tenant's than its free slots can use (migration 0012).
+        Index(
+            "ix_runs_retry_tenant",
+            "tenant_id",
             "not_before",
             postgresql_where=text("status = 'pending' AND not_before IS NOT NULL"),
         ),
@@ -227,6 +242,18 @@ class Run(Base):
             postgresql_where=text("finished_at IS NOT NULL"),
         ),
     )
+
+
+class WaitingCount(Base):
+    """A bound on a tenant's pending runs, for MAX_WAITING_RUNS_PER_TENANT (app/waiting.py):
+    raised by every creator of pending runs under the row's lock, lowered only by a recount
+    (`counted_at`, PostgreSQL's clock)."""
+
+    __tablename__ = "waiting_counts"
+
+    tenant_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    bound: Mapped[int] = mapped_column(Integer, nullable=False)
+    counted_at: Mapped[datetime | None] = mapped_column(TZ)
 
 
 # Wake-up numbers of would-be admitters (app/admission.py).

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import admission, errors
+from app import admission, errors, waiting
 from app.models import FINISHED_STATUSES, Run
 from app.queries import run_history
 from app.queries import runs as runs_q
@@ -119,12 +119,14 @@ def run_now(
     scope: str | None,
     request_key: str | None,
     now: datetime,
+    max_waiting: int,
 ) -> tuple[Run, bool]:
     """Create a `manual` run scheduled for `now`; return (run, created).
 
     The run's idempotency key is `<trigger_id>:manual:<request_key or a new uuid>`, so a
     retried request with the same key returns the first run (created False) instead of a
     second one. A disabled trigger raises Conflict: its runner would cancel the run anyway.
+    A tenant with `max_waiting` runs waiting gets WaitingRunsLimitReached (app/waiting.py).
     The caller hands the run on after commit (:func:`hand_off`).
     """
     found = triggers_q.get_with_last_run(session, trigger_id, scope=scope)
@@ -145,6 +147,7 @@ def run_now(
     inserted = run_history.insert_pending(session, [row])
     if not inserted:  # a concurrent request with the same key committed first
         return run_history.find_by_key(session, key), False
+    waiting.hold(session, trigger.tenant_id, created=1, limit=max_waiting)
     return inserted[0], True
 
 

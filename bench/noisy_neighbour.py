@@ -16,6 +16,12 @@ second (DISPATCH_INTERVAL_SECONDS=1), with MAX_RUNNING=6 and MAX_RUNNING_PER_TEN
 4. With `--drain`, A's drain time (T0 to A's last `finished_at`) against the ideal
    (backlog x 0.1 s / 5 slots); otherwise the processes are stopped once B is measured.
 
+With `--same-instant` (docs/design.md section 17, dispatch's fairness within a tick), the
+small tenants' triggers are created through the API before T0 and are due at T0 itself,
+the instant of A's burst: B's lag then includes the tick that dispatches the burst. They
+are created after A's rows, so they come last in due order and on disk, which is where a
+tick that claims by due time alone put them (18 s behind 100,000).
+
 Throughout, Redis MONITOR counts the `run_trigger` messages published (LPUSH to `runs`) and
 the broker's queue (LLEN `runs`, plus the messages delivered but not yet acknowledged, HLEN
 `unacked`) is sampled every 100 ms, with timestamps, for the plot.
@@ -244,7 +250,13 @@ def _healthy(port: int) -> bool:
 
 
 def run_once(
-    backlog: int, small: int, redis_url: str, *, drain: bool, timeout: float = 300
+    backlog: int,
+    small: int,
+    redis_url: str,
+    *,
+    drain: bool,
+    timeout: float = 300,
+    same_instant: bool = False,
 ) -> dict[str, Any]:
     """One measurement at one backlog; see the module docstring."""
     client = redis.Redis.from_url(redis_url)
@@ -261,6 +273,8 @@ def run_once(
             "MAX_RUNNING": str(MAX_RUNNING),
             "MAX_RUNNING_PER_TENANT": str(PER_TENANT),
             "DISPATCH_INTERVAL_SECONDS": "1",
+            # A's backlog is the point: the waiting-runs cap must not skip it.
+            "MAX_WAITING_RUNS_PER_TENANT": str(max(10_000, 2 * backlog)),
         }
         small_tenants = [f"small-{n:02d}" for n in range(small)]
         keys = create_keys(url, small_tenants)
@@ -269,7 +283,8 @@ def run_once(
             try:
                 _wait("web up", lambda: _healthy(port), timeout=60)
                 time.sleep(3)  # workers' pools and beat up
-                result = _measure(url, port, keys, backlog, redis_url, drain=drain, timeout=timeout)
+                measure = _measure_same_instant if same_instant else _measure
+                result = measure(url, port, keys, backlog, redis_url, drain=drain, timeout=timeout)
             except Exception:
                 log.seek(0)
                 sys.stderr.write(log.read()[-4000:].decode(errors="replace"))
@@ -358,18 +373,78 @@ def _measure(url, port, keys, backlog, redis_url, *, drain, timeout) -> dict[str
     }
 
 
+def _measure_same_instant(url, port, keys, backlog, redis_url, *, drain, timeout) -> dict:
+    """B's triggers due at the very instant of A's burst (see the module docstring)."""
+    small = len(keys)
+    # Room to insert A's rows and create B's triggers before T0 (about 20,000 rows a second).
+    t0 = (datetime.now(UTC) + timedelta(seconds=4 + backlog / 15_000)).replace(microsecond=0)
+    insert_backlog(url, "tenant-a", backlog, due=t0)
+    for tenant in sorted(keys):
+        _post_trigger(port, keys[tenant], t0)
+    created_at = time.time()
+    if created_at >= t0.timestamp():
+        raise RuntimeError("the small tenants' triggers were created after T0: raise the lead")
+    with Broker(redis_url) as broker:
+        small_done = (
+            "SELECT count(*) FROM runs WHERE tenant_id LIKE 'small-%%' AND started_at IS NOT NULL"  # noqa: E501
+        )
+        _wait("B's runs started", lambda: _count(url, small_done) >= small, timeout=timeout)
+        dispatched_at = _wait(
+            "A's runs dispatched",
+            lambda: (
+                _count(url, "SELECT count(*) FROM runs WHERE tenant_id = 'tenant-a'") >= backlog
+            ),
+            timeout=timeout,
+        )
+    lags = [
+        float(lag)
+        for (lag,) in _query(
+            url,
+            "SELECT EXTRACT(EPOCH FROM started_at - scheduled_for) FROM runs "
+            "WHERE tenant_id LIKE 'small-%%'",
+        )
+    ]
+    [(b_started,)] = _query(url, "SELECT max(started_at) FROM runs WHERE tenant_id LIKE 'small-%%'")
+    return {
+        "backlog": backlog,
+        "same_instant": True,
+        "small_tenants": small,
+        "small_lag_p50": round(common.percentile(lags, 50), 3),
+        "small_lag_p99": round(common.percentile(lags, 99), 3),
+        "small_lag_max": round(max(lags), 3),
+        "small_lags": sorted(round(lag, 3) for lag in lags),
+        "a_dispatch_seconds": round(dispatched_at - t0.timestamp(), 2),
+        "b_started_before_a_dispatched": b_started.timestamp() < dispatched_at,
+        "small_create_lead_seconds": round(t0.timestamp() - created_at, 2),
+        "run_trigger_publishes": broker.publishes,
+        "t0": t0.isoformat(),
+    }
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backlog", type=int, nargs="+", default=[2000])
     parser.add_argument("--small", type=int, default=20)
     parser.add_argument("--drain", action="store_true", help="also wait for A to drain")
+    parser.add_argument(
+        "--same-instant",
+        action="store_true",
+        help="B's triggers due at the instant of A's burst, not after it was dispatched",
+    )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--redis-url", default=common.bench_redis_url())
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     rows = []
     for backlog in args.backlog:
-        row = run_once(backlog, args.small, args.redis_url, drain=args.drain, timeout=args.timeout)
+        row = run_once(
+            backlog,
+            args.small,
+            args.redis_url,
+            drain=args.drain,
+            timeout=args.timeout,
+            same_instant=args.same_instant,
+        )
         rows.append(row)
         print(
             json.dumps({k: v for k, v in row.items() if k not in ("depth_series", "small_lags")}),

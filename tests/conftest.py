@@ -13,7 +13,14 @@ from sqlalchemy import Engine, text
 from app import config, db
 from tests import support
 
-TABLES = ("runs", "triggers", "api_keys", "idempotency_records", "webhook_secrets")
+TABLES = (
+    "runs",
+    "triggers",
+    "api_keys",
+    "idempotency_records",
+    "webhook_secrets",
+    "waiting_counts",
+)
 
 
 @pytest.fixture(scope="session")

@@ -134,8 +134,9 @@ def run_trigger_now(trigger_id: str, as_json: bool) -> None:
     now = context.now()
     with context.session() as session:
         run, _created = run_history.run_now(
-            session, _trigger_id(trigger_id), scope=None, request_key=None, now=now
-        )
+            session, _trigger_id(trigger_id), scope=None, request_key=None, now=now,
+            max_waiting=context.settings().max_waiting_runs_per_tenant,
+        )  # fmt: skip
     context.hand_off(run)  # admitted and published at once when a slot is free
     data = s.RunOut().dump(run)
     _echo(data, as_json, lambda r: f"run {r['id']} {r['status']} (kind {r['kind']})")
@@ -200,7 +201,7 @@ def backfill_trigger(trigger_id: str, start: datetime, end: datetime, as_json: b
     with context.session() as session:
         result = backfill.backfill(
             session, _trigger_id(trigger_id), scope=None, start=_aware(start), end=_aware(end),
-            now=context.now(),
+            now=context.now(), **context.backfill_limits(),
         )  # fmt: skip
     if result.runs:
         context.hand_off(*result.runs)

@@ -87,6 +87,14 @@ def scope() -> str | None:
     return principal().scope
 
 
+def backfill_limits() -> dict[str, int]:
+    """The limits app.backfill.backfill holds a tenant to, from this app's settings."""
+    return {
+        "max_waiting": settings().max_waiting_runs_per_tenant,
+        "max_age_days": settings().backfill_max_age_days,
+    }
+
+
 def hand_off(*handed: Run) -> None:
     """After new runs commit (run now, backfill): app.run_history.hand_off with this app's
     limits, broker and clock; the API and the CLI both call it."""

@@ -119,12 +119,15 @@ class TriggerItem(MethodView):
 class TriggerRunNow(MethodView):
     @blp.arguments(s.IdempotencyHeaders, location="headers")
     @blp.response(202, s.RunOut)
+    @blp.alt_response(409, description="The tenant has MAX_WAITING_RUNS_PER_TENANT runs waiting")
     def post(self, headers: dict, trigger_id: uuid.UUID) -> Run:
-        """Run now: a `manual` run, committed, then handed to the workers."""
+        """Run now: a `manual` run, committed, then handed to the workers. 409, creating
+        nothing, when the tenant already has `MAX_WAITING_RUNS_PER_TENANT` runs waiting."""
         with context.session() as session:
             run, created = run_history.run_now(
                 session, trigger_id, scope=context.scope(),
                 request_key=headers.get("idempotency_key"), now=context.now(),
+                max_waiting=context.settings().max_waiting_runs_per_tenant,
             )  # fmt: skip
         if created:
             context.hand_off(run)
@@ -135,14 +138,17 @@ class TriggerRunNow(MethodView):
 class TriggerBackfill(MethodView):
     @blp.arguments(s.BackfillIn)
     @blp.response(202, s.BackfillOut)
+    @blp.alt_response(409, description="The runs would pass MAX_WAITING_RUNS_PER_TENANT")
     def post(self, body: dict, trigger_id: uuid.UUID) -> dict:
         """Run every fire in [start, end) again as a `backfill` run (at most 1,000; end not
-        in the future). A fire that already has a run keeps it: a repeated call creates
-        nothing more."""
+        in the future; start no more than `BACKFILL_MAX_AGE_DAYS` back, else 422 naming
+        `start`). A fire that already has a run keeps it: a repeated call creates nothing
+        more. 409, creating nothing, when the new runs would take the tenant past
+        `MAX_WAITING_RUNS_PER_TENANT` waiting runs."""
         with context.session() as session:
             result = backfill.backfill(
                 session, trigger_id, scope=context.scope(), start=body["start"],
-                end=body["end"], now=context.now(),
+                end=body["end"], now=context.now(), **context.backfill_limits(),
             )  # fmt: skip
         if result.runs:
             context.hand_off(*result.runs)

@@ -39,28 +39,39 @@ _INSERT_RUNS = text("""
                     CAST(:statuses AS text[]), CAST(:due AS timestamptz[]))
              AS r (trigger_id, tenant_id, scheduled_for, idempotency_key, status, due_at)
         ON CONFLICT DO NOTHING
-        RETURNING status
+        RETURNING tenant_id, status
     )
-    SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'skipped')
+    SELECT tenant_id, count(*) FILTER (WHERE status = 'pending'),
+           count(*) FILTER (WHERE status = 'skipped')
     FROM inserted
+    GROUP BY tenant_id
 """)
+
+
+@dataclass(frozen=True)
+class Inserted:
+    """What a batch insert wrote: each tenant's new pending runs, and the skipped ones."""
+
+    pending: dict[str, int]
+    skipped: int
 
 
 def insert_scheduled(
     conn: Connection, rows: Sequence[tuple], *, generation: int, now: datetime
-) -> tuple[int, int]:
+) -> Inserted:
     """Insert scheduled runs, (trigger_id, tenant_id, scheduled_for, idempotency_key, status,
     due_at) each, stamped with `generation` and created at `now` (a skipped one finished then
-    too), in one round trip; return how many pending and skipped runs went in."""
+    too), in one round trip; return what went in (a fire that had its run already did not)."""
     if not rows:
-        return 0, 0
+        return Inserted(pending={}, skipped=0)
     columns = [queries.array_literal(column) for column in zip(*rows, strict=True)]
     names = ("trigger_ids", "tenant_ids", "fires", "keys", "statuses", "due")
     params = dict(zip(names, columns, strict=True))
-    pending, skipped = conn.execute(
-        _INSERT_RUNS, {**params, "generation": generation, "now": now}
-    ).one()
-    return pending, skipped
+    counts = conn.execute(_INSERT_RUNS, {**params, "generation": generation, "now": now}).all()
+    return Inserted(
+        pending={tenant: int(pending) for tenant, pending, _ in counts if pending},
+        skipped=sum(int(skipped) for _, _, skipped in counts),
+    )
 
 
 # One admission round is the SQL function `scheduler_admission_round` (migration 0006, where

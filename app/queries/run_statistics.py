@@ -37,7 +37,7 @@ def changed_since_analyze(conn: Connection) -> tuple[int, float]:
 
 
 def pending_count(conn: Connection) -> int:
-    """How many runs are pending (ix_runs_pending_tenant, an index-only count)."""
+    """How many runs are pending (an index-only count of ix_runs_pending_trigger)."""
     return int(conn.execute(_PENDING_COUNT).scalar_one())
 
 

@@ -27,15 +27,37 @@ TENANT_CAP_LOCK_NAMESPACE = 0x54434150
 # The first ten columns are those app.schedule.planner.spec_of_row reads, in this order.
 # The id comes as text: the batch writes it back as text, and 100,000 uuid.UUID objects
 # made and turned back into strings cost a tenth of a burst's planning.
-_CLAIM_DUE = text("""
-    SELECT CAST(id AS text), tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
-           anchor_at, jitter_seconds, COALESCE(next_fire_at, next_run_at), next_run_at,
-           catchup_policy, catchup_window_seconds
-    FROM triggers
-    WHERE enabled AND next_run_at <= :now
-    ORDER BY next_run_at
+_CLAIMED_COLUMNS = """
+    CAST(t.id AS text), t.tenant_id, t.cron, t.timezone, t.run_at, t.start_at, t.end_at,
+    t.interval_seconds, t.anchor_at, t.jitter_seconds, COALESCE(t.next_fire_at, t.next_run_at),
+    t.next_run_at, t.catchup_policy, t.catchup_window_seconds
+"""
+_CLAIM_DUE = text(f"""
+    SELECT {_CLAIMED_COLUMNS}
+    FROM triggers AS t
+    WHERE t.enabled AND t.next_run_at <= :now
+    ORDER BY t.next_run_at
     LIMIT :batch
     FOR UPDATE SKIP LOCKED
+""")
+# How many triggers each tenant has due, and its earliest: a tick's fair shares.
+_DUE_BY_TENANT = text("""
+    SELECT tenant_id, count(*), min(next_run_at)
+    FROM triggers
+    WHERE enabled AND next_run_at <= :now
+    GROUP BY tenant_id
+""")
+# Each tenant's share of a batch, its earliest due triggers first (ix_triggers_tenant_due).
+_CLAIM_SHARES = text(f"""
+    SELECT {_CLAIMED_COLUMNS}
+    FROM unnest(CAST(:tenants AS text[]), CAST(:counts AS integer[])) AS s (tenant_id, n)
+    CROSS JOIN LATERAL (
+        SELECT * FROM triggers
+        WHERE tenant_id = s.tenant_id AND enabled AND next_run_at <= :now
+        ORDER BY next_run_at
+        LIMIT s.n
+        FOR UPDATE SKIP LOCKED
+    ) AS t
 """)
 # Batch writes: each column one array parameter (queries.array_literal).
 _ADVANCE = text("""
@@ -73,6 +95,25 @@ def claim_due(conn: Connection, *, now: datetime, batch: int) -> list[Any]:
     return (id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
     anchor_at, jitter_seconds, first fire, first due, catchup_policy, window) rows."""
     return conn.execute(_CLAIM_DUE, {"now": now, "batch": batch}).all()
+
+
+def due_by_tenant(conn: Connection, *, now: datetime) -> list[tuple[str, int, datetime]]:
+    """(tenant, how many enabled triggers it has due at `now`, the earliest due) each."""
+    return [
+        (tenant, int(n), first) for tenant, n, first in conn.execute(_DUE_BY_TENANT, {"now": now})
+    ]
+
+
+def claim_shares(
+    conn: Connection, *, now: datetime, shares: Sequence[tuple[str, int]]
+) -> list[Any]:
+    """Lock, per (tenant, count) share, up to `count` of the tenant's triggers due at `now`,
+    earliest first (SKIP LOCKED: a share may come back short); rows as claim_due's."""
+    if not shares:
+        return []
+    tenants, counts = zip(*shares, strict=True)
+    params = {"now": now, "tenants": list(tenants), "counts": list(counts)}
+    return conn.execute(_CLAIM_SHARES, params).all()
 
 
 def advance(conn: Connection, advances: Sequence[tuple]) -> None:

@@ -118,7 +118,7 @@ def test_backfill_errors_are_shown_next_to_the_fields_the_api_names(
         ({"start": "2026-11-30T08:00:00", "end": "2026-11-30T11:00:00Z"}, "start"),
         ({"start": "2026-11-30T11:00:00Z", "end": "2026-11-30T08:00:00Z"}, "end"),
         ({"start": "2026-11-30T08:00:00Z", "end": "2026-12-01T08:00:00Z"}, "end"),
-        ({"start": "2026-01-01T00:00:00Z", "end": "2026-11-30T11:00:00Z"}, "end"),  # > 1,000
+        ({"start": "2026-10-01T00:00:00Z", "end": "2026-11-30T11:00:00Z"}, "start"),  # too old
         ({"start": "\x00", "end": "2026-11-30T11:00:00Z"}, "start"),
     ]
     for fields, name in cases:
@@ -353,7 +353,9 @@ def test_the_scheduler_page_shows_waiting_runs_by_tenant_and_slots(
                 session, tenant_id=tenant, values=values, now=clock.now(), max_triggers=100
             )
             for _ in range(waiting):  # pending, never handed off: waiting for a slot
-                run_history.run_now(session, trigger.id, scope=None, request_key=None, now=NOW)
+                run_history.run_now(
+                    session, trigger.id, scope=None, request_key=None, now=NOW, max_waiting=100
+                )
     sign_in("ops", admin=True)
     page = client.get("/console/scheduler").text
     assert "Waiting runs by tenant" in page and "Slots in use" in page

@@ -30,7 +30,7 @@ def run_trigger_now(trigger_id: str) -> Response:
             run, created = run_history.run_now(
                 session, tid, scope=context.scope(),
                 request_key=f"console-{token}" if TOKEN.match(token) else None,
-                now=context.now(),
+                now=context.now(), max_waiting=context.settings().max_waiting_runs_per_tenant,
             )  # fmt: skip
     except errors.Conflict as exc:
         flash(f"Cannot run now: {exc.message}.", "error")
@@ -96,7 +96,7 @@ def backfill_trigger(trigger_id: str) -> Any:
         with context.session() as session:
             result = backfill.backfill(
                 session, tid, scope=context.scope(), start=values["start"], end=values["end"],
-                now=context.now(),
+                now=context.now(), **context.backfill_limits(),
             )  # fmt: skip
     except errors.InvalidTrigger as exc:
         return pages.render(tid, problems=exc.fields, values=text, status=422)

@@ -29,6 +29,7 @@ TABLES = (
     "idempotency_records",
     "scheduler_state",
     "webhook_secrets",
+    "waiting_counts",
 )
 
 

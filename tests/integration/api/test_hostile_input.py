@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -44,7 +45,9 @@ PREVIEW = {
     "end_at": "2030-01-01T00:00:00Z", "after": "2026-03-01T00:00:00Z", "count": 5,
 }  # fmt: skip
 RESTART = {"release": "test-release"}
-BACKFILL = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-01T06:00:00Z"}
+# A range the backfill accepts (within BACKFILL_MAX_AGE_DAYS of the app's real clock).
+_DAY = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%d")
+BACKFILL = {"start": f"{_DAY}T00:00:00Z", "end": f"{_DAY}T06:00:00Z"}
 
 # (method, path, schema of the body, a valid body)
 BODIES = [

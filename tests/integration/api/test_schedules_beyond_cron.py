@@ -226,6 +226,8 @@ def test_two_concurrent_identical_backfills_create_each_run_once(app, acme, at_n
         ({"start": "2026-01-01T00:00:00Z", "end": "2026-01-05T12:00:00Z"}, "end"),  # 1,152
         ({"start": "2026-01-05T11:00:00", "end": "2026-01-05T12:00:00Z"}, "start"),
         ({"end": "2026-01-05T12:00:00Z"}, "start"),
+        # further back than BACKFILL_MAX_AGE_DAYS (30)
+        ({"start": "2025-12-05T11:59:00Z", "end": "2025-12-05T12:30:00Z"}, "start"),
     ],
 )
 def test_a_bad_backfill_range_is_422_and_writes_nothing(acme, at_noon, snapshot, window, field):

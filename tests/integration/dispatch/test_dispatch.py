@@ -148,15 +148,18 @@ def batch_threads(monkeypatch) -> list[str]:
     from app.queries import triggers as triggers_q
 
     names: list[str] = []
-    claim = triggers_q.claim_due
 
-    def observed(conn, **kwargs):
-        rows = claim(conn, **kwargs)
-        if rows:
-            names.append(threading.current_thread().name)
-        return rows
+    def observing(claim):
+        def observed(conn, **kwargs):
+            rows = claim(conn, **kwargs)
+            if rows:
+                names.append(threading.current_thread().name)
+            return rows
 
-    monkeypatch.setattr(triggers_q, "claim_due", observed)
+        return observed
+
+    for name in ("claim_due", "claim_shares"):  # by due time, and a tick's fair shares
+        monkeypatch.setattr(triggers_q, name, observing(getattr(triggers_q, name)))
     return names
 
 
