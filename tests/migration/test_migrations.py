@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -274,3 +275,27 @@ def test_an_admission_round_reads_what_a_retry_pile_can_use_not_the_pile(
         )
         assert admitted[pile_tenant][1] == cur.fetchone()[0], "the pile's oldest fire first"
         assert reads < 500, reads
+
+
+def test_each_database_function_is_its_file_in_app_queries_sql(empty_database: str) -> None:
+    """What runs in production is what app/queries/sql/ says: every function of the
+    migrated schema has a file there, and running the file changes nothing of its
+    definition (body, arguments, results, SET options)."""
+    support.migrate(empty_database)
+    folder = Path(__file__).resolve().parents[2] / "app" / "queries" / "sql"
+    with closing(psycopg2.connect(empty_database)) as conn, conn.cursor() as cur:
+        conn.autocommit = True
+
+        def definitions() -> dict[str, str]:
+            cur.execute(
+                "SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc AS p "
+                "JOIN pg_namespace AS n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
+            )
+            return dict(cur.fetchall())
+
+        migrated = definitions()
+        files = sorted(folder.glob("*.sql"))
+        assert sorted(f"scheduler_{f.stem}" for f in files) == sorted(migrated)
+        for file in files:
+            cur.execute(file.read_text())
+        assert definitions() == migrated

@@ -1,0 +1,61 @@
+-- A finish that admits (app/runs.py, app/admission.py): its current definition;
+-- migration 0007 made it, 0009 set enable_bitmapscan = off.
+-- A successful attempt's finish, an admission round and, with p_keep_worker, the claim of
+-- one admitted run for that worker, in the caller's transaction (one round trip). One row:
+--   finished: the finish was this attempt's (false: the recovery sweep took the run back);
+--   ticket: the round's wake-up number, NULL when the round did nothing (every slot taken)
+--     or another admitter held the lock;
+--   skipped: fires the round skipped (overlap policy); admitted: runs to publish;
+--   kept: the run kept for the worker (not in `admitted`), and its claimed columns when
+--     the plain claim took it (NULL columns: the caller decides, app/runs.py _decide).
+-- No run is kept while a run admitted more than p_waiting_seconds ago has not started: its
+-- message waits in the broker for a free worker process, and a kept run would go first.
+CREATE OR REPLACE FUNCTION scheduler_finish_and_admit(
+    p_run_id uuid, p_attempt integer, p_result jsonb,
+    p_max_running bigint, p_max_per_tenant bigint, p_factor bigint, p_lock_key bigint,
+    p_keep_worker varchar, p_waiting_seconds double precision
+) RETURNS TABLE (
+    finished boolean, ticket bigint, skipped bigint, admitted uuid[], kept uuid,
+    
+    id uuid, trigger_id uuid, tenant_id varchar, scheduled_for timestamptz, kind varchar,
+    idempotency_key varchar, status varchar, attempt integer, not_before timestamptz,
+    cancel_requested_at timestamptz, generation bigint, created_at timestamptz,
+    t_id uuid, t_enabled boolean, t_recurring boolean, t_action jsonb, t_payload jsonb,
+    t_overlap_policy varchar, t_max_attempts integer, t_retry_backoff_seconds integer,
+    t_timeout_seconds integer
+
+)
+LANGUAGE plpgsql VOLATILE
+SET enable_bitmapscan = off AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_finished boolean;
+    v_ticket bigint;
+    v_skipped bigint;
+    v_admitted uuid[];
+    v_kept uuid;
+    v_now timestamptz := clock_timestamp();
+BEGIN
+    UPDATE runs SET status = 'succeeded', finished_at = v_now, heartbeat_at = v_now,
+                    result = p_result, error = NULL
+    WHERE runs.id = p_run_id AND runs.status = 'running' AND runs.attempt = p_attempt;
+    v_finished := FOUND;
+    SELECT max(r.ticket), COALESCE(max(r.skipped), 0),
+           COALESCE(array_agg(r.run_id) FILTER (WHERE r.run_id IS NOT NULL), '{}')
+    INTO v_ticket, v_skipped, v_admitted
+    FROM scheduler_admission_round(p_max_running, p_max_per_tenant, p_factor, NULL, p_lock_key)
+         AS r;
+    IF p_keep_worker IS NOT NULL AND cardinality(v_admitted) > 0 AND NOT EXISTS (
+        SELECT 1 FROM runs AS w
+        WHERE w.status = 'admitted'
+          AND w.enqueued_at < clock_timestamp() - make_interval(secs => p_waiting_seconds)
+    ) THEN
+        v_kept := v_admitted[1];
+        v_admitted := v_admitted[2:];
+    END IF;
+    RETURN QUERY
+        SELECT v_finished, v_ticket, v_skipped, v_admitted, v_kept, c.*
+        FROM (SELECT 1) AS one
+        LEFT JOIN LATERAL scheduler_claim_plain(v_kept, p_keep_worker) AS c ON true;
+END
+$fn$
