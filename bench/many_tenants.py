@@ -14,6 +14,12 @@ waiting tenant listed, one index probe each, then sorted):
   E2E_RUNS one-time triggers due at once, one per tenant, on a database migrated to head
   and on one migrated to 0009 (the same code: 0010 changes only the function and adds an
   index), and with the same runs over 10 tenants for comparison. Lag and runs per second.
+- *retry pile* (migration 0012, docs/design.md section 17): one round with one tenant's 0,
+  200,000 and 1,000,000 retries whose backoff has passed and ten other tenants with a fire
+  waiting, for head's round and 0010's; p50 and p90 over PILE_ROUNDS calls.
+
+Each version of the function runs with the indexes it was written for (0012 replaced
+ix_runs_pending_tenant by ix_runs_pending_first and ix_runs_retry_tenant).
 """
 
 from __future__ import annotations
@@ -44,16 +50,27 @@ E2E_RUNS = 5000
 WIDE_SLOTS = 2000
 WIDE_REPEAT = 5
 LOCK_KEY = 1  # not the product's key: no other admitter shares these databases anyway
+PILES = (0, 200_000, 1_000_000)
+PILE_ROUNDS = 20
+HEAD = "retry bound (0012)"
+# The index 0012 replaced, which the rounds before it were planned around.
+PENDING_TENANT = (
+    "CREATE INDEX IF NOT EXISTS ix_runs_pending_tenant ON runs (tenant_id, scheduled_for, id) "
+    "WHERE status = 'pending'"
+)
 
 
 def _definitions() -> dict[str, list[str]]:
-    """The statements that define each version of the round function."""
+    """The statements that define each version of the round function, with its indexes."""
     setting = dbadmin.migration("0009").FUNCTIONS[0]
     alter = f"ALTER FUNCTION {setting} SET enable_bitmapscan = off"
     return {
-        "walk (0010)": [dbadmin.migration("0010").admission_round(), alter],
-        "every tenant (0009)": [dbadmin.migration("0008").admission_round(), alter],
-    }
+        HEAD: [dbadmin.migration("0012").ADMISSION_ROUND,
+               "DROP INDEX IF EXISTS ix_runs_pending_tenant"],
+        "walk (0010)": [PENDING_TENANT, dbadmin.migration("0010").admission_round(), alter],
+        "every tenant (0009)": [PENDING_TENANT, dbadmin.migration("0008").admission_round(),
+                                alter],
+    }  # fmt: skip
 
 
 def _load(url: str, tenants: int) -> None:
@@ -96,8 +113,8 @@ def _define(url: str, statements: list[str]) -> None:
                 cur.execute(statement)
 
 
-def _rounds(url: str, statements: list[str]) -> list[float]:
-    """ROUNDS calls of the round function as `statements` define it, on a new connection
+def _rounds(url: str, statements: list[str], count: int = ROUNDS) -> list[float]:
+    """`count` calls of the round function as `statements` define it, on a new connection
     (its plans made afresh); each admitted run is finished before the next call."""
     _define(url, statements)
     conn = psycopg2.connect(url)
@@ -105,7 +122,7 @@ def _rounds(url: str, statements: list[str]) -> list[float]:
     seconds = []
     try:
         with conn.cursor() as cur:
-            for _ in range(ROUNDS):
+            for _ in range(count):
                 started = time.perf_counter()
                 cur.execute(
                     "SELECT run_id FROM scheduler_admission_round(%s, %s, 2, NULL, %s)",
@@ -147,7 +164,7 @@ def rounds(say=print) -> list[dict[str, Any]]:
                 rows.append(row)
                 say(f"round, {tenants:,} tenants waiting, {name}: p50 {row['p50_ms']:.2f} ms, "
                     f"p90 {row['p90_ms']:.2f} ms")  # fmt: skip
-            _define(url, definitions["walk (0010)"])  # head's, before the next load
+            _define(url, definitions[HEAD])  # head's, before the next load
     return rows
 
 
@@ -188,6 +205,48 @@ def wide_rounds(say=print) -> list[dict[str, Any]]:
     return rows
 
 
+def _pile(url: str, retries: int) -> None:
+    """Ten tenants with a fire waiting, and tenant `pile` with `retries` failed runs whose
+    backoff ended in the last day (a failing handler, long backoffs, a backfill)."""
+    _load(url, 10)
+    with closing(psycopg2.connect(url)) as conn, conn.cursor() as cur:
+        conn.autocommit = True
+        cur.execute("SELECT id FROM triggers LIMIT 1")
+        (trigger_id,) = cur.fetchone()
+        cur.execute(
+            "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, idempotency_key, "
+            "attempt, not_before) SELECT gen_random_uuid(), %s, 'pile', "
+            "now() - interval '2 days' + n * interval '10 ms', 'pile:' || n, 1, "
+            "now() - interval '1 day' + n * interval '10 ms' FROM generate_series(1, %s) AS n",
+            (trigger_id, retries),
+        )
+        cur.execute("VACUUM ANALYZE runs")
+
+
+def retry_pile(say=print) -> list[dict[str, Any]]:
+    """Round time with one tenant's pile of due retries, head's round against 0010's."""
+    definitions = {name: _definitions()[name] for name in (HEAD, "walk (0010)")}
+    rows = []
+    with common.fresh_database("sched_bench_tenants") as url:
+        for retries in PILES:
+            _pile(url, retries)
+            for name, statements in definitions.items():
+                _define(url, statements)
+                _rounds(url, statements, PILE_ROUNDS)  # warm: the pages, the plans
+                ms = sorted(1000 * v for v in _rounds(url, statements, PILE_ROUNDS))
+                row = {
+                    "function": name,
+                    "due_retries": retries,
+                    "p50_ms": round(statistics.median(ms), 3),
+                    "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 3),
+                    "rounds": len(ms),
+                }
+                rows.append(row)
+                say(f"round, one tenant with {retries:,} due retries, {name}: p50 "
+                    f"{row['p50_ms']:.2f} ms, p90 {row['p90_ms']:.2f} ms")  # fmt: skip
+    return rows
+
+
 def end_to_end(redis_url: str, runs: int = E2E_RUNS, say=print) -> list[dict[str, Any]]:
     """bench.e2e_lag with `runs` runs of `runs` tenants (head, then 0009), and of 10."""
     rows = []
@@ -211,8 +270,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--runs", type=int, default=E2E_RUNS, help="end-to-end runs")
     parser.add_argument("--redis-url", default=common.bench_redis_url())
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--only-pile", action="store_true", help="only the retry pile")
     args = parser.parse_args(argv)
+    if args.only_pile:
+        result = {"pile": retry_pile()}
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, default=str))
+        return result
     result = {
+        "pile": retry_pile(),
         "rounds": rounds(),
         "wide": wide_rounds(),
         "e2e": end_to_end(args.redis_url, args.runs),

@@ -10,7 +10,9 @@
 7. 100,000 triggers due at one instant against a bare bulk INSERT (bench.burst).
 8. End to end against celery beat, celery-redbeat and bare Celery (bench.peers_e2e).
 9. Admission with many tenants waiting, before and after migration 0010 (bench.many_tenants).
-10. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
+10. Small tenants due at the same instant as a burst, with fair dispatch and before it
+   (bench.noisy_neighbour --same-instant, the old code checked out in a worktree).
+11. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
 
 Every figure is the median of the runs with their min and max. Redis traffic goes to
 logical database BENCH_REDIS_DB (15) of REDIS_URL; databases are created on DATABASE_URL's
@@ -56,6 +58,7 @@ FULL = {
     "burst": 100_000,
     "peers_e2e": {"counts": [1000, 10_000], "repeat": 1, "ceiling_repeat": 3, "timeout": 150},
     "tenants": {"runs": 5000},
+    "fair": [1000, 10_000, 100_000],
 }
 QUICK = {
     "schedule_runs": 1,
@@ -67,9 +70,13 @@ QUICK = {
     "burst": 10_000,
     "peers_e2e": {"counts": [500], "repeat": 1, "ceiling_repeat": 1, "timeout": 60},
     "tenants": {"runs": 1000},
+    "fair": [1000],
 }
 # The pre-admission code (issue 12's "before"): main just before admission landed.
 PRE_ADMISSION_COMMIT = "293e245"
+# The code before fair dispatch within a tick (issue 30's "before"), for the `fair` step.
+PRE_FAIR_COMMIT = "d7a15f8"
+PRE_FAIR = Path(tempfile.gettempdir()) / "scheduler-pre-fair"
 
 
 def say(message: str) -> None:
@@ -174,11 +181,31 @@ def noisy(plan: dict[str, list[int]], pre: Path | None) -> dict[str, Any]:
     out: dict[str, Any] = {"rows": rows, "pre_commit": None, "pre_rows": []}
     if pre is not None:
         out["pre_commit"] = _git(pre, "rev-parse", "--short", "HEAD")
-        pre_rows = _pre_noisy(pre, plan["pre"])
+        pre_rows = _pre_noisy(pre, ["--backlog", *map(str, plan["pre"])])
         for row in pre_rows:
             say(_noisy_line(f"pre-admission {out['pre_commit']}", row))
         out["pre_rows"] = pre_rows
     return out
+
+
+def fair(backlogs: list[int]) -> dict[str, Any]:
+    """Small tenants due at the same instant as A's burst (noisy_neighbour --same-instant),
+    on this code and on the code before fair dispatch (PRE_FAIR_COMMIT), one after the
+    other in this run."""
+    if not PRE_FAIR.exists():
+        subprocess.run(["git", "worktree", "add", str(PRE_FAIR), PRE_FAIR_COMMIT], cwd=ROOT,
+                       check=True)  # fmt: skip
+    args = ("--same-instant", "--backlog", *map(str, backlogs))
+    rows = _json_run("bench.noisy_neighbour", *args)
+    before = _pre_noisy(PRE_FAIR, list(args), drain=False)
+    for label, table in (("fair dispatch", rows), (f"before {PRE_FAIR_COMMIT}", before)):
+        for row in table:
+            say(
+                f"same instant, {label}, A's burst {row['backlog']:,}: small tenants' lag p50 "
+                f"{row['small_lag_p50']} s, p99 {row['small_lag_p99']} s, max "
+                f"{row['small_lag_max']} s; A dispatched in {row['a_dispatch_seconds']} s"
+            )
+    return {"rows": rows, "pre_commit": PRE_FAIR_COMMIT, "pre_rows": before}
 
 
 def _noisy_line(label: str, row: dict[str, Any]) -> str:
@@ -199,15 +226,16 @@ def _git(where: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def _pre_noisy(pre: Path, backlogs: list[int]) -> list[dict[str, Any]]:
-    """bench.noisy_neighbour, this checkout's copy, run from the pre-admission checkout."""
+def _pre_noisy(pre: Path, args: list[str], drain: bool = True) -> list[dict[str, Any]]:
+    """bench.noisy_neighbour, this checkout's copy, run from an older checkout."""
     for name in ("noisy_neighbour.py", "common.py"):
         (pre / "bench" / name).write_text((ROOT / "bench" / name).read_text())
     env = {**os.environ, "PYTHONPATH": str(pre)}
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         done = subprocess.run(
-            [sys.executable, "-m", "bench.noisy_neighbour", "--backlog", *map(str, backlogs)]
-            + ["--drain", "--json", out.name],
+            [sys.executable, "-m", "bench.noisy_neighbour", *args]
+            + (["--drain"] if drain else [])
+            + ["--json", out.name],
             cwd=pre,
             env=env,
             capture_output=True,
@@ -325,6 +353,7 @@ def run(quick: bool, pre: Path | None = None, only: list[str] | None = None) -> 
         ("burst", lambda: burst(plan["burst"])),
         ("peers_e2e", lambda: peers_e2e(plan["peers_e2e"])),
         ("tenants", lambda: many_tenants(plan["tenants"])),
+        ("fair", lambda: fair(plan["fair"])),
     )
     for name, step in steps:
         if only and name not in only:

@@ -316,9 +316,14 @@ BEGIN
                 CROSS JOIN LATERAL (
                     SELECT min(s.scheduled_for) AS oldest FROM (
                         SELECT scheduled_for FROM runs
-                        WHERE tenant_id = t.tenant_id AND status = 'pending'
-                          AND not_before IS NOT NULL AND not_before <= now()
-                        ORDER BY not_before
+                        -- The tenant's range of ix_runs_retry_tenant, as a range of
+                        -- (tenant, end of backoff): as `tenant_id =` and ordered by the end
+                        -- of the backoff, the planner walked ix_runs_pending_retry, every
+                        -- tenant's retries, for each tenant (all of them, for one with none).
+                        WHERE (tenant_id, not_before) >= (t.tenant_id, '-infinity')
+                          AND (tenant_id, not_before) <= (t.tenant_id, now())
+                          AND status = 'pending' AND not_before IS NOT NULL
+                        ORDER BY tenant_id, not_before
                         LIMIT GREATEST(LEAST((SELECT free FROM capacity),
                                              p_max_per_tenant - COALESCE(b.n, 0)), 0)
                               * p_factor) AS s) AS d
@@ -380,9 +385,10 @@ BEGIN
                 -- `status = 'pending'`, such a plan scanned ix_runs_pending_trigger whole.
                 WHERE r.id = ANY(ARRAY(
                         SELECT d.id FROM runs AS d
-                        WHERE d.tenant_id = c.tenant_id AND d.status = 'pending'
-                          AND d.not_before IS NOT NULL AND d.not_before <= now()
-                        ORDER BY d.not_before
+                        WHERE (d.tenant_id, d.not_before) >= (c.tenant_id, '-infinity')
+                          AND (d.tenant_id, d.not_before) <= (c.tenant_id, now())
+                          AND d.status = 'pending' AND d.not_before IS NOT NULL
+                        ORDER BY d.tenant_id, d.not_before  -- as `retrying`'s, above
                         LIMIT CASE WHEN (SELECT yes FROM few_due) THEN NULL
                                    ELSE LEAST((SELECT free FROM capacity),
                                               p_max_per_tenant - c.n) * p_factor END))

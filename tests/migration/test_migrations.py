@@ -234,13 +234,14 @@ def test_an_admission_round_reads_what_a_retry_pile_can_use_not_the_pile(
     empty_database: str, analyzed: bool
 ) -> None:
     """One tenant's 50,000 retries whose backoff has passed (failing runs, a backfill) and
-    nine other tenants with a fire each. The round holds the global admission lock: it used
+    ten tenants with 2,000 fires each waiting. The round holds the global admission lock: it used
     to read every due retry of every tenant (195 ms at 200,000, 800 ms at 1,000,000). Now it
     reads, per tenant, what its free slots could use times the factor (migration 0012), and
-    the nine still get their turns."""
+    the others still get their turns."""
     with _admission_scene(empty_database) as (cur, round_reads):
         if not analyzed:
             round_reads()  # planned now: nothing waits, and no statistics
+        _wait(cur, 20_000)  # statistics where no one tenant's runs stand out
         cur.execute("SELECT id, tenant_id FROM triggers ORDER BY tenant_id")
         (pile_trigger, pile_tenant), *others = cur.fetchall()
         cur.execute(
@@ -274,7 +275,7 @@ def test_an_admission_round_reads_what_a_retry_pile_can_use_not_the_pile(
             (pile_tenant,),
         )
         assert admitted[pile_tenant][1] == cur.fetchone()[0], "the pile's oldest fire first"
-        assert reads < 500, reads
+        assert reads < 2000, reads  # 450,963 when each tenant walked every due retry
 
 
 def test_each_database_function_is_its_file_in_app_queries_sql(empty_database: str) -> None:
