@@ -20,9 +20,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) scripts/devstack.py --database scheduler -- bash scripts/local-stack.sh
 
-## Run the whole test suite against real PostgreSQL and Redis (embedded when none is up).
+## Run the whole test suite against real PostgreSQL and Redis (embedded when none is up),
+## in TEST_WORKERS processes (pytest-xdist; each its own database, Redis database and
+## RabbitMQ virtual host). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) scripts/devstack.py -- $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(PY) scripts/devstack.py -- $(VENV)/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -165,6 +165,8 @@ def stack(settings: config.Settings, tmp_path_factory: pytest.TempPathFactory) -
         "WEB_CONCURRENCY": "2",  # two gunicorn workers: the session must work on both
         "WORKER_CONCURRENCY": "2",
         "LOG_FORMAT": "json",
+        # The walk-through backfills fixed dates of 2026 against the wall clock.
+        "BACKFILL_MAX_AGE_DAYS": "36500",
     }
     running = Stack(env=env, logs=tmp_path_factory.mktemp("browser-stack"), settings=settings)
     try:

@@ -207,10 +207,10 @@ def test_the_scheduler_page_is_for_admins_only(client, sign_in) -> None:
     "path",
     [
         "/console/triggers/not-a-uuid",
-        f"/console/triggers/{uuid.uuid4()}",
+        f"/console/triggers/{uuid.UUID(int=1)}",
         "/console/triggers/%00",
         "/console/runs/%00abc",
-        f"/console/runs/{uuid.uuid4()}",
+        f"/console/runs/{uuid.UUID(int=2)}",
         "/console/nothing-here",
         "/console/triggers?cursor=%00%00",
         "/console/triggers?cursor=bm90LWpzb24",
@@ -219,7 +219,7 @@ def test_the_scheduler_page_is_for_admins_only(client, sign_in) -> None:
         "/console/webhook-secrets?tenant=%00",
         "/console/webhook-secrets?tenant=..%2F..",
         "/console/webhook-secrets/%00/revoke",
-        f"/console/webhook-secrets/{uuid.uuid4()}/revoke?tenant=%00",
+        f"/console/webhook-secrets/{uuid.UUID(int=3)}/revoke?tenant=%00",
     ],
 )
 def test_hostile_paths_get_a_page_not_a_500(client, sign_in, path) -> None:
@@ -262,7 +262,7 @@ def test_hostile_values_in_every_console_form_never_give_a_500(client, sign_in) 
     token = sign_in()
     trigger_id = create(client).headers["Location"].rsplit("/", 1)[1]
     routes = ["/console/triggers/new", "/console/preview", "/console/webhook-secrets/rotate",
-              f"/console/webhook-secrets/{uuid.uuid4()}/revoke"] + [
+              f"/console/webhook-secrets/{uuid.UUID(int=4)}/revoke"] + [
         f"/console/triggers/{trigger_id}{suffix}"
         for suffix in ("/edit", "/run", "/backfill", "/pause", "/resume", "/delete")
     ]  # fmt: skip
