@@ -22,6 +22,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_API_RATE_LIMIT = "1200/minute"
+# Failed authentications, restart hook calls and console sign-ins per client address.
+DEFAULT_AUTH_RATE_LIMIT = "20/minute"
 # A shorter deploy secret can be guessed online; 24 characters of a generated secret cannot.
 MIN_RESTART_SECRET_LENGTH = 24
 RELEASE_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -82,6 +84,15 @@ def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     if not parsed:
         raise ConfigError(f"{name} must be a rate such as 1200/minute, got {raw!r}")
     return raw
+
+
+def _token(env: Mapping[str, str], name: str, *, min_length: int) -> str:
+    """A secret compared against a bearer value: empty (unset), or at least `min_length`."""
+    value = env.get(name, "").strip()
+    if value and len(value) < min_length:
+        # Never echo the value: it is a secret.
+        raise ConfigError(f"{name} must be at least {min_length} characters (or unset)")
+    return value
 
 
 def _release(env: Mapping[str, str]) -> str:
@@ -145,6 +156,18 @@ class Settings:
     max_waiting_runs_per_tenant: int = 10_000
     # How far back a backfill may reach.
     backfill_max_age_days: int = 30
+    # Failed authentications (any 401), restart hook calls and console sign-ins per client
+    # address (web/ratelimit.py).
+    auth_rate_limit: str = DEFAULT_AUTH_RATE_LIMIT
+    # Proxies in front of the web process whose X-Forwarded-For entry is trusted (ProxyFix):
+    # the client address the limits count by. 0: the peer's address, the header ignored.
+    trusted_proxies: int = 0
+    # Bearer token /metrics asks for; empty leaves /metrics open (a private network only).
+    metrics_token: str = field(default="", repr=False)
+    # Tenants labelled in scheduler_runs_waiting{tenant} (0: no tenant label at all).
+    metrics_top_tenants: int = 10
+    # How long a web process serves /metrics from its last snapshot of the database.
+    metrics_cache_seconds: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -203,6 +226,11 @@ class Settings:
             secret_key=_secret_key(env),
             max_waiting_runs_per_tenant=_int(env, "MAX_WAITING_RUNS_PER_TENANT", 10_000, minimum=1),
             backfill_max_age_days=_int(env, "BACKFILL_MAX_AGE_DAYS", 30, minimum=1, maximum=36_500),
+            auth_rate_limit=_rate_limit(env, "AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT),
+            trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, minimum=0, maximum=10),
+            metrics_token=_token(env, "METRICS_TOKEN", min_length=MIN_RESTART_SECRET_LENGTH),
+            metrics_top_tenants=_int(env, "METRICS_TOP_TENANTS", 10, minimum=0, maximum=100),
+            metrics_cache_seconds=_int(env, "METRICS_CACHE_SECONDS", 5, minimum=0, maximum=300),
         )
         settings.cross_check()
         return settings

@@ -75,6 +75,12 @@ SPEC = {
             'Errors: `{"error": {"code", "message", "fields"?}}`.'
         )
     },
-    "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+    "components": {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
+            # /metrics: the METRICS_TOKEN setting, when the service sets one.
+            "metricsToken": {"type": "http", "scheme": "bearer"},
+        }
+    },
     "security": [{"bearerAuth": []}],
 }

@@ -1,4 +1,5 @@
-"""Operator endpoints: the deploy hook (docs/design.md section 8) and the scheduler state."""
+"""Operator endpoints: the deploy hook (docs/design.md section 8), the scheduler state and
+the backlog (section 17)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import NotFound, Unauthorized
 
-from app import errors, state
+from app import backlog, errors, state
 from web import auth, context, ops_schemas
 from web.errors import Blueprint, InvalidFields, envelope
 
@@ -57,6 +58,30 @@ class SchedulerState(MethodView):
         with context.session() as session:
             current = state.get_state(session)
         return {**vars(current), "release_id": context.settings().release_id}
+
+
+@blp.route("/backlog")
+class Backlog(MethodView):
+    @blp.response(200, ops_schemas.BacklogOut)
+    @blp.alt_response(
+        503, schema=ops_schemas.BacklogOut, description="Runs wait for a slot longer than allowed"
+    )
+    def get(self) -> tuple[dict, int]:
+        """Whether runs that could start wait for a slot longer than ten tick periods (at
+        least 10 minutes), leaving out the tenants held back by a cap of their own
+        (admin key); 503 when they do."""
+        settings = context.settings()
+        with context.session() as session:
+            report = backlog.report(
+                session,
+                max_per_tenant=settings.max_running_per_tenant,
+                max_waiting=settings.max_waiting_runs_per_tenant,
+                limit=backlog.max_wait(settings.dispatch_interval_seconds),
+            )
+        body = {**vars(report), "status": "ok" if report.ok else "unhealthy"}
+        if not report.ok:
+            body["detail"] = "runs wait for a slot longer than allowed"
+        return body, 200 if report.ok else 503
 
 
 @blp.route("/scheduler/restart")

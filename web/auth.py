@@ -15,7 +15,7 @@ from flask import current_app, g, request
 from werkzeug.exceptions import NotFound, Unauthorized
 
 from app import keys, logs
-from web import context
+from web import context, ratelimit
 
 V = TypeVar("V")
 
@@ -27,7 +27,8 @@ def public(view: V) -> V:
 
 
 def require_key() -> None:
-    """Blueprint `before_request`: authenticate the bearer key or answer 401."""
+    """Blueprint `before_request`: authenticate the bearer key or answer 401; then spend a
+    request of the key's rate limit (429 past it)."""
     view = _view()
     if view is not None and getattr(view, "public", False):
         return
@@ -41,6 +42,8 @@ def require_key() -> None:
         raise Unauthorized()
     g.principal = principal
     g.log_context.enter_context(logs.bind(tenant_id=principal.tenant_id))
+    # Counted by key id only now that the key is known (docs/design.md section 17).
+    ratelimit.charge_key()
 
 
 def require_admin() -> None:

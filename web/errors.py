@@ -19,7 +19,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from app import errors
-from web import json_input
+from web import json_input, ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ class Api(flask_smorest.Api):
             )
             return envelope(status)
         if status == 429:  # Flask-Limiter's description is the limit, e.g. "1200 per 1 minute"
-            message = f"Too many requests for this API key (limit: {error.description})."
+            scope = getattr(getattr(error, "limit", None), "scope", None)
+            message = ratelimit.message(scope, error.description or "")
             return envelope(429, message, headers=headers)
         custom = error.description if error.description != type(error).description else None
         message = data.get("message") or custom or MESSAGES.get(status) or _describe(error)

@@ -1,36 +1,44 @@
-"""`/healthz` and `/metrics` (root level, no API key).
+"""`/healthz` and `/metrics` (root level, no API key; docs/design.md section 17).
 
-Health is four checks: the database answers, the broker (BROKER_URL: Redis or RabbitMQ)
-answers, the scheduler ticked within three tick periods, and the waiting room is not
-growing. A fresh install that has never ticked is healthy for three tick periods after the
-later of this process's start and the last restart hook (so a deploy is not failed before
-its first tick), then unhealthy: a beat that never starts must not look healthy forever.
+Health is global and cheap, three checks: the database answers (one row read), the broker
+(BROKER_URL: Redis or RabbitMQ) answers, checked at most once per BROKER_CHECK_SECONDS per
+process, and the scheduler ticked within three tick periods. A fresh install that has never
+ticked is healthy for three tick periods after the later of this process's start and the
+last restart hook (so a deploy is not failed before its first tick), then unhealthy: a beat
+that never starts must not look healthy forever. The backlog is not a health check (one
+tenant's pile would turn it 503 for everyone and get web processes restarted): it is the
+admin endpoint /api/v1/admin/backlog (web/admin.py, app/backlog.py).
 
-The backlog check fails when a run that could start has waited for a slot longer than
-`backlog_max_wait(settings)`: slots are not coming free (workers dead or too few for
-MAX_RUNNING, runs as long as their timeout) and the queue grows. Runs waiting for a retry's
-`not_before` or behind a `buffer_one` run do not count as waiting until they could start.
+/metrics needs `Authorization: Bearer <METRICS_TOKEN>` when that is set, and serves each
+process's last snapshot of the database for METRICS_CACHE_SECONDS (web/metrics.py).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import datetime, timedelta
 
-from flask import Response
+from flask import Response, current_app, request
 from flask.views import MethodView
 from kombu import Connection
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from werkzeug.exceptions import Unauthorized
 
-from app import admission, state
-from web import context, ops_schemas
+from app import state
+from web import auth, context, ops_schemas
 from web.errors import Blueprint
-from web.metrics import SchedulerCollector
+from web.metrics import SchedulerCollector, SnapshotCache
 
 logger = logging.getLogger(__name__)
 
 blp = Blueprint("health", __name__, description="Health and metrics (no API key)")
+
+# A platform probing every few seconds must not open a broker connection each time.
+BROKER_CHECK_SECONDS = 10.0
+CACHES = "scheduler_health_caches"
 
 
 @blp.route("/healthz")
@@ -41,20 +49,19 @@ class Health(MethodView):
     )
     @blp.doc(security=[])
     def get(self) -> tuple[dict, int]:
-        """Database, broker, the age of the scheduler's last tick and the waiting room;
-        503 when unhealthy."""
+        """Database, broker (checked at most every 10 s) and the age of the scheduler's last
+        tick; 503 when unhealthy. Global: no tenant's backlog turns it 503."""
         settings, now = context.settings(), context.now()
         database, current = check_database()
         checks = {
             "database": database,
-            "broker": check_broker(settings.broker_url),
+            "broker": cached_broker_check(settings.broker_url),
             "scheduler": check_ticks(
                 current,
                 now=now,
                 started_at=context.services().started_at,
                 max_age=timedelta(seconds=3 * settings.dispatch_interval_seconds),
             ),
-            "backlog": check_backlog(max_wait=backlog_max_wait(settings.dispatch_interval_seconds)),
         }
         healthy = all(check["ok"] for check in checks.values())
         return {"status": "ok" if healthy else "unhealthy", "checks": checks}, (
@@ -65,23 +72,59 @@ class Health(MethodView):
 @blp.route("/metrics")
 class Metrics(MethodView):
     @blp.doc(
-        security=[],
+        security=[{"metricsToken": []}, {}],
         responses={
             "200": {
                 "description": "Prometheus text exposition format 0.0.4",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
+            },
+            "401": {"description": "METRICS_TOKEN is set and the bearer token is not it"},
         },
     )
     def get(self) -> Response:
-        """Scheduler metrics in the Prometheus text format, computed from the database."""
+        """Scheduler metrics in the Prometheus text format, computed from the database (a
+        snapshot at most METRICS_CACHE_SECONDS old). Needs `Authorization: Bearer
+        <METRICS_TOKEN>` when the service sets one."""
+        settings = context.settings()
+        if settings.metrics_token:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not auth.secret_matches(
+                token.strip(), settings.metrics_token
+            ):
+                raise Unauthorized()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             SchedulerCollector(
-                context.engine, context.services().clock, max_running=context.settings().max_running
+                context.engine,
+                context.services().clock,
+                max_running=settings.max_running,
+                top_tenants=settings.metrics_top_tenants,
+                cache=_caches()["metrics"],
             )
         )
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+def _caches() -> dict:
+    """This app's caches (one per process): the metrics snapshot and broker checks."""
+    caches = current_app.extensions.get(CACHES)
+    if caches is None:
+        seconds = context.settings().metrics_cache_seconds
+        caches = current_app.extensions.setdefault(
+            CACHES, {"metrics": SnapshotCache(seconds), "broker": {}, "lock": threading.Lock()}
+        )
+    return caches
+
+
+def cached_broker_check(url: str) -> dict:
+    """check_broker(url), from this process's last check of `url` when it is less than
+    BROKER_CHECK_SECONDS old (a failure too: a dead broker costs a connect timeout)."""
+    caches = _caches()
+    with caches["lock"]:  # one check at a time: threads of a worker do not pile up
+        checked = caches["broker"].get(url)
+        if checked is None or time.monotonic() - checked[0] > BROKER_CHECK_SECONDS:
+            checked = caches["broker"][url] = (time.monotonic(), check_broker(url))
+    return checked[1]
 
 
 def check_database() -> tuple[dict, state.State | None]:
@@ -123,30 +166,6 @@ def check_ticks(
     if now - since > max_age:
         return {**report, "ok": False, "detail": "the scheduler has never ticked"}
     return {**report, "ok": True, "detail": "the scheduler has not ticked yet"}
-
-
-def backlog_max_wait(tick_seconds: int) -> timedelta:
-    """How long a run that could start may wait for a slot before the backlog is reported
-    as growing: ten tick periods, at least ten minutes."""
-    return timedelta(seconds=max(600, 10 * tick_seconds))
-
-
-def check_backlog(*, max_wait: timedelta) -> dict:
-    report: dict = {"max_wait_seconds": max_wait.total_seconds()}
-    try:
-        with context.session() as session:
-            room = admission.backlog(session)
-    except Exception:
-        logger.exception("health: backlog check failed", extra={"event": "health_backlog"})
-        return {**report, "ok": False, "detail": "unknown: database unreachable"}
-    report.update(
-        waiting=room.waiting,
-        oldest_wait_seconds=round(room.oldest_wait_seconds, 3),
-        slots_in_use=room.in_use,
-    )
-    if room.waiting and room.oldest_wait_seconds > max_wait.total_seconds():
-        return {**report, "ok": False, "detail": "runs wait for a slot longer than allowed"}
-    return {**report, "ok": True}
 
 
 def _celery_url(url: str) -> str:

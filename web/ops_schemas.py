@@ -1,4 +1,4 @@
-"""Schemas of the operator endpoints: scheduler state, the restart hook, /healthz."""
+"""Schemas of the operator endpoints: scheduler state, the restart hook, the backlog, /healthz."""
 
 from __future__ import annotations
 
@@ -52,20 +52,46 @@ class SchedulerCheck(Check):
     max_age_seconds = fields.Float(required=True)
 
 
-class BacklogCheck(Check):
-    waiting = fields.Integer(allow_none=True)
-    oldest_wait_seconds = fields.Float(allow_none=True)
-    max_wait_seconds = fields.Float()
-    slots_in_use = fields.Integer(allow_none=True)
-
-
 class HealthChecks(ma.Schema):
     database = fields.Nested(Check, required=True)
     broker = fields.Nested(Check, required=True)
     scheduler = fields.Nested(SchedulerCheck, required=True)
-    backlog = fields.Nested(BacklogCheck, required=True)
 
 
 class HealthOut(ma.Schema):
     status = fields.String(required=True, metadata={"enum": ["ok", "unhealthy"]})
     checks = fields.Nested(HealthChecks, required=True)
+
+
+class HeldTenantOut(ma.Schema):
+    tenant_id = fields.String(required=True)
+    cap = fields.String(
+        required=True,
+        metadata={
+            "enum": ["MAX_RUNNING_PER_TENANT", "MAX_WAITING_RUNS_PER_TENANT"],
+            "description": "The tenant's own cap that holds its runs back",
+        },
+    )
+    waiting = fields.Integer(required=True)
+    in_progress = fields.Integer(required=True)
+    pending = fields.Integer(required=True)
+
+
+class BacklogOut(ma.Schema):
+    status = fields.String(required=True, metadata={"enum": ["ok", "unhealthy"]})
+    detail = fields.String()
+    waiting = fields.Integer(
+        required=True,
+        metadata={"description": "Runs that could start and wait for a slot, held tenants aside"},
+    )
+    oldest_wait_seconds = fields.Float(required=True)
+    max_wait_seconds = fields.Float(required=True)
+    slots_in_use = fields.Integer(required=True)
+    held_count = fields.Integer(
+        required=True, metadata={"description": "Tenants left out: held back by a cap of their own"}
+    )
+    held_tenants = fields.List(
+        fields.Nested(HeldTenantOut),
+        required=True,
+        metadata={"description": "The 100 held tenants with the most runs waiting"},
+    )

@@ -158,3 +158,27 @@ def _histogram(session: Any, query: Any, *, since: datetime) -> tuple[list[int],
 
 def _visible(query: Select, scope: str | None) -> Select:
     return query if scope is None else query.where(Run.tenant_id == scope)
+
+
+# One pass over the unfinished runs (ix_runs_unfinished), grouped by tenant: what the
+# backlog report (app/backlog.py) needs to tell a growing queue from a tenant at its cap.
+_UNFINISHED_BY_TENANT = text("""
+    SELECT tenant_id,
+           count(*) FILTER (WHERE status = 'pending'
+                            AND (not_before IS NULL OR not_before <= now())) AS waiting,
+           COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(
+                        GREATEST(created_at, COALESCE(not_before, created_at)))
+                    FILTER (WHERE status = 'pending'
+                            AND (not_before IS NULL OR not_before <= now()))), 0) AS oldest,
+           count(*) FILTER (WHERE status IN ('admitted', 'running')) AS in_progress,
+           count(*) FILTER (WHERE status = 'pending') AS pending
+    FROM runs WHERE status IN ('pending', 'admitted', 'running')
+    GROUP BY tenant_id
+""")
+
+
+def unfinished_by_tenant(session: Any) -> list[Any]:
+    """(tenant_id, runs waiting for a slot that could start now, seconds the oldest of them
+    has waited (0 when none), runs in progress, pending runs) per tenant with unfinished
+    runs, on PostgreSQL's clock."""
+    return session.execute(_UNFINISHED_BY_TENANT).all()

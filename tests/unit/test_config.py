@@ -121,3 +121,35 @@ def test_a_short_restart_secret_is_refused_without_echoing_it() -> None:
 def test_a_release_the_restart_hook_could_not_name_is_refused(name: str) -> None:
     with pytest.raises(ConfigError, match=f"^{name} must be"):
         Settings.from_env({name: "release two"})
+
+
+def test_the_limits_and_metrics_settings_have_defaults_and_are_validated() -> None:
+    settings = Settings.from_env({})
+    assert (settings.auth_rate_limit, settings.trusted_proxies) == ("20/minute", 0)
+    assert (settings.metrics_token, settings.metrics_top_tenants) == ("", 10)
+    assert settings.metrics_cache_seconds == 5
+    custom = Settings.from_env(
+        {"AUTH_RATE_LIMIT": "5/minute", "TRUSTED_PROXIES": "1", "METRICS_TOP_TENANTS": "0"}
+    )
+    assert (custom.auth_rate_limit, custom.trusted_proxies, custom.metrics_top_tenants) == (
+        "5/minute", 1, 0,
+    )  # fmt: skip
+    for name, bad in (
+        ("AUTH_RATE_LIMIT", "often"),
+        ("TRUSTED_PROXIES", "-1"),
+        ("TRUSTED_PROXIES", "yes"),
+        ("METRICS_TOP_TENANTS", "101"),
+        ("METRICS_CACHE_SECONDS", "soon"),
+    ):
+        with pytest.raises(ConfigError, match=f"^{name} must"):
+            Settings.from_env({name: bad})
+
+
+def test_a_short_metrics_token_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError, match="^METRICS_TOKEN must be at least 24") as info:
+        Settings.from_env({"METRICS_TOKEN": "scrape-me-please"})
+    assert "scrape-me" not in str(info.value)
+    token = "m" * 24
+    settings = Settings.from_env({"METRICS_TOKEN": token})
+    assert settings.metrics_token == token
+    assert token not in repr(settings)

@@ -10,6 +10,7 @@ A few thousand examples in all, in seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -23,8 +24,8 @@ from hypothesis import strategies as st
 
 from tests.integration.api import hostile
 from tests.integration.api.conftest import Caller, assert_error, trigger_body
+from web import create_app, ops_schemas, webhook_secrets
 from web import fields as wf
-from web import ops_schemas, webhook_secrets
 from web import schemas as s
 from web.json_input import MAX_DEPTH
 
@@ -76,6 +77,7 @@ PATHS = [
 ]
 NO_INPUT = [
     ("GET", "/api/v1/admin/scheduler"),
+    ("GET", "/api/v1/admin/backlog"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
@@ -154,6 +156,15 @@ def query_mutations(schema: type[ma.Schema]) -> st.SearchStrategy:
 def _q(text: str) -> str:
     # An attacker sends whatever bytes they like: lone surrogates as their UTF-8 bytes.
     return quote(text.encode("utf-8", "surrogatepass"), safe="")
+
+
+@pytest.fixture()
+def app(settings, engine, celery_app):
+    """The sweep calls the restart hook hundreds of times a minute from one address: it tries
+    inputs, not AUTH_RATE_LIMIT (test_rate_limits_gunicorn.py does)."""
+    app = create_app(dataclasses.replace(settings, auth_rate_limit="100000/minute"))
+    app.config["TESTING"] = True
+    return app
 
 
 @pytest.fixture()

@@ -44,11 +44,15 @@ def test_the_document_is_valid_openapi(anonymous):
         "/api/v1/triggers/{trigger_id}/preview", "/api/v1/schedules/preview",
         "/api/v1/triggers/{trigger_id}/runs", "/api/v1/runs/{run_id}",
         "/api/v1/runs/{run_id}/cancel", "/api/v1/admin/scheduler",
-        "/api/v1/admin/scheduler/restart", "/healthz", "/metrics",
+        "/api/v1/admin/scheduler/restart", "/api/v1/admin/backlog", "/healthz", "/metrics",
     } <= set(paths)  # fmt: skip
     error = document["components"]["schemas"]["ErrorEnvelope"]
     assert error["required"] == ["error"]
     assert paths["/healthz"]["get"]["security"] == []
+    assert paths["/metrics"]["get"]["security"] == [{"metricsToken": []}, {}]
+    checks = document["components"]["schemas"]["HealthChecks"]["properties"]
+    assert set(checks) == {"database", "broker", "scheduler"}  # the backlog is an ops endpoint
+    assert "503" in paths["/api/v1/admin/backlog"]["get"]["responses"]
 
 
 def test_the_document_describes_the_trigger_fields(anonymous):
@@ -77,6 +81,7 @@ OPERATIONS = [
     ("POST", "/api/v1/webhook-secrets"),
     ("DELETE", "/api/v1/webhook-secrets/{secret_id}"),
     ("GET", "/api/v1/admin/scheduler"),
+    ("GET", "/api/v1/admin/backlog"),
     ("POST", "/api/v1/admin/scheduler/restart"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
@@ -88,7 +93,8 @@ OPERATIONS = [
 # there are mostly a missing Authorization header, which this harness adds back (its
 # hostile inputs are swept in test_hostile_input.py).
 NO_NEGATIVE = {
-    "/healthz", "/metrics", "/api/v1/admin/scheduler/restart", "/api/v1/webhook-secrets",
+    "/healthz", "/metrics", "/api/v1/admin/backlog", "/api/v1/admin/scheduler/restart",
+    "/api/v1/webhook-secrets",
 }  # fmt: skip
 CASES = [
     pytest.param(method, path, mode, id=f"{method} {path} {mode.value}")
