@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from app import db, keys
@@ -62,6 +63,20 @@ def test_sign_in_then_returns_to_the_page_asked_for_but_never_off_site(client, m
     response = client.post(
         "/console/?next=//evil.example/x", data={"key": key, "csrf_token": token}
     )
+    assert response.headers["Location"] == "/console/triggers"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/console/x%0d%0aSet-Cookie:%20a=b", "/console/%0a", "/console/x%09y", "/console/%7f"],
+)
+def test_a_next_with_control_characters_goes_to_the_triggers_not_a_500(
+    client, make_key, target
+) -> None:
+    key = make_key("acme").key
+    token = csrf_of(client.get("/console/").get_data(as_text=True))
+    response = client.post(f"/console/?next={target}", data={"key": key, "csrf_token": token})
+    assert response.status_code == 302
     assert response.headers["Location"] == "/console/triggers"
 
 

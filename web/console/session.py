@@ -117,8 +117,15 @@ def _to_sign_in(reason: str) -> Response:
 
 
 def safe_next(value: str | None) -> str:
-    """Where to go after signing in: a console path only (no open redirect)."""
-    if value and value.startswith("/console/") and "\\" not in value and "//" not in value:
+    """Where to go after signing in: a console path only (no open redirect), and never one
+    with a control character (CR/LF in a Location header is a 500 or a split response)."""
+    if (
+        value
+        and value.startswith("/console/")
+        and "\\" not in value
+        and "//" not in value
+        and not any(ord(char) < 32 or ord(char) == 127 for char in value)
+    ):
         return value
     return url_for("console.triggers_list")
 
