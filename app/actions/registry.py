@@ -201,7 +201,21 @@ def _validate_webhook(action: dict[str, Any]) -> dict[str, str]:
             errors[f"action.headers.{name}"] = "is set by the scheduler and cannot be overridden"
         elif not isinstance(value, str) or len(value) > 8192 or any(c in value for c in "\r\n\0"):
             errors[f"action.headers.{name}"] = "must be a single-line string"
+        elif not _latin_1(value):
+            # http.client encodes header values as latin-1: anything else would fail at
+            # every send, retries included.
+            errors[f"action.headers.{name}"] = (
+                "must be latin-1 text (ISO-8859-1); percent-encode or base64 other characters"
+            )
     return errors
+
+
+def _latin_1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def url_problem(url: Any) -> str | None:
