@@ -23,6 +23,7 @@ from app.queries import api_keys
 KEY_SCHEME = "tsk_"
 KEY_BYTES = 32
 PREFIX_LENGTH = 12  # "tsk_" and 8 random characters: 48 bits, plenty to tell keys apart
+ADMIN_ACTOR = "admin"
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -34,6 +35,12 @@ class Principal:
     tenant_id: str
     is_admin: bool
     prefix: str
+
+    @property
+    def actor(self) -> str:
+        """Who did it, as a tenant may see it (`paused_by`): its own key's prefix, or
+        `admin` for an admin key, whose prefix is no business of a tenant's."""
+        return ADMIN_ACTOR if self.is_admin else self.prefix
 
     @property
     def scope(self) -> str | None:

@@ -383,3 +383,17 @@ def test_the_run_page_shows_when_a_jittered_fire_was_due(client, sign_in, engine
     jitter = int((run.due_at - run.scheduled_for).total_seconds())
     assert "of jitter" in page and run.status in ("admitted", "pending")
     assert jitter > 0
+
+
+def test_a_pause_by_an_admin_key_shows_admin_not_the_keys_prefix(client, sign_in) -> None:
+    sign_in("acme")
+    location = create(client).headers["Location"]
+    client.post("/console/sign-out", data={"csrf_token": csrf_of(client.get(location).text)})
+    token = sign_in("ops", admin=True)
+    admin_prefix = client.get("/console/triggers").text.split("tsk_", 1)[1][:8]
+    client.post(f"{location}/pause", data={"csrf_token": token, "paused_note": "db upgrade"})
+    client.post("/console/sign-out", data={"csrf_token": token})
+    sign_in("acme")
+
+    page = client.get(location).text
+    assert "by admin:" in page and admin_prefix not in page

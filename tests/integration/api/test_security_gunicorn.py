@@ -1,0 +1,42 @@
+"""Issue 30's low findings that are HTTP behaviour, over real HTTP (gunicorn serving
+`web:create_app()` from the environment, as deployed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests import gunicorn
+
+pytestmark = pytest.mark.slow
+WEBHOOK = {"type": "webhook", "url": "https://hooks.example.com/in"}
+
+
+@pytest.fixture()
+def server(settings, engine, redis_client, tmp_path) -> Iterator[str]:
+    with gunicorn.serve(settings, tmp_path / "gunicorn.log") as base:
+        yield base
+
+
+def call(method: str, url: str, key: str, **kwargs) -> requests.Response:
+    headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
+    return requests.request(method, url, headers=headers, timeout=30, **kwargs)
+
+
+def test_a_trigger_paused_by_an_admin_shows_a_role_not_the_admins_key(server, make_key):
+    tenant, admin = make_key("acme"), make_key("ops", admin=True)
+    body = {"name": "nightly", "cron": "0 1 * * *", "action": WEBHOOK}
+    created = call("POST", f"{server}/api/v1/triggers", tenant, json=body).json()
+    url = f"{server}/api/v1/triggers/{created['id']}"
+
+    paused = call("PATCH", url, admin, json={"enabled": False, "paused_note": "maintenance"})
+    shown = call("GET", url, tenant)
+
+    assert paused.status_code == shown.status_code == 200
+    assert shown.json()["paused_by"] == "admin"
+    assert admin[:12] not in shown.text
+    call("PATCH", url, tenant, json={"enabled": True})
+    own = call("PATCH", url, tenant, json={"enabled": False}).json()
+    assert own["paused_by"] and tenant.startswith(own["paused_by"])  # its own key's prefix

@@ -1,0 +1,56 @@
+"""Migration 0013 (issue 30's low findings) on rows made before it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, create_engine, text
+
+from tests import support
+
+
+@pytest.fixture()
+def at_0012() -> Iterator[tuple[str, Engine]]:
+    url = support.create_database("sched_migr")
+    engine = create_engine(support.sqlalchemy_url(url))
+    try:
+        support.migrate(url, "0012")
+        yield url, engine
+    finally:
+        engine.dispose()
+        support.drop_database(url)
+
+
+def add_key(conn, tenant: str, prefix: str, *, admin: bool) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO api_keys (id, tenant_id, prefix, key_hash, is_admin, created_at) "
+            "VALUES (:id, :tenant, :prefix, :hash, :admin, now())"
+        ),
+        {"id": uuid.uuid4(), "tenant": tenant, "prefix": prefix, "hash": uuid.uuid4().hex,
+         "admin": admin},
+    )  # fmt: skip
+
+
+def test_triggers_paused_by_an_admin_key_show_admin_not_its_prefix(at_0012) -> None:
+    url, engine = at_0012
+    with engine.begin() as conn:
+        add_key(conn, "ops", "tsk_ADMIN123", admin=True)
+        add_key(conn, "acme", "tsk_TENANT12", admin=False)
+        for name, by in (("a", "tsk_ADMIN123"), ("t", "tsk_TENANT12"), ("c", "cli")):
+            conn.execute(
+                text(
+                    "INSERT INTO triggers (id, tenant_id, name, cron, action, enabled, "
+                    "paused_by, created_at, updated_at) VALUES (gen_random_uuid(), 'acme', "
+                    ':name, \'* * * * *\', \'{"type": "task", "name": "echo"}\', false, '
+                    ":by, now(), now())"
+                ),
+                {"name": name, "by": by},
+            )
+    command.upgrade(support.alembic_config(url), "0013")
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT name, paused_by FROM triggers")).all())
+    assert rows == {"a": "admin", "t": "tsk_TENANT12", "c": "cli"}
