@@ -111,16 +111,22 @@ def authenticate(session: Session, key: str) -> Principal | None:
     return Principal(row.id, row.tenant_id, row.is_admin, row.prefix)
 
 
-def active_principal(session: Session, key_id: uuid.UUID) -> Principal | None:
-    """The principal of the active key with this id, or None when it is unknown or revoked.
+def console_session(session: Session, key_id: uuid.UUID) -> tuple[Principal, int] | None:
+    """The principal of the active key with this id and its console epoch (a console session
+    is valid while its cookie holds that epoch), or None when the key is unknown or revoked.
 
     For the console's session, which holds the key's id (never the key) and re-checks it on
-    every request so revoking a key ends its console sessions at once.
+    every request, so revoking a key or signing out ends its console sessions at once.
     """
     row = api_keys.find_active_by_id(session, key_id)
     if row is None:
         return None
-    return Principal(row.id, row.tenant_id, row.is_admin, row.prefix)
+    return Principal(row.id, row.tenant_id, row.is_admin, row.prefix), row.console_epoch
+
+
+def end_console_sessions(session: Session, key_id: uuid.UUID) -> None:
+    """End every console session of the key (sign-out): a copied cookie is refused too."""
+    api_keys.bump_console_epoch(session, key_id)
 
 
 def list_keys(session: Session, *, tenant_id: str | None = None) -> list[ApiKey]:

@@ -284,6 +284,9 @@ class ApiKey(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Console sessions of this key are valid while their cookie holds this number; signing
+    # out adds one, so a copied cookie is signed out too (web/console/session.py).
+    console_epoch: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class IdempotencyRecord(Base):

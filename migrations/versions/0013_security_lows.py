@@ -1,4 +1,8 @@
-"""issue 30's low findings: paused_by shows a role for admin keys
+"""issue 30's low findings: console sign-out ends copied cookies; paused_by shows a role
+
+`api_keys.console_epoch`: a console session is valid while its cookie holds its key's
+epoch; signing out adds one, so a cookie copied before the sign-out is refused (it stayed
+valid for up to 12 hours). Cookies made before this hold no epoch and count as 0.
 
 Revision ID: 0013
 Revises: 0012
@@ -24,6 +28,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "api_keys", sa.Column("console_epoch", sa.Integer(), server_default="0", nullable=False)
+    )
     op.execute(
         sa.text(
             "UPDATE triggers SET paused_by = 'admin' WHERE paused_by IN "
@@ -33,4 +40,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass
+    op.drop_column("api_keys", "console_epoch")

@@ -88,6 +88,28 @@ def test_sign_out_ends_the_session(client, sign_in) -> None:
     assert client.get("/console/triggers").status_code == 302
 
 
+def test_a_copied_cookie_replayed_after_sign_out_is_signed_out(client, sign_in) -> None:
+    token = sign_in()
+    copied = client.get_cookie("console_session", path="/console").value
+    client.post("/console/sign-out", data={"csrf_token": token})
+
+    client.set_cookie("console_session", copied, path="/console")
+    response = client.get("/console/triggers")
+
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/console/?reason=signed_out")
+
+
+def test_signing_in_again_after_sign_out_works_and_old_cookies_stay_out(client, sign_in) -> None:
+    token = sign_in()
+    first = client.get_cookie("console_session", path="/console").value
+    client.post("/console/sign-out", data={"csrf_token": token})
+    sign_in()
+    assert client.get("/console/triggers").status_code == 200
+    client.set_cookie("console_session", first, path="/console")
+    assert client.get("/console/triggers").status_code == 302
+
+
 def test_a_session_older_than_its_lifetime_gets_the_expired_page(client, sign_in, clock) -> None:
     sign_in()
     clock.advance(hours=12, seconds=1)

@@ -1,9 +1,11 @@
 """Console sign-in: an API key pasted once, then a signed session cookie holding the key's id.
 
 The cookie is signed (itsdangerous, SECRET_KEY), HttpOnly, SameSite=Lax and Secure when the
-request came over HTTPS. It holds the key's id and display prefix, never the key. Every
-request re-reads the key (app.keys), so a revoked key ends its sessions at once, and a
-session older than SESSION_LIFETIME is refused with a page that says so.
+request came over HTTPS. It holds the key's id, display prefix and console epoch, never the
+key. Every request re-reads the key (app.keys), so a revoked key ends its sessions at once;
+signing out moves the key's console epoch, so a copy of the cookie is signed out too (every
+console session of that key ends: the cookie alone cannot be forgotten by the server); and
+a session older than SESSION_LIFETIME is refused with a page that says so.
 """
 
 from __future__ import annotations
@@ -57,11 +59,12 @@ def configure(app: Flask, secret_key: str) -> None:
     )
 
 
-def start(principal: keys.Principal, *, now: datetime) -> None:
+def start(principal: keys.Principal, *, epoch: int, now: datetime) -> None:
     """Begin a session for `principal` (a fresh cookie: nothing of the anonymous one is kept)."""
     session.clear()
     session["key_id"] = str(principal.key_id)
     session["prefix"] = principal.prefix
+    session["epoch"] = epoch
     session["signed_in_at"] = now.timestamp()
 
 
@@ -98,15 +101,18 @@ def _check(data: Any, *, now: datetime) -> str | None:
     try:
         key_id = uuid.UUID(str(data["key_id"]))
         signed_in_at = float(data["signed_in_at"])
+        epoch = int(data.get("epoch", 0))  # cookies made before epochs: the key's first
     except (KeyError, TypeError, ValueError):
         return "required"
     if now.timestamp() - signed_in_at > SESSION_LIFETIME.total_seconds():
         return "expired"
     with context.session() as db_session:
-        principal = keys.active_principal(db_session, key_id)
-    if principal is None:
+        found = keys.console_session(db_session, key_id)
+    if found is None:
         return "revoked"
-    g.principal = principal
+    if found[1] != epoch:
+        return "signed_out"
+    g.principal = found[0]
     return None
 
 
@@ -155,11 +161,12 @@ def sign_in() -> Any:
     key = request.form.get("key", "").strip()
     with context.session() as db_session:
         principal = keys.authenticate(db_session, key) if key else None
-    if principal is None:
+        found = keys.console_session(db_session, principal.key_id) if principal else None
+    if principal is None or found is None:
         logger.info("console sign-in refused", extra={"event": "console_sign_in_refused"})
         error = "Paste an API key." if not key else "That key is unknown or revoked."
         return render_template("console/sign_in.html", error=error), 401
-    start(principal, now=context.now())
+    start(principal, epoch=found[1], now=context.now())
     logger.info(
         "console signed in",
         extra={"event": "console_signed_in", "tenant_id": principal.tenant_id,
@@ -170,5 +177,8 @@ def sign_in() -> Any:
 
 @bp.route("/sign-out", methods=["POST"])
 def sign_out() -> Response:
+    """End the session, and every copy of its cookie: the key's console epoch moves on."""
+    with context.session() as db_session:
+        keys.end_console_sessions(db_session, g.principal.key_id)
     end()
     return redirect(url_for("console.sign_in", reason="signed_out"))

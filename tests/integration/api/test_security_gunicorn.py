@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -40,3 +41,27 @@ def test_a_trigger_paused_by_an_admin_shows_a_role_not_the_admins_key(server, ma
     call("PATCH", url, tenant, json={"enabled": True})
     own = call("PATCH", url, tenant, json={"enabled": False}).json()
     assert own["paused_by"] and tenant.startswith(own["paused_by"])  # its own key's prefix
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_a_console_cookie_copied_before_sign_out_is_signed_out_when_replayed(server, make_key):
+    browser = requests.Session()
+    token = csrf_of(browser.get(f"{server}/console/", timeout=30).text)
+    signed_in = browser.post(
+        f"{server}/console/", data={"key": make_key("acme"), "csrf_token": token}, timeout=30
+    )
+    assert signed_in.status_code == 200 and signed_in.url.endswith("/console/triggers")
+    copied = browser.cookies.get("console_session")
+    token = csrf_of(browser.get(f"{server}/console/triggers", timeout=30).text)
+    browser.post(f"{server}/console/sign-out", data={"csrf_token": token}, timeout=30)
+
+    replayed = requests.get(
+        f"{server}/console/triggers", cookies={"console_session": copied},
+        allow_redirects=False, timeout=30,
+    )  # fmt: skip
+
+    assert replayed.status_code == 302
+    assert "reason=signed_out" in replayed.headers["Location"]
