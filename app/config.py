@@ -145,6 +145,12 @@ class Settings:
     max_waiting_runs_per_tenant: int = 10_000
     # How far back a backfill may reach.
     backfill_max_age_days: int = 30
+    # A developer's machine (`make run` sets it): plain-HTTP console cookies and the demo
+    # `echo` handler by default. Never set it in a deployment.
+    development: bool = False
+    # The console's cookie is Secure even when a request came over plain HTTP (behind a
+    # TLS-terminating proxy that does not say so): on by default outside development.
+    session_cookie_secure: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -161,6 +167,7 @@ class Settings:
             raise ConfigError(f"LOG_FORMAT must be json, kv or text, got {log_format!r}")
         redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
         interval = _int(env, "DISPATCH_INTERVAL_SECONDS", 60, minimum=1, maximum=60)
+        development = _bool(env, "DEVELOPMENT", False)
         if 60 % interval:
             raise ConfigError(f"DISPATCH_INTERVAL_SECONDS must divide 60, got {interval}")
         settings = cls(
@@ -203,6 +210,8 @@ class Settings:
             secret_key=_secret_key(env),
             max_waiting_runs_per_tenant=_int(env, "MAX_WAITING_RUNS_PER_TENANT", 10_000, minimum=1),
             backfill_max_age_days=_int(env, "BACKFILL_MAX_AGE_DAYS", 30, minimum=1, maximum=36_500),
+            development=development,
+            session_cookie_secure=_bool(env, "SESSION_COOKIE_SECURE", not development),
         )
         settings.cross_check()
         return settings

@@ -7,6 +7,9 @@ export PORT="${PORT:-5000}"
 # One short line per event (time, level, event, ids) for a person reading the terminal (deployments keep
 # the JSON default).
 export LOG_FORMAT="${LOG_FORMAT:-text}"
+# A developer's machine: the console's cookie works over plain http://localhost, and the
+# demo `echo` handler is registered (both off in a deployment).
+export DEVELOPMENT="${DEVELOPMENT:-true}"
 # The console's session key, shared by every gunicorn worker and kept between runs (git-ignored).
 mkdir -p .devdata
 if [ -z "${SECRET_KEY:-}" ]; then

@@ -13,6 +13,16 @@ from sqlalchemy import Engine, text
 from app import config, db
 from tests import support
 
+# The test deployment opts in to what production leaves off: plain-HTTP console cookies
+# (the servers under test speak HTTP on 127.0.0.1). Set in this process's environment too,
+# so every process a test starts (gunicorn, workers, the Procfile) has them; a test of a
+# production default sets its own values.
+TEST_ENVIRONMENT = {
+    "SESSION_COOKIE_SECURE": "false",
+}
+for _name, _value in TEST_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
+
 TABLES = (
     "runs",
     "triggers",
@@ -83,6 +93,7 @@ def settings(database_url: str, redis_url: str) -> Iterator[config.Settings]:
         "SCHEDULER_RESTART_SECRET": "test-restart-secret-0123456789",
         # The webhook receivers of the tests listen on 127.0.0.1.
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        **TEST_ENVIRONMENT,
     }
     value = config.Settings.from_env(env)
     config.set_settings(value)

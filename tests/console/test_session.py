@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 from app import db, keys
 from app.models import Trigger
 from tests.console.conftest import NOW, csrf_of
+from web import create_app
 
 
 def test_a_page_needing_a_session_redirects_to_sign_in(client) -> None:
@@ -40,6 +42,37 @@ def test_the_cookie_is_secure_when_the_request_came_over_https(client, make_key)
     token = csrf_of(client.get("/console/", headers=headers).get_data(as_text=True))
     response = client.post("/console/", data={"key": key, "csrf_token": token}, headers=headers)
     assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_the_cookie_is_secure_over_plain_http_when_the_setting_says_so(
+    settings, engine, celery_app, make_key
+) -> None:
+    app = create_app(dataclasses.replace(settings, session_cookie_secure=True))
+    client = app.test_client()
+    token = csrf_of(client.get("/console/").get_data(as_text=True))
+    response = client.post("/console/", data={"key": make_key("acme").key, "csrf_token": token})
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_every_console_page_is_no_store(client, sign_in) -> None:
+    # The secrets page shows secret values: no copy may stay in a cache.
+    assert client.get("/console/").headers["Cache-Control"] == "no-store"
+    sign_in()
+    for path in ("/console/triggers", "/console/webhook-secrets", "/console/nope",
+                 "/console/triggers/new"):  # fmt: skip
+        assert client.get(path).headers["Cache-Control"] == "no-store", path
+
+
+def test_hsts_is_sent_over_https_only(client) -> None:
+    assert "Strict-Transport-Security" not in client.get("/console/").headers
+    assert "Strict-Transport-Security" not in client.get("/openapi.json").headers
+    for path in ("/console/", "/openapi.json"):
+        secure = client.get(path, headers={"X-Forwarded-Proto": "https"})
+        assert secure.headers["Strict-Transport-Security"] == "max-age=31536000", path
+        assert (
+            client.get(path, base_url="https://localhost").headers["Strict-Transport-Security"]
+            == "max-age=31536000"
+        )
 
 
 def test_an_unknown_key_is_refused_with_a_message(client) -> None:

@@ -19,7 +19,7 @@ from flask import Flask, Response, g, redirect, render_template, request, sessio
 from flask.sessions import SecureCookieSessionInterface
 
 from app import keys, logs
-from web import context
+from web import context, transport
 from web.console.blueprint import bp
 
 logger = logging.getLogger(__name__)
@@ -35,23 +35,19 @@ REASONS = {
 
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, Secure whenever the request itself came over HTTPS.
-
-    Behind a TLS-terminating router (Heroku) the scheme arrives in X-Forwarded-Proto;
-    trusting it only to *add* the Secure flag cannot weaken anything.
-    """
+    """Flask's signed cookie session: Secure when SESSION_COOKIE_SECURE says so (the default
+    outside development), and whenever the request itself came over HTTPS (web.transport)."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
-        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        configured = app.config["SESSION_COOKIE_SECURE"]
-        return bool(configured or request.is_secure or forwarded == "https")
+        return bool(app.config["SESSION_COOKIE_SECURE"] or transport.came_over_https())
 
 
-def configure(app: Flask, secret_key: str) -> None:
+def configure(app: Flask, secret_key: str, *, cookie_secure: bool) -> None:
     """Session cookie settings; `secret_key` empty means a random per-process key."""
     app.secret_key = secret_key or uuid.uuid4().hex + uuid.uuid4().hex
     app.session_interface = ConsoleSessionInterface()
     app.config.update(
+        SESSION_COOKIE_SECURE=cookie_secure,
         SESSION_COOKIE_NAME="console_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -139,7 +135,10 @@ def safe_next(value: str | None) -> str:
 @bp.after_request
 def page_headers(response: Response) -> Response:
     """No framing (the action buttons cannot be clickjacked), scripts and styles from this
-    origin only, and no console URL (ids) leaked in a Referer to other sites."""
+    origin only, no console URL (ids) leaked in a Referer to other sites, and no page kept
+    in any cache (the secrets page shows secret values; every page shows a tenant's data)."""
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",

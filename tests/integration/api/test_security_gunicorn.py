@@ -65,3 +65,22 @@ def test_a_console_cookie_copied_before_sign_out_is_signed_out_when_replayed(ser
 
     assert replayed.status_code == 302
     assert "reason=signed_out" in replayed.headers["Location"]
+
+
+def test_as_deployed_the_console_cookie_is_secure_pages_are_no_store_and_https_gets_hsts(
+    settings, engine, redis_client, tmp_path
+):
+    # SESSION_COOKIE_SECURE and DEVELOPMENT unset: production's defaults.
+    with gunicorn.serve(
+        settings, tmp_path / "gunicorn.log", SESSION_COOKIE_SECURE="", DEVELOPMENT=""
+    ) as base:
+        page = requests.get(f"{base}/console/", timeout=30)  # its session holds the CSRF token
+        over_https = requests.get(
+            f"{base}/api/v1/triggers", headers={"X-Forwarded-Proto": "https"}, timeout=30
+        )
+
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "Strict-Transport-Security" not in page.headers
+    cookie = page.headers["Set-Cookie"]
+    assert cookie.startswith("console_session=") and "Secure" in cookie
+    assert over_https.headers["Strict-Transport-Security"] == "max-age=31536000"
