@@ -151,6 +151,9 @@ class Settings:
     # The console's cookie is Secure even when a request came over plain HTTP (behind a
     # TLS-terminating proxy that does not say so): on by default outside development.
     session_cookie_secure: bool = True
+    # Register the demo `echo` handler (it may sleep an hour and store 64 KiB per run):
+    # development and tests only, by default only with DEVELOPMENT.
+    enable_echo_handler: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -212,6 +215,7 @@ class Settings:
             backfill_max_age_days=_int(env, "BACKFILL_MAX_AGE_DAYS", 30, minimum=1, maximum=36_500),
             development=development,
             session_cookie_secure=_bool(env, "SESSION_COOKIE_SECURE", not development),
+            enable_echo_handler=_bool(env, "ENABLE_ECHO_HANDLER", development),
         )
         settings.cross_check()
         return settings

@@ -14,11 +14,12 @@ from app import config, db
 from tests import support
 
 # The test deployment opts in to what production leaves off: plain-HTTP console cookies
-# (the servers under test speak HTTP on 127.0.0.1). Set in this process's environment too,
-# so every process a test starts (gunicorn, workers, the Procfile) has them; a test of a
-# production default sets its own values.
+# (the servers under test speak HTTP on 127.0.0.1) and the demo `echo` handler. Set in this
+# process's environment too, so every process a test starts (gunicorn, workers, the
+# Procfile) has them; a test of a production default sets its own values.
 TEST_ENVIRONMENT = {
     "SESSION_COOKIE_SECURE": "false",
+    "ENABLE_ECHO_HANDLER": "true",  # many tests run the demo handler
 }
 for _name, _value in TEST_ENVIRONMENT.items():
     os.environ.setdefault(_name, _value)

@@ -5,7 +5,10 @@ the `@handler("name")` decorator or from the entry point group `scheduler.handle
 
     [options.entry_points]
     scheduler.handlers =
-        echo = app.actions.echo:echo
+        report = my_package.jobs:report
+
+The demo handler `echo` (app/actions/echo.py) is registered only in development or when
+ENABLE_ECHO_HANDLER asks for it: it may sleep an hour and store 64 KiB per run.
 
 Delivery is at-least-once: a handler may run twice for one run (worker killed after the work
 but before the result was recorded), so it should use `ctx.idempotency_key` to do its side
@@ -29,7 +32,6 @@ from urllib3.util import parse_url
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "scheduler.handlers"
-BUILTIN_MODULES = ("app.actions.echo",)
 METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 50
@@ -140,9 +142,14 @@ def _ensure_loaded() -> None:
 
         from app import config
 
-        # Built-ins, then the modules named in HANDLER_MODULES (the "config list" of
-        # docs/design.md section 6): importing a module runs its @handler decorators.
-        for module in (*BUILTIN_MODULES, *config.get_settings().handler_modules):
+        settings = config.get_settings()
+        if settings.enable_echo_handler:
+            from app.actions import echo
+
+            _register("echo", echo.echo)
+        # The modules named in HANDLER_MODULES (the "config list" of docs/design.md
+        # section 6): importing a module runs its @handler decorators.
+        for module in settings.handler_modules:
             importlib.import_module(module)
         for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:

@@ -84,3 +84,17 @@ def test_as_deployed_the_console_cookie_is_secure_pages_are_no_store_and_https_g
     cookie = page.headers["Set-Cookie"]
     assert cookie.startswith("console_session=") and "Secure" in cookie
     assert over_https.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_a_deployment_refuses_the_demo_echo_handler(settings, engine, redis_client, tmp_path,
+                                                     make_key):  # fmt: skip
+    # ENABLE_ECHO_HANDLER and DEVELOPMENT unset: echo (an hour's sleep, 64 KiB stored per
+    # run) is no handler of a deployment.
+    body = {"name": "demo", "cron": "0 1 * * *", "action": {"type": "task", "name": "echo"}}
+    with gunicorn.serve(
+        settings, tmp_path / "gunicorn.log", ENABLE_ECHO_HANDLER="", DEVELOPMENT=""
+    ) as base:
+        refused = call("POST", f"{base}/api/v1/triggers", make_key("acme"), json=body)
+
+    assert refused.status_code == 422
+    assert refused.json()["error"]["fields"]["action.name"].startswith("unknown handler")
