@@ -103,6 +103,23 @@ def _secret_key(env: Mapping[str, str]) -> str:
     return value
 
 
+def _fernet_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated Fernet keys, newest first (the first encrypts, every one decrypts)."""
+    from cryptography.fernet import Fernet
+
+    found = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    for position, key in enumerate(found, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            # Never echo the value: it is a secret.
+            raise ConfigError(
+                f"{name} must be Fernet keys (32 url-safe base64-encoded bytes), "
+                f"comma-separated; key {position} is not one"
+            ) from None
+    return found
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting the processes read; build it with :meth:`from_env`."""
@@ -154,6 +171,9 @@ class Settings:
     # Register the demo `echo` handler (it may sleep an hour and store 64 KiB per run):
     # development and tests only, by default only with DEVELOPMENT.
     enable_echo_handler: bool = False
+    # Fernet keys that encrypt webhook signing secrets at rest (app/secret_box.py), newest
+    # first: the first encrypts, every one decrypts (rotation). Every process needs them.
+    secrets_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -216,6 +236,7 @@ class Settings:
             development=development,
             session_cookie_secure=_bool(env, "SESSION_COOKIE_SECURE", not development),
             enable_echo_handler=_bool(env, "ENABLE_ECHO_HANDLER", development),
+            secrets_encryption_keys=_fernet_keys(env, "SECRETS_ENCRYPTION_KEY"),
         )
         settings.cross_check()
         return settings
@@ -244,6 +265,18 @@ class Settings:
             raise ConfigError(
                 f"SCHEDULER_RESTART_SECRET must be at least {MIN_RESTART_SECRET_LENGTH} "
                 "characters (or unset to disable the restart hook)"
+            )
+
+    def check_process(self) -> None:
+        """Raise ConfigError for a setting a running process needs that has no default:
+        SECRETS_ENCRYPTION_KEY (webhook secrets are never stored, nor read, in plaintext).
+        Checked at process start (settings_or_exit), not in from_env, so a tool that only
+        reads settings needs no key."""
+        if not self.secrets_encryption_keys:
+            raise ConfigError(
+                "SECRETS_ENCRYPTION_KEY must be set (it encrypts webhook secrets at rest); "
+                "make one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
             )
 
     @property
@@ -276,7 +309,9 @@ def settings_or_exit() -> Settings:
     traceback.
     """
     try:
-        return get_settings()
+        settings = get_settings()
+        settings.check_process()
+        return settings
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -314,7 +314,8 @@ class WebhookSecret(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[str] = mapped_column(String(100), nullable=False)
-    secret: Mapped[str] = mapped_column(String(100), nullable=False)
+    # A Fernet token (app/secret_box.py), never the secret itself.
+    secret_ciphertext: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False)
     expires_at: Mapped[datetime | None] = mapped_column(TZ)
     revoked_at: Mapped[datetime | None] = mapped_column(TZ)

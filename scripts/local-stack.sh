@@ -18,6 +18,13 @@ if [ -z "${SECRET_KEY:-}" ]; then
   SECRET_KEY="$(cat .devdata/secret-key)"
   export SECRET_KEY
 fi
+# The key that encrypts webhook secrets at rest, kept between runs like the session key.
+if [ -z "${SECRETS_ENCRYPTION_KEY:-}" ]; then
+  [ -s .devdata/secrets-encryption-key ] || python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > .devdata/secrets-encryption-key
+  chmod 600 .devdata/secrets-encryption-key
+  SECRETS_ENCRYPTION_KEY="$(cat .devdata/secrets-encryption-key)"
+  export SECRETS_ENCRYPTION_KEY
+fi
 alembic upgrade head
 flask --app web demo setup --port "$PORT" --key-file .devdata/demo-key || echo "demo setup failed; the stack still starts"
 echo

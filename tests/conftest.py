@@ -20,6 +20,8 @@ from tests import support
 TEST_ENVIRONMENT = {
     "SESSION_COOKIE_SECURE": "false",
     "ENABLE_ECHO_HANDLER": "true",  # many tests run the demo handler
+    # Webhook secrets are encrypted at rest; every process needs the key (a test key).
+    "SECRETS_ENCRYPTION_KEY": "QPVOf_vYNOxj2zyxa9ktj0odAe2SJQCS-yp25X1xUcU=",
 }
 for _name, _value in TEST_ENVIRONMENT.items():
     os.environ.setdefault(_name, _value)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from app import db, run_history, schedule, triggers
+from app import db, run_history, schedule, secret_box, triggers
 from app.models import Run, Trigger, WebhookSecret
 from tests.console.conftest import NOW, csrf_of, new_form
 
@@ -260,16 +261,19 @@ def test_the_preview_button_without_scripts_shows_the_jittered_instant(client, s
 # --- 4. webhook secrets -------------------------------------------------------------------
 
 
-def secrets_of(engine, tenant: str) -> list[WebhookSecret]:
+def secrets_of(engine, tenant: str) -> list[SimpleNamespace]:
+    """Every secret row of the tenant, revoked ones too, with its value decrypted."""
     with db.session_scope(engine) as session:
         found = session.scalars(
             select(WebhookSecret)
             .where(WebhookSecret.tenant_id == tenant)
             .order_by(WebhookSecret.created_at)
         )
-        rows = list(found)
-        session.expunge_all()
-        return rows
+        return [
+            SimpleNamespace(id=row.id, secret=secret_box.decrypt(row.secret_ciphertext),
+                            expires_at=row.expires_at, revoked_at=row.revoked_at)
+            for row in found
+        ]  # fmt: skip
 
 
 def test_a_tenant_lists_rotates_and_revokes_its_webhook_secrets(
