@@ -114,6 +114,23 @@ def _secret_key(env: Mapping[str, str]) -> str:
     return value
 
 
+def _fernet_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated Fernet keys, newest first (the first encrypts, every one decrypts)."""
+    from cryptography.fernet import Fernet
+
+    found = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    for position, key in enumerate(found, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            # Never echo the value: it is a secret.
+            raise ConfigError(
+                f"{name} must be Fernet keys (32 url-safe base64-encoded bytes), "
+                f"comma-separated; key {position} is not one"
+            ) from None
+    return found
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting the processes read; build it with :meth:`from_env`."""
@@ -168,6 +185,18 @@ class Settings:
     metrics_top_tenants: int = 10
     # How long a web process serves /metrics from its last snapshot of the database.
     metrics_cache_seconds: int = 5
+    # A developer's machine (`make run` sets it): plain-HTTP console cookies and the demo
+    # `echo` handler by default. Never set it in a deployment.
+    development: bool = False
+    # The console's cookie is Secure even when a request came over plain HTTP (behind a
+    # TLS-terminating proxy that does not say so): on by default outside development.
+    session_cookie_secure: bool = True
+    # Register the demo `echo` handler (it may sleep an hour and store 64 KiB per run):
+    # development and tests only, by default only with DEVELOPMENT.
+    enable_echo_handler: bool = False
+    # Fernet keys that encrypt webhook signing secrets at rest (app/secret_box.py), newest
+    # first: the first encrypts, every one decrypts (rotation). Every process needs them.
+    secrets_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -184,6 +213,7 @@ class Settings:
             raise ConfigError(f"LOG_FORMAT must be json, kv or text, got {log_format!r}")
         redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
         interval = _int(env, "DISPATCH_INTERVAL_SECONDS", 60, minimum=1, maximum=60)
+        development = _bool(env, "DEVELOPMENT", False)
         if 60 % interval:
             raise ConfigError(f"DISPATCH_INTERVAL_SECONDS must divide 60, got {interval}")
         settings = cls(
@@ -231,6 +261,10 @@ class Settings:
             metrics_token=_token(env, "METRICS_TOKEN", min_length=MIN_RESTART_SECRET_LENGTH),
             metrics_top_tenants=_int(env, "METRICS_TOP_TENANTS", 10, minimum=0, maximum=100),
             metrics_cache_seconds=_int(env, "METRICS_CACHE_SECONDS", 5, minimum=0, maximum=300),
+            development=development,
+            session_cookie_secure=_bool(env, "SESSION_COOKIE_SECURE", not development),
+            enable_echo_handler=_bool(env, "ENABLE_ECHO_HANDLER", development),
+            secrets_encryption_keys=_fernet_keys(env, "SECRETS_ENCRYPTION_KEY"),
         )
         settings.cross_check()
         return settings
@@ -259,6 +293,18 @@ class Settings:
             raise ConfigError(
                 f"SCHEDULER_RESTART_SECRET must be at least {MIN_RESTART_SECRET_LENGTH} "
                 "characters (or unset to disable the restart hook)"
+            )
+
+    def check_process(self) -> None:
+        """Raise ConfigError for a setting a running process needs that has no default:
+        SECRETS_ENCRYPTION_KEY (webhook secrets are never stored, nor read, in plaintext).
+        Checked at process start (settings_or_exit), not in from_env, so a tool that only
+        reads settings needs no key."""
+        if not self.secrets_encryption_keys:
+            raise ConfigError(
+                "SECRETS_ENCRYPTION_KEY must be set (it encrypts webhook secrets at rest); "
+                "make one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
             )
 
     @property
@@ -291,7 +337,9 @@ def settings_or_exit() -> Settings:
     traceback.
     """
     try:
-        return get_settings()
+        settings = get_settings()
+        settings.check_process()
+        return settings
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

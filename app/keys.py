@@ -23,6 +23,7 @@ from app.queries import api_keys
 KEY_SCHEME = "tsk_"
 KEY_BYTES = 32
 PREFIX_LENGTH = 12  # "tsk_" and 8 random characters: 48 bits, plenty to tell keys apart
+ADMIN_ACTOR = "admin"
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -34,6 +35,12 @@ class Principal:
     tenant_id: str
     is_admin: bool
     prefix: str
+
+    @property
+    def actor(self) -> str:
+        """Who did it, as a tenant may see it (`paused_by`): its own key's prefix, or
+        `admin` for an admin key, whose prefix is no business of a tenant's."""
+        return ADMIN_ACTOR if self.is_admin else self.prefix
 
     @property
     def scope(self) -> str | None:
@@ -104,16 +111,22 @@ def authenticate(session: Session, key: str) -> Principal | None:
     return Principal(row.id, row.tenant_id, row.is_admin, row.prefix)
 
 
-def active_principal(session: Session, key_id: uuid.UUID) -> Principal | None:
-    """The principal of the active key with this id, or None when it is unknown or revoked.
+def console_session(session: Session, key_id: uuid.UUID) -> tuple[Principal, int] | None:
+    """The principal of the active key with this id and its console epoch (a console session
+    is valid while its cookie holds that epoch), or None when the key is unknown or revoked.
 
     For the console's session, which holds the key's id (never the key) and re-checks it on
-    every request so revoking a key ends its console sessions at once.
+    every request, so revoking a key or signing out ends its console sessions at once.
     """
     row = api_keys.find_active_by_id(session, key_id)
     if row is None:
         return None
-    return Principal(row.id, row.tenant_id, row.is_admin, row.prefix)
+    return Principal(row.id, row.tenant_id, row.is_admin, row.prefix), row.console_epoch
+
+
+def end_console_sessions(session: Session, key_id: uuid.UUID) -> None:
+    """End every console session of the key (sign-out): a copied cookie is refused too."""
+    api_keys.bump_console_epoch(session, key_id)
 
 
 def list_keys(session: Session, *, tenant_id: str | None = None) -> list[ApiKey]:

@@ -284,6 +284,9 @@ class ApiKey(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Console sessions of this key are valid while their cookie holds this number; signing
+    # out adds one, so a copied cookie is signed out too (web/console/session.py).
+    console_epoch: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class IdempotencyRecord(Base):
@@ -311,7 +314,8 @@ class WebhookSecret(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[str] = mapped_column(String(100), nullable=False)
-    secret: Mapped[str] = mapped_column(String(100), nullable=False)
+    # A Fernet token (app/secret_box.py), never the secret itself.
+    secret_ciphertext: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False)
     expires_at: Mapped[datetime | None] = mapped_column(TZ)
     revoked_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -1,6 +1,7 @@
-"""Retention: finished runs and idempotency records older than their horizon are pruned in
-bounded batches (docs/design.md section 9), never in one huge DELETE that would hold locks and bloat
-the WAL at once."""
+"""Retention: finished runs, idempotency records and dead webhook secrets (revoked or
+expired a day ago: they sign nothing) older than their horizon are pruned in bounded
+batches (docs/design.md section 9), never in one huge DELETE that would hold locks and
+bloat the WAL at once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from app.queries import idempotency_records, run_history
+from app.queries import idempotency_records, run_history, webhook_secrets
+
+# How long a revoked or expired webhook secret is kept after it stopped signing (to tell
+# why a receiver refused a delivery); then it is deleted, never kept forever.
+DEAD_SECRET_RETENTION = timedelta(hours=24)
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +24,7 @@ logger = logging.getLogger(__name__)
 class PruneResult:
     runs: int = 0
     idempotency_records: int = 0
+    webhook_secrets: int = 0
     complete: bool = True
 
 
@@ -44,6 +50,7 @@ def prune(
             idempotency_records.delete_expired,
             now - timedelta(hours=idempotency_retention_hours),
         ),
+        ("webhook_secrets", webhook_secrets.delete_dead, now - DEAD_SECRET_RETENTION),
     )
     for name, delete, cutoff in jobs:
         for _ in range(max_batches):
@@ -60,6 +67,7 @@ def prune(
             "event": "retention_pruned",
             "runs": result.runs,
             "idempotency_records": result.idempotency_records,
+            "webhook_secrets": result.webhook_secrets,
             "complete": result.complete,
         },
     )

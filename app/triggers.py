@@ -104,7 +104,8 @@ def create(
     errors.TriggerLimitReached when the tenant already has `max_triggers` triggers (required:
     every create path, API, console and CLI, holds the tenant to the cap).
 
-    `actor` (the API key's prefix) is recorded as `paused_by` when it is created disabled.
+    `actor` (keys.Principal.actor: the key's prefix, or `admin`) is recorded as `paused_by`
+    when it is created disabled.
     """
     trigger_checks.validate(values, now=now, run_at_is_new=True)
     _check_capacity(session, tenant_id, limit=max_triggers)
@@ -180,8 +181,8 @@ def update(
     1. Lock the row; a version other than `if_match` raises PreconditionFailed (412).
     2. Keep only the fields whose value changes; none changed: return it as is.
     3. Validate the merged trigger (errors.InvalidTrigger), bump `version`, stamp `updated_at`.
-    4. Pausing stamps `paused_at` and `paused_by` (`actor`, the key's prefix) with the note;
-       resuming clears them.
+    4. Pausing stamps `paused_at` and `paused_by` (`actor`: the key's prefix, or `admin`)
+       with the note; resuming clears them.
     5. A changed schedule, window, jitter or `enabled` recomputes `next_run_at`.
     6. Disabling it or changing its schedule cancels its pending runs.
     """

@@ -12,6 +12,9 @@ so a receiver that still holds the previous one keeps verifying through a rotati
   transaction; so does a delivery finding none (triggers older than this table, or a tenant
   that revoked its last secret), so a webhook is never sent unsigned.
 
+Rows hold a Fernet token of the secret (app/secret_box.py, SECRETS_ENCRYPTION_KEY); the
+functions here return `Secret`s, decrypted.
+
 Writes for one tenant are serialised by a transaction-level advisory lock: two concurrent
 first triggers make one secret, two concurrent rotations keep one current secret.
 """
@@ -21,12 +24,13 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import db, errors
+from app import db, errors, secret_box
 from app.models import WebhookSecret
 from app.queries import webhook_secrets as webhook_secrets_q
 
@@ -35,17 +39,28 @@ SECRET_BYTES = 32
 MAX_ACTIVE = 10
 
 
+@dataclass(frozen=True)
+class Secret:
+    """A signing secret, decrypted: what signs deliveries and what the tenant is shown."""
+
+    id: uuid.UUID
+    tenant_id: str
+    secret: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
 def generate() -> str:
     """A new secret: `whsec_` + base64 of 32 random bytes."""
     return PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
 
 
-def list_active(session: Session, tenant_id: str, *, now: datetime) -> list[WebhookSecret]:
+def list_active(session: Session, tenant_id: str, *, now: datetime) -> list[Secret]:
     """The tenant's active secrets, newest first."""
-    return webhook_secrets_q.list_active(session, tenant_id, now=now)
+    return [_shown(row) for row in webhook_secrets_q.list_active(session, tenant_id, now=now)]
 
 
-def create(session: Session, tenant_id: str, *, now: datetime, grace: timedelta) -> WebhookSecret:
+def create(session: Session, tenant_id: str, *, now: datetime, grace: timedelta) -> Secret:
     """Rotate: add a new current secret; the previous current one expires after `grace`.
 
     Beyond MAX_ACTIVE active secrets, the oldest expire now (a leaked old key cannot be
@@ -54,7 +69,7 @@ def create(session: Session, tenant_id: str, *, now: datetime, grace: timedelta)
     webhook_secrets_q.lock_tenant(session, tenant_id)
     webhook_secrets_q.expire_current(session, tenant_id, at=now + grace)
     secret = _insert(session, tenant_id, now=now)
-    extra = list_active(session, tenant_id, now=now)[MAX_ACTIVE:]
+    extra = webhook_secrets_q.list_active(session, tenant_id, now=now)[MAX_ACTIVE:]
     if extra:
         webhook_secrets_q.expire(session, [s.id for s in extra], at=now)
     return secret
@@ -67,7 +82,7 @@ def revoke(session: Session, secret_id: uuid.UUID, *, scope: str | None, now: da
         raise errors.NotFound("webhook secret not found")
 
 
-def ensure_first(session: Session, tenant_id: str, *, now: datetime) -> WebhookSecret | None:
+def ensure_first(session: Session, tenant_id: str, *, now: datetime) -> Secret | None:
     """Give the tenant a current secret if it has none; return the new one, or None when it
     already had one (or another transaction made it first: the lock makes us wait for it)."""
     webhook_secrets_q.lock_tenant(session, tenant_id)
@@ -86,7 +101,18 @@ def signing_secrets(engine: Engine, tenant_id: str, *, now: datetime) -> list[st
         return [s.secret for s in active]
 
 
-def _insert(session: Session, tenant_id: str, *, now: datetime) -> WebhookSecret:
-    secret = WebhookSecret(id=uuid.uuid4(), tenant_id=tenant_id, secret=generate(), created_at=now)
-    webhook_secrets_q.add(session, secret)
-    return secret
+def _insert(session: Session, tenant_id: str, *, now: datetime) -> Secret:
+    plaintext = generate()
+    row = WebhookSecret(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        secret_ciphertext=secret_box.encrypt(plaintext),
+        created_at=now,
+    )
+    webhook_secrets_q.add(session, row)
+    return Secret(row.id, tenant_id, plaintext, now, None)
+
+
+def _shown(row: WebhookSecret) -> Secret:
+    plaintext = secret_box.decrypt(row.secret_ciphertext)
+    return Secret(row.id, row.tenant_id, plaintext, row.created_at, row.expires_at)

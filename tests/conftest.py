@@ -13,6 +13,19 @@ from sqlalchemy import Engine, text
 from app import config, db
 from tests import support
 
+# The test deployment opts in to what production leaves off: plain-HTTP console cookies
+# (the servers under test speak HTTP on 127.0.0.1) and the demo `echo` handler. Set in this
+# process's environment too, so every process a test starts (gunicorn, workers, the
+# Procfile) has them; a test of a production default sets its own values.
+TEST_ENVIRONMENT = {
+    "SESSION_COOKIE_SECURE": "false",
+    "ENABLE_ECHO_HANDLER": "true",  # many tests run the demo handler
+    # Webhook secrets are encrypted at rest; every process needs the key (a test key).
+    "SECRETS_ENCRYPTION_KEY": "QPVOf_vYNOxj2zyxa9ktj0odAe2SJQCS-yp25X1xUcU=",
+}
+for _name, _value in TEST_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
+
 TABLES = (
     "runs",
     "triggers",
@@ -83,6 +96,7 @@ def settings(database_url: str, redis_url: str) -> Iterator[config.Settings]:
         "SCHEDULER_RESTART_SECRET": "test-restart-secret-0123456789",
         # The webhook receivers of the tests listen on 127.0.0.1.
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        **TEST_ENVIRONMENT,
     }
     value = config.Settings.from_env(env)
     config.set_settings(value)

@@ -20,6 +20,7 @@ from web import (
     middleware,
     ratelimit,
     runs,
+    transport,
     triggers,
     webhook_secrets,
 )
@@ -62,7 +63,13 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     api_blueprints = (triggers.blp, runs.blp, webhook_secrets.blp, admin.blp, health.blp)
     for blueprint in api_blueprints:
         api.register_blueprint(blueprint)
-    console.init_app(app, secret_key=settings.secret_key, exempt=api_blueprints)
+    console.init_app(
+        app,
+        secret_key=settings.secret_key,
+        cookie_secure=settings.session_cookie_secure,
+        exempt=api_blueprints,
+    )
+    transport.init_app(app)
     errors.register(app)
     cli.register(app)
     return app

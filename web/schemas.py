@@ -180,7 +180,12 @@ class TriggerOut(ma.Schema):
     paused_note = fields.String(required=True, allow_none=True)
     paused_at = wf.Timestamp(required=True, allow_none=True)
     paused_by = fields.String(
-        required=True, allow_none=True, metadata={"description": "The pausing API key's prefix"}
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Who paused it: the pausing key's prefix for a key of the tenant, "
+            "`admin` for an admin key, `cli` for the operator CLI"
+        },
     )
     next_run_at = wf.Timestamp(
         required=True,

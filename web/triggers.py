@@ -74,7 +74,7 @@ class TriggerCollection(MethodView):
             trigger = triggers.create(
                 session, tenant_id=tenant, values=values, now=context.now(),
                 max_triggers=context.settings().max_triggers_per_tenant,
-                actor=context.principal().prefix,
+                actor=context.principal().actor,
             )  # fmt: skip
             body = s.TriggerOut().dump(triggers.TriggerDetail(trigger, None))
             if key is not None:
@@ -100,7 +100,7 @@ class TriggerItem(MethodView):
             detail = triggers.update(
                 session, trigger_id, scope=context.scope(), changes=changes,
                 if_match=if_match(headers.get("if_match")), now=context.now(),
-                actor=context.principal().prefix,
+                actor=context.principal().actor,
             )  # fmt: skip
         return detail, 200, _etag(detail.trigger.version)
 

@@ -50,6 +50,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# What a run stores in place of the text of a handler's exception.
+HIDDEN_ERROR = "the handler raised an exception (its text is in the operator log)"
+
 
 def perform(
     action: dict[str, Any],
@@ -106,8 +109,16 @@ def _guarded(work: Callable[[], Attempt]) -> Attempt:
             False, error=exc.message, retryable=exc.retryable, retry_after=exc.retry_after
         )
     except Exception as exc:
-        logger.warning("action raised", extra={"event": "action_raised"}, exc_info=True)
-        return Attempt(False, error=f"{type(exc).__name__}: {exc}", retryable=True)
+        # The text of an arbitrary exception may hold anything (a host, a credential, a
+        # query): it goes to the operator log only; the run, which the tenant reads, keeps
+        # its type and a fixed message. An ActionError's message is the handler's own text
+        # for the tenant, and is stored as it is.
+        logger.warning(
+            "action raised",
+            extra={"event": "action_raised", "error_type": type(exc).__name__},
+            exc_info=True,
+        )
+        return Attempt(False, error=f"{type(exc).__name__}: {HIDDEN_ERROR}", retryable=True)
 
 
 def _with_alarm(work: Callable[[], Attempt], seconds: float) -> Attempt:

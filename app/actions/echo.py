@@ -1,4 +1,5 @@
-"""The `echo` handler, shipped for demos and tests (docs/design.md section 6).
+"""The `echo` handler, shipped for demos and tests (docs/design.md section 6). The registry
+registers it only in development or with ENABLE_ECHO_HANDLER (app/actions/registry.py).
 
 It returns its payload. Two optional payload keys shape its behaviour:
 
@@ -18,7 +19,6 @@ from app.errors import ActionError
 MAX_SLEEP_SECONDS = 3600.0
 
 
-@registry.handler("echo")
 def echo(ctx: registry.RunContext) -> Any:
     """Return the payload, after the optional sleep and planned failures."""
     payload = ctx.payload

@@ -5,7 +5,10 @@ the `@handler("name")` decorator or from the entry point group `scheduler.handle
 
     [options.entry_points]
     scheduler.handlers =
-        echo = app.actions.echo:echo
+        report = my_package.jobs:report
+
+The demo handler `echo` (app/actions/echo.py) is registered only in development or when
+ENABLE_ECHO_HANDLER asks for it: it may sleep an hour and store 64 KiB per run.
 
 Delivery is at-least-once: a handler may run twice for one run (worker killed after the work
 but before the result was recorded), so it should use `ctx.idempotency_key` to do its side
@@ -29,7 +32,6 @@ from urllib3.util import parse_url
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "scheduler.handlers"
-BUILTIN_MODULES = ("app.actions.echo",)
 METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 50
@@ -140,9 +142,14 @@ def _ensure_loaded() -> None:
 
         from app import config
 
-        # Built-ins, then the modules named in HANDLER_MODULES (the "config list" of
-        # docs/design.md section 6): importing a module runs its @handler decorators.
-        for module in (*BUILTIN_MODULES, *config.get_settings().handler_modules):
+        settings = config.get_settings()
+        if settings.enable_echo_handler:
+            from app.actions import echo
+
+            _register("echo", echo.echo)
+        # The modules named in HANDLER_MODULES (the "config list" of docs/design.md
+        # section 6): importing a module runs its @handler decorators.
+        for module in settings.handler_modules:
             importlib.import_module(module)
         for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:
@@ -201,7 +208,21 @@ def _validate_webhook(action: dict[str, Any]) -> dict[str, str]:
             errors[f"action.headers.{name}"] = "is set by the scheduler and cannot be overridden"
         elif not isinstance(value, str) or len(value) > 8192 or any(c in value for c in "\r\n\0"):
             errors[f"action.headers.{name}"] = "must be a single-line string"
+        elif not _latin_1(value):
+            # http.client encodes header values as latin-1: anything else would fail at
+            # every send, retries included.
+            errors[f"action.headers.{name}"] = (
+                "must be latin-1 text (ISO-8859-1); percent-encode or base64 other characters"
+            )
     return errors
+
+
+def _latin_1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def url_problem(url: Any) -> str | None:

@@ -60,3 +60,10 @@ def mark_revoked(session: Session, key_id: uuid.UUID, *, now: datetime) -> None:
         .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+
+
+def bump_console_epoch(session: Session, key_id: uuid.UUID) -> None:
+    """Add one to the key's console epoch: every console session of the key ends."""
+    session.execute(
+        update(ApiKey).where(ApiKey.id == key_id).values(console_epoch=ApiKey.console_epoch + 1)
+    )

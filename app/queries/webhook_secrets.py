@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.models import WebhookSecret
@@ -65,6 +66,21 @@ def revoke(session: Session, secret_id: uuid.UUID, *, scope: str | None, now: da
     if scope is not None:
         query = query.where(WebhookSecret.tenant_id == scope)
     return session.execute(query.values(revoked_at=now)).rowcount == 1
+
+
+_DELETE_DEAD = text("""
+    DELETE FROM webhook_secrets WHERE id IN (
+        SELECT id FROM webhook_secrets WHERE LEAST(revoked_at, expires_at) < :cutoff
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+""")
+
+
+def delete_dead(conn: Connection, *, cutoff: datetime, batch: int) -> int:
+    """Delete up to `batch` secrets revoked or expired before `cutoff`; return how many
+    (LEAST skips a null: a secret is dead from the first of the two)."""
+    return conn.execute(_DELETE_DEAD, {"cutoff": cutoff, "batch": batch}).rowcount
 
 
 def _current():  # noqa: ANN202 - a SQL expression

@@ -236,6 +236,8 @@ def test_hostile_paths_get_a_page_not_a_500(client, sign_in, path) -> None:
         ({"payload": '{"a": "\\u0000"}'}, "payload"),
         ({"payload": '{"a": "\\ud800"}'}, "payload"),
         ({"payload": '{"a": NaN}'}, "payload"),
+        ({"payload": '{"x": 1e999}'}, "payload"),
+        ({"payload": '{"x": [-1e999]}'}, "payload"),
         ({"payload": "[" * 40 + "]" * 40}, "payload"),
         ({"payload": '{"a":' * 40 + "1" + "}" * 40}, "payload"),
         ({"payload": "not json"}, "payload"),

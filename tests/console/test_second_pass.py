@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from app import db, run_history, schedule, triggers
+from app import db, run_history, schedule, secret_box, triggers
 from app.models import Run, Trigger, WebhookSecret
 from tests.console.conftest import NOW, csrf_of, new_form
 
@@ -260,16 +261,19 @@ def test_the_preview_button_without_scripts_shows_the_jittered_instant(client, s
 # --- 4. webhook secrets -------------------------------------------------------------------
 
 
-def secrets_of(engine, tenant: str) -> list[WebhookSecret]:
+def secrets_of(engine, tenant: str) -> list[SimpleNamespace]:
+    """Every secret row of the tenant, revoked ones too, with its value decrypted."""
     with db.session_scope(engine) as session:
         found = session.scalars(
             select(WebhookSecret)
             .where(WebhookSecret.tenant_id == tenant)
             .order_by(WebhookSecret.created_at)
         )
-        rows = list(found)
-        session.expunge_all()
-        return rows
+        return [
+            SimpleNamespace(id=row.id, secret=secret_box.decrypt(row.secret_ciphertext),
+                            expires_at=row.expires_at, revoked_at=row.revoked_at)
+            for row in found
+        ]  # fmt: skip
 
 
 def test_a_tenant_lists_rotates_and_revokes_its_webhook_secrets(
@@ -383,3 +387,17 @@ def test_the_run_page_shows_when_a_jittered_fire_was_due(client, sign_in, engine
     jitter = int((run.due_at - run.scheduled_for).total_seconds())
     assert "of jitter" in page and run.status in ("admitted", "pending")
     assert jitter > 0
+
+
+def test_a_pause_by_an_admin_key_shows_admin_not_the_keys_prefix(client, sign_in) -> None:
+    sign_in("acme")
+    location = create(client).headers["Location"]
+    client.post("/console/sign-out", data={"csrf_token": csrf_of(client.get(location).text)})
+    token = sign_in("ops", admin=True)
+    admin_prefix = client.get("/console/triggers").text.split("tsk_", 1)[1][:8]
+    client.post(f"{location}/pause", data={"csrf_token": token, "paused_note": "db upgrade"})
+    client.post("/console/sign-out", data={"csrf_token": token})
+    sign_in("acme")
+
+    page = client.get(location).text
+    assert "by admin:" in page and admin_prefix not in page

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from app import db, keys
 from app.models import Trigger
 from tests.console.conftest import NOW, csrf_of
+from web import create_app
 
 
 def test_a_page_needing_a_session_redirects_to_sign_in(client) -> None:
@@ -41,6 +44,37 @@ def test_the_cookie_is_secure_when_the_request_came_over_https(client, make_key)
     assert "Secure" in response.headers["Set-Cookie"]
 
 
+def test_the_cookie_is_secure_over_plain_http_when_the_setting_says_so(
+    settings, engine, celery_app, make_key
+) -> None:
+    app = create_app(dataclasses.replace(settings, session_cookie_secure=True))
+    client = app.test_client()
+    token = csrf_of(client.get("/console/").get_data(as_text=True))
+    response = client.post("/console/", data={"key": make_key("acme").key, "csrf_token": token})
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_every_console_page_is_no_store(client, sign_in) -> None:
+    # The secrets page shows secret values: no copy may stay in a cache.
+    assert client.get("/console/").headers["Cache-Control"] == "no-store"
+    sign_in()
+    for path in ("/console/triggers", "/console/webhook-secrets", "/console/nope",
+                 "/console/triggers/new"):  # fmt: skip
+        assert client.get(path).headers["Cache-Control"] == "no-store", path
+
+
+def test_hsts_is_sent_over_https_only(client) -> None:
+    assert "Strict-Transport-Security" not in client.get("/console/").headers
+    assert "Strict-Transport-Security" not in client.get("/openapi.json").headers
+    for path in ("/console/", "/openapi.json"):
+        secure = client.get(path, headers={"X-Forwarded-Proto": "https"})
+        assert secure.headers["Strict-Transport-Security"] == "max-age=31536000", path
+        assert (
+            client.get(path, base_url="https://localhost").headers["Strict-Transport-Security"]
+            == "max-age=31536000"
+        )
+
+
 def test_an_unknown_key_is_refused_with_a_message(client) -> None:
     token = csrf_of(client.get("/console/").get_data(as_text=True))
     response = client.post("/console/", data={"key": "tsk_nope", "csrf_token": token})
@@ -65,11 +99,47 @@ def test_sign_in_then_returns_to_the_page_asked_for_but_never_off_site(client, m
     assert response.headers["Location"] == "/console/triggers"
 
 
+@pytest.mark.parametrize(
+    "target",
+    ["/console/x%0d%0aSet-Cookie:%20a=b", "/console/%0a", "/console/x%09y", "/console/%7f"],
+)
+def test_a_next_with_control_characters_goes_to_the_triggers_not_a_500(
+    client, make_key, target
+) -> None:
+    key = make_key("acme").key
+    token = csrf_of(client.get("/console/").get_data(as_text=True))
+    response = client.post(f"/console/?next={target}", data={"key": key, "csrf_token": token})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/console/triggers"
+
+
 def test_sign_out_ends_the_session(client, sign_in) -> None:
     token = sign_in()
     response = client.post("/console/sign-out", data={"csrf_token": token})
     assert response.status_code == 302
     assert "You are signed out." in client.get(response.headers["Location"]).get_data(True)
+    assert client.get("/console/triggers").status_code == 302
+
+
+def test_a_copied_cookie_replayed_after_sign_out_is_signed_out(client, sign_in) -> None:
+    token = sign_in()
+    copied = client.get_cookie("console_session", path="/console").value
+    client.post("/console/sign-out", data={"csrf_token": token})
+
+    client.set_cookie("console_session", copied, path="/console")
+    response = client.get("/console/triggers")
+
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/console/?reason=signed_out")
+
+
+def test_signing_in_again_after_sign_out_works_and_old_cookies_stay_out(client, sign_in) -> None:
+    token = sign_in()
+    first = client.get_cookie("console_session", path="/console").value
+    client.post("/console/sign-out", data={"csrf_token": token})
+    sign_in()
+    assert client.get("/console/triggers").status_code == 200
+    client.set_cookie("console_session", first, path="/console")
     assert client.get("/console/triggers").status_code == 302
 
 

@@ -21,3 +21,14 @@ def test_the_secret_key_is_read_and_kept_out_of_the_repr() -> None:
     assert settings.secret_key == secret
     assert secret not in repr(settings)
     assert config.Settings.from_env({}).secret_key == ""
+
+
+def test_session_cookie_secure_is_on_by_default_and_off_in_development() -> None:
+    assert config.Settings.from_env({}).session_cookie_secure is True
+    assert config.Settings.from_env({"DEVELOPMENT": "true"}).session_cookie_secure is False
+    off = config.Settings.from_env({"SESSION_COOKIE_SECURE": "false"})
+    assert (off.development, off.session_cookie_secure) == (False, False)
+    on = config.Settings.from_env({"DEVELOPMENT": "1", "SESSION_COOKIE_SECURE": "1"})
+    assert on.session_cookie_secure is True
+    with pytest.raises(ConfigError, match="DEVELOPMENT must be true or false"):
+        config.Settings.from_env({"DEVELOPMENT": "maybe"})

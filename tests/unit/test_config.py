@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from app import config
 from app.config import Settings
 from app.errors import ConfigError
 
@@ -153,3 +154,31 @@ def test_a_short_metrics_token_is_refused_without_echoing_it() -> None:
     settings = Settings.from_env({"METRICS_TOKEN": token})
     assert settings.metrics_token == token
     assert token not in repr(settings)
+FERNET_KEYS = ("QPVOf_vYNOxj2zyxa9ktj0odAe2SJQCS-yp25X1xUcU=",
+               "H8mNaMlc5sANYT2rdpJOPXoQk3z1daa0i-yXW39szMA=")  # fmt: skip
+
+
+def test_secrets_encryption_keys_are_read_newest_first_and_kept_out_of_the_repr() -> None:
+    settings = config.Settings.from_env({"SECRETS_ENCRYPTION_KEY": " , ".join(FERNET_KEYS)})
+    assert settings.secrets_encryption_keys == FERNET_KEYS
+    assert FERNET_KEYS[0] not in repr(settings)
+
+
+@pytest.mark.parametrize("value", ["hunter2", FERNET_KEYS[0] + ",not-a-key", "x" * 44])
+def test_a_bad_secrets_encryption_key_is_named_not_echoed(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.Settings.from_env({"SECRETS_ENCRYPTION_KEY": value})
+    assert "SECRETS_ENCRYPTION_KEY" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "not-a-key" not in str(caught.value)
+
+
+def test_a_process_does_not_start_without_a_secrets_encryption_key(monkeypatch, capsys) -> None:
+    # Never plaintext: every process (web, worker, beat, CLI) stops with one line.
+    monkeypatch.setattr(config, "_settings", config.Settings.from_env({"DEVELOPMENT": "true"}))
+    with pytest.raises(SystemExit) as caught:
+        config.settings_or_exit()
+    assert caught.value.code == 2
+    assert "configuration error: SECRETS_ENCRYPTION_KEY must be set" in capsys.readouterr().err
+    monkeypatch.setattr(config, "_settings", config.Settings.from_env({
+        "SECRETS_ENCRYPTION_KEY": FERNET_KEYS[0]}))  # fmt: skip
+    assert config.settings_or_exit().secrets_encryption_keys == FERNET_KEYS[:1]

@@ -43,9 +43,12 @@ TITLES = {
 }
 
 
-def init_app(app: Flask, *, secret_key: str, exempt: Iterable[Blueprint]) -> None:
-    """Register the console on `app`; `exempt` are the blueprints CSRF must not guard."""
-    session.configure(app, secret_key)
+def init_app(
+    app: Flask, *, secret_key: str, cookie_secure: bool, exempt: Iterable[Blueprint]
+) -> None:
+    """Register the console on `app`; `exempt` are the blueprints CSRF must not guard;
+    `cookie_secure` makes the session cookie Secure even over plain HTTP."""
+    session.configure(app, secret_key, cookie_secure=cookie_secure)
     if not secret_key:
         logger.warning(
             "SECRET_KEY is not set: console sessions use a per-process key and work only "

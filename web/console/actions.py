@@ -50,7 +50,7 @@ def set_enabled(trigger_id: uuid.UUID, *, enabled: bool, note: str | None = None
     with context.session() as session:
         triggers.update(
             session, trigger_id, scope=context.scope(), changes=changes, if_match=None,
-            now=context.now(), actor=context.principal().prefix,
+            now=context.now(), actor=context.principal().actor,
         )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app import schedule
 from app.models import Trigger
 from web import errors as web_errors
+from web import json_input
 from web import schemas as s
 
 MAX_DEPTH = 32  # docs/design.md section 15: deeper JSON is refused
@@ -56,21 +57,28 @@ class JsonProblem(ValueError):
 
 
 def parse_json_object(text: str) -> dict[str, Any]:
-    """A JSON object from form text; JsonProblem says why not (bad JSON, NaN, too deep, NUL)."""
+    """A JSON object from form text; JsonProblem says why not (bad JSON, NaN, 1e999, too
+    deep, NUL).
 
-    def no_constants(name: str) -> Any:
-        raise JsonProblem(f"{name} is not allowed in JSON")
-
+    The API's strict reader (web.json_input) parses it, so the form refuses what the API
+    refuses: Python's own parser reads `1e999` as infinity, which jsonb cannot store (a 500).
+    """
     try:
-        value = json.loads(text, parse_constant=no_constants)
-    except JsonProblem:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise JsonProblem(f"is not valid JSON ({str(exc).split(':')[0]})") from None
+        value = json_input.loads(text)
+    except json_input.InvalidJson as exc:
+        raise JsonProblem(_field_message(str(exc))) from None
     if not isinstance(value, dict):
         raise JsonProblem("must be a JSON object")
     _check_json(value, depth=1)
     return value
+
+
+def _field_message(body_message: str) -> str:
+    # The reader speaks of "the request body"; here the text is one field's.
+    message = body_message.rstrip(".")
+    if message.startswith("The request body "):
+        return message[len("The request body ") :]
+    return "the " + message[4:] if message.startswith("The ") else message
 
 
 def _check_json(value: Any, *, depth: int) -> None:

@@ -1,9 +1,11 @@
 """Console sign-in: an API key pasted once, then a signed session cookie holding the key's id.
 
 The cookie is signed (itsdangerous, SECRET_KEY), HttpOnly, SameSite=Lax and Secure when the
-request came over HTTPS. It holds the key's id and display prefix, never the key. Every
-request re-reads the key (app.keys), so a revoked key ends its sessions at once, and a
-session older than SESSION_LIFETIME is refused with a page that says so.
+request came over HTTPS. It holds the key's id, display prefix and console epoch, never the
+key. Every request re-reads the key (app.keys), so a revoked key ends its sessions at once;
+signing out moves the key's console epoch, so a copy of the cookie is signed out too (every
+console session of that key ends: the cookie alone cannot be forgotten by the server); and
+a session older than SESSION_LIFETIME is refused with a page that says so.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from flask import Flask, Response, g, redirect, render_template, request, sessio
 from flask.sessions import SecureCookieSessionInterface
 
 from app import keys, logs
-from web import context
+from web import context, transport
 from web.console.blueprint import bp
 
 logger = logging.getLogger(__name__)
@@ -33,23 +35,19 @@ REASONS = {
 
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, Secure whenever the request itself came over HTTPS.
-
-    Behind a TLS-terminating router (Heroku) the scheme arrives in X-Forwarded-Proto;
-    trusting it only to *add* the Secure flag cannot weaken anything.
-    """
+    """Flask's signed cookie session: Secure when SESSION_COOKIE_SECURE says so (the default
+    outside development), and whenever the request itself came over HTTPS (web.transport)."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
-        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        configured = app.config["SESSION_COOKIE_SECURE"]
-        return bool(configured or request.is_secure or forwarded == "https")
+        return bool(app.config["SESSION_COOKIE_SECURE"] or transport.came_over_https())
 
 
-def configure(app: Flask, secret_key: str) -> None:
+def configure(app: Flask, secret_key: str, *, cookie_secure: bool) -> None:
     """Session cookie settings; `secret_key` empty means a random per-process key."""
     app.secret_key = secret_key or uuid.uuid4().hex + uuid.uuid4().hex
     app.session_interface = ConsoleSessionInterface()
     app.config.update(
+        SESSION_COOKIE_SECURE=cookie_secure,
         SESSION_COOKIE_NAME="console_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -57,11 +55,12 @@ def configure(app: Flask, secret_key: str) -> None:
     )
 
 
-def start(principal: keys.Principal, *, now: datetime) -> None:
+def start(principal: keys.Principal, *, epoch: int, now: datetime) -> None:
     """Begin a session for `principal` (a fresh cookie: nothing of the anonymous one is kept)."""
     session.clear()
     session["key_id"] = str(principal.key_id)
     session["prefix"] = principal.prefix
+    session["epoch"] = epoch
     session["signed_in_at"] = now.timestamp()
 
 
@@ -98,15 +97,18 @@ def _check(data: Any, *, now: datetime) -> str | None:
     try:
         key_id = uuid.UUID(str(data["key_id"]))
         signed_in_at = float(data["signed_in_at"])
+        epoch = int(data.get("epoch", 0))  # cookies made before epochs: the key's first
     except (KeyError, TypeError, ValueError):
         return "required"
     if now.timestamp() - signed_in_at > SESSION_LIFETIME.total_seconds():
         return "expired"
     with context.session() as db_session:
-        principal = keys.active_principal(db_session, key_id)
-    if principal is None:
+        found = keys.console_session(db_session, key_id)
+    if found is None:
         return "revoked"
-    g.principal = principal
+    if found[1] != epoch:
+        return "signed_out"
+    g.principal = found[0]
     return None
 
 
@@ -117,8 +119,15 @@ def _to_sign_in(reason: str) -> Response:
 
 
 def safe_next(value: str | None) -> str:
-    """Where to go after signing in: a console path only (no open redirect)."""
-    if value and value.startswith("/console/") and "\\" not in value and "//" not in value:
+    """Where to go after signing in: a console path only (no open redirect), and never one
+    with a control character (CR/LF in a Location header is a 500 or a split response)."""
+    if (
+        value
+        and value.startswith("/console/")
+        and "\\" not in value
+        and "//" not in value
+        and not any(ord(char) < 32 or ord(char) == 127 for char in value)
+    ):
         return value
     return url_for("console.triggers_list")
 
@@ -126,7 +135,10 @@ def safe_next(value: str | None) -> str:
 @bp.after_request
 def page_headers(response: Response) -> Response:
     """No framing (the action buttons cannot be clickjacked), scripts and styles from this
-    origin only, and no console URL (ids) leaked in a Referer to other sites."""
+    origin only, no console URL (ids) leaked in a Referer to other sites, and no page kept
+    in any cache (the secrets page shows secret values; every page shows a tenant's data)."""
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
@@ -148,11 +160,12 @@ def sign_in() -> Any:
     key = request.form.get("key", "").strip()
     with context.session() as db_session:
         principal = keys.authenticate(db_session, key) if key else None
-    if principal is None:
+        found = keys.console_session(db_session, principal.key_id) if principal else None
+    if principal is None or found is None:
         logger.info("console sign-in refused", extra={"event": "console_sign_in_refused"})
         error = "Paste an API key." if not key else "That key is unknown or revoked."
         return render_template("console/sign_in.html", error=error), 401
-    start(principal, now=context.now())
+    start(principal, epoch=found[1], now=context.now())
     logger.info(
         "console signed in",
         extra={"event": "console_signed_in", "tenant_id": principal.tenant_id,
@@ -163,5 +176,8 @@ def sign_in() -> Any:
 
 @bp.route("/sign-out", methods=["POST"])
 def sign_out() -> Response:
+    """End the session, and every copy of its cookie: the key's console epoch moves on."""
+    with context.session() as db_session:
+        keys.end_console_sessions(db_session, g.principal.key_id)
     end()
     return redirect(url_for("console.sign_in", reason="signed_out"))

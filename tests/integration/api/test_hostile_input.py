@@ -353,6 +353,26 @@ def test_nul_and_lone_surrogates_are_422_naming_the_field(
     assert snapshot() == world["before"]
 
 
+@pytest.mark.parametrize("value", ["€ 5", "日本", "café 😀"])
+def test_header_values_that_are_not_latin_1_are_422_at_create_and_update(
+    acme, snapshot, world, value
+):
+    # http.client encodes header values as latin-1: anything else failed at every send.
+    action = {**WEBHOOK, "headers": {"X-Note": value}}
+    created = acme.post("/triggers", json=trigger_body(action=action))
+    patched = acme.patch(f"/triggers/{world['trigger_id']}", json={"action": action})
+
+    for response in (created, patched):
+        error = assert_error(response, 422, "validation_failed")
+        assert "latin-1" in error["fields"]["action.headers.X-Note"], error
+    assert snapshot() == world["before"]
+
+
+def test_latin_1_header_values_are_accepted(acme):
+    action = {**WEBHOOK, "headers": {"X-Note": "café ± 1"}}
+    assert acme.post("/triggers", json=trigger_body(action=action)).status_code == 201
+
+
 @pytest.mark.parametrize(
     "value",
     ["9999-12-31T23:59:59Z", "9999-01-01T00:00:00-01:00", "0001-01-01T00:00:00+00:01"],

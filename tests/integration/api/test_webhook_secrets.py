@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -165,3 +166,18 @@ def test_a_delivery_for_a_tenant_without_secrets_makes_one(engine) -> None:
     first = webhook_secrets.signing_secrets(engine, "acme", now=T0)
     again = webhook_secrets.signing_secrets(engine, "acme", now=T0 + timedelta(days=400))
     assert len(first) == 1 and first == again
+
+
+def test_secrets_are_stored_encrypted_under_the_configured_key(acme, at_t0, engine) -> None:
+    from cryptography.fernet import Fernet
+    from sqlalchemy import text
+
+    acme.post("/webhook-secrets")
+    [shown] = [item["secret"] for item in acme.get("/webhook-secrets").get_json()["items"]]
+    with engine.connect() as conn:
+        [stored] = conn.execute(text("SELECT * FROM webhook_secrets")).mappings().all()
+
+    assert shown.startswith("whsec_")
+    assert shown not in str(dict(stored)) and shown[6:30] not in str(dict(stored))
+    key = os.environ["SECRETS_ENCRYPTION_KEY"].split(",")[0]
+    assert Fernet(key).decrypt(stored["secret_ciphertext"].encode()).decode() == shown

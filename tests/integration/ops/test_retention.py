@@ -67,3 +67,35 @@ def test_a_bounded_prune_reports_that_work_remains(engine) -> None:
         max_batches=2,
     )
     assert (result.runs, result.complete) == (4, False)
+
+
+def test_dead_webhook_secrets_are_pruned_a_day_after_they_stop_signing(engine) -> None:
+    day = timedelta(hours=24)
+    rows = {  # name: (expires_at, revoked_at)
+        "current": (None, None),
+        "in-grace": (NOW + timedelta(hours=3), None),
+        "expired-just-now": (NOW - timedelta(hours=1), None),
+        "expired-long-ago": (NOW - day - timedelta(seconds=1), None),
+        "revoked-long-ago": (None, NOW - timedelta(days=3)),
+        "revoked-after-expiry": (NOW - timedelta(days=2), NOW - timedelta(days=5)),
+        "revoked-just-now": (NOW + timedelta(hours=1), NOW - timedelta(minutes=5)),
+    }
+    with engine.begin() as conn:
+        for name, (expires_at, revoked_at) in rows.items():
+            conn.execute(
+                text(
+                    "INSERT INTO webhook_secrets (id, tenant_id, secret_ciphertext, created_at, "
+                    "expires_at, revoked_at) VALUES (:id, :name, 'x', :created, :exp, :rev)"
+                ),
+                {"id": uuid.uuid4(), "name": name, "created": NOW - timedelta(days=9),
+                 "exp": expires_at, "rev": revoked_at},
+            )  # fmt: skip
+
+    result = retention.prune(
+        engine, now=NOW, run_retention_days=30, idempotency_retention_hours=24, batch_size=2
+    )
+
+    assert (result.webhook_secrets, result.complete) == (3, True)
+    with engine.connect() as conn:
+        left = set(conn.execute(text("SELECT tenant_id FROM webhook_secrets")).scalars())
+    assert left == {"current", "in-grace", "expired-just-now", "revoked-just-now"}

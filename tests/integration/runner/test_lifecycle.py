@@ -16,6 +16,8 @@ from app import db, heartbeats, run_history, runs
 from app.actions import registry
 from app.errors import ActionError
 
+HIDDEN = "the handler raised an exception (its text is in the operator log)"
+
 
 def test_a_pending_run_is_claimed_run_and_succeeds_with_its_result(harness) -> None:
     trigger_id = harness.trigger(payload={"hello": "world"})
@@ -205,7 +207,7 @@ def test_cancelling_a_running_run_stops_it_before_its_next_attempt(harness) -> N
 
     row = harness.row(run_id)
     assert (row["status"], row["attempt"]) == ("cancelled", 1)
-    assert row["error"] == "RuntimeError: boom"
+    assert row["error"] == f"RuntimeError: {HIDDEN}"
     assert harness.published == []  # no further attempt
 
 
@@ -427,7 +429,7 @@ def test_results_and_errors_are_truncated_to_fit(harness) -> None:
             return "a\x00b"  # PostgreSQL refuses NUL, in text and in jsonb
         if ctx.payload["kind"] == "big":
             return {"blob": "y" * 100_000}
-        raise ValueError("x" * 100_000 + "\x00")
+        raise ActionError("x" * 100_000 + "\x00")
 
     def run_of(kind: str) -> object:
         trigger_id = harness.trigger(
@@ -444,8 +446,27 @@ def test_results_and_errors_are_truncated_to_fit(harness) -> None:
     assert len(result["preview"]) <= 16 * 1024
     assert harness.row(nul)["result"] == "a\ufffdb"
     message = harness.row(error)["error"]
-    assert len(message) <= 4000 and message.startswith("ValueError: xxx")
+    assert len(message) <= 4000 and message.startswith("xxx")
     assert message.endswith("[truncated]")
+
+
+def test_a_handlers_exception_text_goes_to_the_log_and_only_its_type_is_stored(
+    harness, caplog
+) -> None:
+    @registry.handler("test.leaky")
+    def leaky(ctx: registry.RunContext) -> None:
+        raise ConnectionError("could not reach db.internal:5432 as admin:hunter2")
+
+    run_id = harness.run(harness.trigger(action={"type": "task", "name": "test.leaky"},
+                                         max_attempts=1))  # fmt: skip
+    with caplog.at_level("WARNING"):
+        assert harness.execute(run_id) == "failed"
+    registry.unregister("test.leaky")
+
+    assert harness.row(run_id)["error"] == f"ConnectionError: {HIDDEN}"
+    logged = [r for r in caplog.records if getattr(r, "event", None) == "action_raised"]
+    assert [r.error_type for r in logged] == ["ConnectionError"]
+    assert "hunter2" in str(logged[0].exc_info[1])  # the operator log has the text
 
 
 def test_a_malformed_or_unknown_run_id_is_ignored(harness) -> None:

@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from app import config
 from app.actions import echo, registry
 
 
-def test_echo_is_registered_from_the_entry_point_group() -> None:
+@pytest.fixture()
+def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], None]:
+    """Load the registry anew under the settings of `env` (restored afterwards)."""
+    previous = config._settings
+
+    def load(env: dict[str, str]) -> None:
+        config.set_settings(config.Settings.from_env(env))
+        monkeypatch.setattr(registry, "_handlers", {})
+        monkeypatch.setattr(registry, "_loaded", False)
+
+    yield load
+    config.set_settings(previous)
+
+
+def test_echo_is_not_registered_in_a_deployment(fresh_registry) -> None:
     from importlib import metadata
 
+    fresh_registry({})
+    assert registry.get_handler("echo") is None
+    assert "echo" not in registry.known_handlers()
     names = {ep.name for ep in metadata.entry_points(group=registry.ENTRY_POINT_GROUP)}
-    assert "echo" in names
+    assert "echo" not in names  # no back door through the package's entry points
+    errors = registry.validate_action({"type": "task", "name": "echo"})
+    assert errors["action.name"].startswith("unknown handler")
+
+
+@pytest.mark.parametrize(
+    "env", [{"DEVELOPMENT": "true"}, {"ENABLE_ECHO_HANDLER": "true"}], ids=["dev", "setting"]
+)
+def test_echo_is_registered_in_development_or_when_the_setting_asks(fresh_registry, env) -> None:
+    fresh_registry(env)
     assert registry.get_handler("echo") is echo.echo
     assert "echo" in registry.known_handlers()
+
+
+def test_development_can_still_leave_echo_out(fresh_registry) -> None:
+    fresh_registry({"DEVELOPMENT": "true", "ENABLE_ECHO_HANDLER": "false"})
+    assert registry.get_handler("echo") is None
 
 
 def test_the_decorator_registers_a_handler_under_its_name() -> None:
