@@ -45,6 +45,10 @@ CATCHUP_POLICIES = catchup.POLICIES  # the engine that applies them defines them
 INTERVAL_SECONDS = (60, 366 * 86400)  # docs/design.md section 11
 MAX_JITTER_SECONDS = 3600
 PAUSED_NOTE_LENGTH = 500
+ROLES = ("member", "admin")  # a key's role in its tenant (docs/design.md section 18)
+PRINCIPAL_LENGTH = 200
+# The principal of every key and trigger made before principals existed (migration 0014).
+LEGACY_PRINCIPAL = "legacy"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -95,6 +99,18 @@ class Trigger(Base):
     paused_note: Mapped[str | None] = mapped_column(String(PAUSED_NOTE_LENGTH))
     paused_at: Mapped[datetime | None] = mapped_column(TZ)
     paused_by: Mapped[str | None] = mapped_column(String(100))
+    # Whom the trigger's runs act for, and who created and last changed it: principals
+    # (docs/design.md section 18), never keys. The default is for an older release's writes
+    # during a deploy's overlap (migration 0014).
+    run_as: Mapped[str] = mapped_column(
+        String(PRINCIPAL_LENGTH), nullable=False, server_default=LEGACY_PRINCIPAL
+    )
+    created_by: Mapped[str] = mapped_column(
+        String(PRINCIPAL_LENGTH), nullable=False, server_default=LEGACY_PRINCIPAL
+    )
+    updated_by: Mapped[str] = mapped_column(
+        String(PRINCIPAL_LENGTH), nullable=False, server_default=LEGACY_PRINCIPAL
+    )
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
@@ -164,6 +180,9 @@ class Run(Base):
     generation: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[Any | None] = mapped_column(JSONB)
+    # The principal the run fired as, copied from its trigger when the run is created (null
+    # only for a run an older release inserted: the runner fills it at its first attempt).
+    run_as: Mapped[str | None] = mapped_column(String(PRINCIPAL_LENGTH))
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
 
     __table_args__ = (
@@ -282,8 +301,15 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), nullable=False)
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # Whom the key belongs to in its tenant, and its role there (docs/design.md section 18).
+    principal: Mapped[str] = mapped_column(
+        String(PRINCIPAL_LENGTH), nullable=False, server_default=LEGACY_PRINCIPAL
+    )
+    role: Mapped[str] = mapped_column(String(10), nullable=False, server_default="member")
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(TZ)
+
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
 
 
 class IdempotencyRecord(Base):
