@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.principals import LEGACY_PRINCIPAL, PRINCIPAL_LENGTH, ROLES
 from app.schedule import catchup
 
 NAMING = {
@@ -45,10 +46,6 @@ CATCHUP_POLICIES = catchup.POLICIES  # the engine that applies them defines them
 INTERVAL_SECONDS = (60, 366 * 86400)  # docs/design.md section 11
 MAX_JITTER_SECONDS = 3600
 PAUSED_NOTE_LENGTH = 500
-ROLES = ("member", "admin")  # a key's role in its tenant (docs/design.md section 18)
-PRINCIPAL_LENGTH = 200
-# The principal of every key and trigger made before principals existed (migration 0014).
-LEGACY_PRINCIPAL = "legacy"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -60,6 +57,10 @@ class Base(DeclarativeBase):
 
 
 TZ = DateTime(timezone=True)
+
+
+def _principal() -> Any:
+    return mapped_column(String(PRINCIPAL_LENGTH), nullable=False, server_default=LEGACY_PRINCIPAL)
 
 
 class Trigger(Base):
@@ -99,18 +100,11 @@ class Trigger(Base):
     paused_note: Mapped[str | None] = mapped_column(String(PAUSED_NOTE_LENGTH))
     paused_at: Mapped[datetime | None] = mapped_column(TZ)
     paused_by: Mapped[str | None] = mapped_column(String(100))
-    # Whom the trigger's runs act for, and who created and last changed it: principals
-    # (docs/design.md section 18), never keys. The default is for an older release's writes
-    # during a deploy's overlap (migration 0014).
-    run_as: Mapped[str] = mapped_column(
-        String(PRINCIPAL_LENGTH), nullable=False, server_default=LEGACY_PRINCIPAL
-    )
-    created_by: Mapped[str] = mapped_column(
-        String(PRINCIPAL_LENGTH), nullable=False, server_default=LEGACY_PRINCIPAL
-    )
-    updated_by: Mapped[str] = mapped_column(
-        String(PRINCIPAL_LENGTH), nullable=False, server_default=LEGACY_PRINCIPAL
-    )
+    # Whom its runs act for, who created and last changed it: principals (docs/design.md
+    # section 18), never keys; the default serves an older release's writes (migration 0014).
+    run_as: Mapped[str] = _principal()
+    created_by: Mapped[str] = _principal()
+    updated_by: Mapped[str] = _principal()
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
@@ -302,9 +296,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     # Whom the key belongs to in its tenant, and its role there (docs/design.md section 18).
-    principal: Mapped[str] = mapped_column(
-        String(PRINCIPAL_LENGTH), nullable=False, server_default=LEGACY_PRINCIPAL
-    )
+    principal: Mapped[str] = _principal()
     role: Mapped[str] = mapped_column(String(10), nullable=False, server_default="member")
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(TZ)

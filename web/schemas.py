@@ -161,12 +161,9 @@ class RunOut(ma.Schema):
     finished_at = wf.Timestamp(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     result = fields.Raw(required=True, allow_none=True)
-    run_as = fields.String(
-        required=True,
-        allow_none=True,
-        metadata={"description": "The principal the run acts for: its trigger's run_as when "
-                                 "the run was created (a later change does not rewrite it)"},
-    )  # fmt: skip
+    run_as = fields.String(required=True, allow_none=True, metadata={
+        "description": "The principal the run acts for: its trigger's run_as when it was made"
+    })  # fmt: skip
 
 
 class TriggerOut(ma.Schema):
