@@ -76,3 +76,13 @@ def check_run_as(actor: Actor, run_as: str) -> None:
             "principal; ask a tenant admin"
         }
     )
+
+
+def check_manages_secrets(actor: Actor) -> None:
+    """Raise PermissionDenied naming `role` unless `actor` may read and change the tenant's
+    webhook signing secrets (a tenant admin or an operator). A member may not: holding a
+    secret, it could sign a delivery that says it runs as any principal."""
+    if not actor.may_act_for_anyone:
+        raise errors.PermissionDenied(
+            {"role": "only a tenant admin key may see or change webhook signing secrets"}
+        )

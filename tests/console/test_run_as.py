@@ -94,3 +94,13 @@ def test_a_member_cannot_change_a_trigger_of_another_principal(
     assert stored(engine) == before and published() == []
     # Members still read it.
     assert "<code>bob</code>" in client.get(f"/console/triggers/{trigger_id}").text
+
+
+def test_a_member_has_no_webhook_secrets_page(client, sign_in):
+    sign_in(principal="alice", role="member")
+    page = client.get("/console/triggers").text
+    assert "Webhook secrets" not in page and "alice (member)" in page
+
+    response = client.get("/console/webhook-secrets")
+
+    assert response.status_code == 403 and "tenant admin" in response.text

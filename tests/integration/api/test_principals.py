@@ -202,3 +202,20 @@ def test_the_openapi_document_describes_run_as_and_the_trail(anonymous):
     assert "run_as" in schemas["RunOut"]["properties"]
     patch = doc["paths"]["/api/v1/triggers/{trigger_id}"]["patch"]
     assert "403" in patch["responses"]
+
+
+def test_a_member_may_not_see_or_change_the_webhook_signing_secrets(alice, boss, snapshot):
+    # A secret signs a delivery's run_as: a member holding it could claim to be anyone.
+    boss.create(action={"type": "webhook", "url": "https://example.com/h"})  # the first secret
+    [secret] = boss.get("/webhook-secrets").get_json()["items"]
+    before = snapshot()
+
+    for response in (
+        alice.get("/webhook-secrets"),
+        alice.post("/webhook-secrets"),
+        alice.delete(f"/webhook-secrets/{secret['id']}"),
+    ):
+        error = assert_error(response, 403, "forbidden")
+        assert set(error["fields"]) == {"role"} and secret["secret"] not in response.text
+    assert snapshot() == before
+    assert boss.post("/webhook-secrets").status_code == 201
