@@ -16,6 +16,10 @@ The rule on triggers, the same for the API, the console and the CLI:
   `run_as` naming anyone else, or a change (update, delete, pause, run now, backfill, cancel
   a run) to a trigger that runs as someone else, is PermissionDenied naming `run_as`, and
   nothing is written. Members read every trigger of their tenant.
+
+Webhook signing secrets are for admins only (:func:`check_manages_secrets`): a signed body
+is how a receiver trusts a delivery's `run_as`, so a key that could read a secret could
+claim to be anyone.
 """
 
 from __future__ import annotations
