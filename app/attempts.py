@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from app import actions, heartbeats, webhook_secrets
 from app.config import Settings
+from app.queries import run_history
 from app.queries.runs import RunRow, TriggerRow
 
 
@@ -25,8 +26,10 @@ def perform(
 ) -> actions.Attempt:
     """Run attempt number `attempt` of a claimed run: the trigger's action within its
     timeout, while a heartbeat thread stamps the run's `heartbeat_at` (PostgreSQL's clock).
-    `now` dates what the action sees (a webhook's signature)."""
+    `now` dates what the action sees (a webhook's signature), and the action acts for the
+    principal the run records (`run_as`, docs/design.md section 18)."""
     assert run is not None and trigger is not None
+    run_as = run_history.run_as(engine, run.id) or ""
     ctx = actions.RunContext(
         run_id=str(run.id),
         trigger_id=str(run.trigger_id),
@@ -35,6 +38,7 @@ def perform(
         scheduled_for=run.scheduled_for,
         attempt=attempt,
         payload=dict(trigger.payload or {}),
+        run_as=run_as,
     )
     is_webhook = isinstance(trigger.action, dict) and trigger.action.get("type") == "webhook"
     # Read at attempt time: a rotation or revocation applies to the very next attempt.

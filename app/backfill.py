@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from app import errors, schedule, triggers, waiting
+from app import errors, principals, schedule, triggers, waiting
 from app.models import Run
 from app.queries import run_history
 from app.schedule import planner
@@ -42,6 +42,7 @@ def backfill(
     now: datetime,
     max_waiting: int,
     max_age_days: int,
+    by: principals.Actor,
 ) -> BackfillResult:
     """Create a `backfill` run for every fire of the trigger in [start, end)
     (docs/design.md sections 11 and 17).
@@ -57,8 +58,11 @@ def backfill(
        created (WaitingRunsLimitReached rolls the transaction back); fires that already had
        a run add nothing.
     The caller hands the created runs over after commit (the recovery sweep otherwise).
+    A trigger that runs as another principal than `by`'s raises PermissionDenied unless `by`
+    may act for anyone (app/principals.py); the runs record the trigger's `run_as`.
     """
     trigger = triggers.get(session, trigger_id, scope=scope).trigger
+    principals.check_run_as(by, trigger.run_as)
     problems = {}
     if start >= end:
         problems["end"] = "must be after start"
@@ -85,7 +89,7 @@ def backfill(
             "id": uuid.uuid4(), "trigger_id": trigger.id, "tenant_id": trigger.tenant_id,
             "scheduled_for": fire, "due_at": schedule.due_at(spec, fire), "kind": "backfill",
             "idempotency_key": planner.idempotency_key(trigger.id, fire), "status": "pending",
-            "attempt": 0, "created_at": now,
+            "attempt": 0, "created_at": now, "run_as": trigger.run_as,
         }
         for fire in fires
     ]  # fmt: skip

@@ -60,6 +60,14 @@ class InvalidTrigger(SchedulerError):
         self.fields = dict(fields)
 
 
+class PermissionDenied(SchedulerError):
+    """This key may not do that."""
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {message}" for name, message in fields.items()))
+        self.fields = dict(fields)
+
+
 class TriggerLimitReached(Conflict):
     """The tenant has as many triggers as it may have."""
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app import errors
+from app import errors, principals
 from app.models import ApiKey
 from app.queries import api_keys
 
@@ -29,15 +29,21 @@ TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request acts for: a tenant key, or an admin key that sees every tenant."""
+    """Who a request acts for: a tenant key, or an admin key that sees every tenant.
+
+    `principal` is whom the key belongs to in its tenant and `role` its role there
+    (`member` or `admin`, docs/design.md section 18); `is_admin` is the operator flag.
+    """
 
     key_id: uuid.UUID
     tenant_id: str
     is_admin: bool
     prefix: str
+    principal: str
+    role: str
 
     @property
-    def actor(self) -> str:
+    def label(self) -> str:
         """Who did it, as a tenant may see it (`paused_by`): its own key's prefix, or
         `admin` for an admin key, whose prefix is no business of a tenant's."""
         return ADMIN_ACTOR if self.is_admin else self.prefix
@@ -46,6 +52,14 @@ class Principal:
     def scope(self) -> str | None:
         """The tenant to filter by, or None for an admin (every tenant)."""
         return None if self.is_admin else self.tenant_id
+
+    @property
+    def actor(self) -> principals.Actor:
+        """The key as a writer of triggers: its principal, and whether it may act for any
+        principal (a tenant admin or an operator key)."""
+        return principals.Actor(
+            self.principal, may_act_for_anyone=self.is_admin or self.role == principals.ADMIN
+        )
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,8 @@ class NewKey:
     prefix: str
     tenant_id: str
     is_admin: bool
+    principal: str
+    role: str
 
 
 def generate() -> str:
@@ -79,14 +95,40 @@ def validate_tenant(tenant_id: str) -> str:
     return tenant_id
 
 
+def validate_principal(principal: str) -> str:
+    """The principal if it is valid (app.principals); ConfigError saying why otherwise."""
+    message = principals.problem(principal)
+    if message is not None:
+        raise errors.ConfigError(f"principal {message}")
+    return principal
+
+
+def validate_role(role: str) -> str:
+    """The role if it is `member` or `admin`; ConfigError otherwise."""
+    if role not in principals.ROLES:
+        raise errors.ConfigError(f"role must be one of {', '.join(principals.ROLES)}")
+    return role
+
+
 def create(
-    session: Session, *, tenant_id: str, name: str = "", is_admin: bool = False, now: datetime
+    session: Session,
+    *,
+    tenant_id: str,
+    principal: str,
+    role: str = principals.MEMBER,
+    name: str = "",
+    is_admin: bool = False,
+    now: datetime,
 ) -> NewKey:
-    """Store a new key for `tenant_id` and return it (the plaintext is not kept anywhere)."""
+    """Store a new key of `principal` in `tenant_id`, with `role` there, and return it (the
+    plaintext is not kept anywhere). Raises ConfigError for a bad tenant, principal or role
+    (its message names which)."""
     key = generate()
     row = ApiKey(
         id=uuid.uuid4(),
         tenant_id=validate_tenant(tenant_id),
+        principal=validate_principal(principal),
+        role=validate_role(role),
         name=name[:200],
         prefix=key[:PREFIX_LENGTH],
         key_hash=hash_key(key),
@@ -94,7 +136,11 @@ def create(
         created_at=now,
     )
     api_keys.add(session, row)
-    return NewKey(row.id, key, row.prefix, row.tenant_id, row.is_admin)
+    return NewKey(row.id, key, row.prefix, row.tenant_id, row.is_admin, row.principal, row.role)
+
+
+def _principal(row: ApiKey) -> Principal:
+    return Principal(row.id, row.tenant_id, row.is_admin, row.prefix, row.principal, row.role)
 
 
 def authenticate(session: Session, key: str) -> Principal | None:
@@ -106,9 +152,7 @@ def authenticate(session: Session, key: str) -> Principal | None:
     if not key.startswith(KEY_SCHEME) or len(key) > 200:
         return None
     row = api_keys.find_active_by_hash(session, hash_key(key))
-    if row is None:
-        return None
-    return Principal(row.id, row.tenant_id, row.is_admin, row.prefix)
+    return None if row is None else _principal(row)
 
 
 def console_session(session: Session, key_id: uuid.UUID) -> tuple[Principal, int] | None:
@@ -121,7 +165,7 @@ def console_session(session: Session, key_id: uuid.UUID) -> tuple[Principal, int
     row = api_keys.find_active_by_id(session, key_id)
     if row is None:
         return None
-    return Principal(row.id, row.tenant_id, row.is_admin, row.prefix), row.console_epoch
+    return _principal(row), row.console_epoch
 
 
 def end_console_sessions(session: Session, key_id: uuid.UUID) -> None:

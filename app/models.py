@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.principals import LEGACY_PRINCIPAL, PRINCIPAL_LENGTH, ROLES
 from app.schedule import catchup
 
 NAMING = {
@@ -56,6 +57,10 @@ class Base(DeclarativeBase):
 
 
 TZ = DateTime(timezone=True)
+
+
+def _principal() -> Any:
+    return mapped_column(String(PRINCIPAL_LENGTH), nullable=False, server_default=LEGACY_PRINCIPAL)
 
 
 class Trigger(Base):
@@ -95,6 +100,11 @@ class Trigger(Base):
     paused_note: Mapped[str | None] = mapped_column(String(PAUSED_NOTE_LENGTH))
     paused_at: Mapped[datetime | None] = mapped_column(TZ)
     paused_by: Mapped[str | None] = mapped_column(String(100))
+    # Whom its runs act for, who created and last changed it: principals (docs/design.md
+    # section 18), never keys; the default serves an older release's writes (migration 0014).
+    run_as: Mapped[str] = _principal()
+    created_by: Mapped[str] = _principal()
+    updated_by: Mapped[str] = _principal()
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
@@ -164,6 +174,9 @@ class Run(Base):
     generation: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[Any | None] = mapped_column(JSONB)
+    # The principal the run fired as, copied from its trigger when the run is created (null
+    # only for a run an older release inserted: the runner fills it at its first attempt).
+    run_as: Mapped[str | None] = mapped_column(String(PRINCIPAL_LENGTH))
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
 
     __table_args__ = (
@@ -282,11 +295,16 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), nullable=False)
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # Whom the key belongs to in its tenant, and its role there (docs/design.md section 18).
+    principal: Mapped[str] = _principal()
+    role: Mapped[str] = mapped_column(String(10), nullable=False, server_default="member")
     created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(TZ)
     # Console sessions of this key are valid while their cookie holds this number; signing
     # out adds one, so a copied cookie is signed out too (web/console/session.py).
     console_epoch: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
 
 
 class IdempotencyRecord(Base):

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import admission, errors, waiting
+from app import admission, errors, principals, waiting
 from app.models import FINISHED_STATUSES, Run
 from app.queries import run_history
 from app.queries import runs as runs_q
@@ -61,12 +61,21 @@ def list_runs(
     return items
 
 
-def cancel_run(session: Session, run_id: uuid.UUID, *, scope: str | None, now: datetime) -> Run:
+def cancel_run(
+    session: Session,
+    run_id: uuid.UUID,
+    *,
+    scope: str | None,
+    now: datetime,
+    by: principals.Actor,
+) -> Run:
     """Cancel a pending run or ask a running one to stop; return the run.
 
-    A run that already finished (other than cancelled) raises Conflict.
+    A run that already finished (other than cancelled) raises Conflict; a run that runs as
+    another principal than `by`'s raises PermissionDenied unless `by` may act for anyone.
     """
-    get_run(session, run_id, scope=scope)
+    run = get_run(session, run_id, scope=scope)
+    principals.check_run_as(by, run.run_as or "")
     status = request_cancel(session, run_id, now=now)
     if status is None:
         raise errors.NotFound("run not found")
@@ -120,6 +129,7 @@ def run_now(
     request_key: str | None,
     now: datetime,
     max_waiting: int,
+    by: principals.Actor,
 ) -> tuple[Run, bool]:
     """Create a `manual` run scheduled for `now`; return (run, created).
 
@@ -127,12 +137,15 @@ def run_now(
     retried request with the same key returns the first run (created False) instead of a
     second one. A disabled trigger raises Conflict: its runner would cancel the run anyway.
     A tenant with `max_waiting` runs waiting gets WaitingRunsLimitReached (app/waiting.py).
+    A trigger that runs as another principal than `by`'s raises PermissionDenied unless `by`
+    may act for anyone; the run records the trigger's `run_as`.
     The caller hands the run on after commit (:func:`hand_off`).
     """
     found = triggers_q.get_with_last_run(session, trigger_id, scope=scope)
     if found is None:
         raise errors.NotFound("trigger not found")
     trigger = found[0]
+    principals.check_run_as(by, trigger.run_as)
     key = f"{trigger.id}:manual:{request_key or uuid.uuid4()}"
     existing = run_history.find_by_key(session, key)
     if existing is not None:
@@ -142,7 +155,7 @@ def run_now(
     row = {
         "id": uuid.uuid4(), "trigger_id": trigger.id, "tenant_id": trigger.tenant_id,
         "scheduled_for": now, "kind": "manual", "idempotency_key": key, "status": "pending",
-        "attempt": 0, "created_at": now,
+        "attempt": 0, "created_at": now, "run_as": trigger.run_as,
     }  # fmt: skip
     inserted = run_history.insert_pending(session, [row])
     if not inserted:  # a concurrent request with the same key committed first

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import errors, run_history, schedule, trigger_checks, webhook_secrets
+from app import errors, principals, run_history, schedule, trigger_checks, webhook_secrets
 from app.models import Run, Trigger
 from app.queries import triggers as triggers_q
 
@@ -33,7 +33,7 @@ EDITABLE_FIELDS = (
     "name", "description", "cron", "timezone", "run_at", "start_at", "end_at", "enabled",
     "action", "payload", "overlap_policy", "catchup_policy", "catchup_window_seconds",
     "max_attempts", "retry_backoff_seconds", "timeout_seconds", "interval_seconds",
-    "anchor_at", "jitter_seconds", "paused_note",
+    "anchor_at", "jitter_seconds", "paused_note", "run_as",
 )  # fmt: skip
 # A change to these moves the fires themselves: pending runs of the old schedule are cancelled.
 SCHEDULE_FIELDS = frozenset({"cron", "run_at", "timezone", "interval_seconds", "anchor_at"})
@@ -98,16 +98,24 @@ def create(
     values: Mapping[str, Any],
     now: datetime,
     max_triggers: int,
+    by: principals.Actor,
     actor: str | None = None,
 ) -> Trigger:
     """Insert a trigger from validated `values`; raise errors.InvalidTrigger naming bad fields, or
     errors.TriggerLimitReached when the tenant already has `max_triggers` triggers (required:
     every create path, API, console and CLI, holds the tenant to the cap).
 
-    `actor` (keys.Principal.actor: the key's prefix, or `admin`) is recorded as `paused_by`
+    `by` (required, like the cap) is who creates it: its `run_as` defaults to `by`'s principal,
+    and one naming anyone else raises errors.PermissionDenied unless `by` may act for anyone
+    (app/principals.py). `by` is recorded as `created_by` and `updated_by`.
+    `actor` (keys.Principal.label: the key's prefix, or `admin`) is recorded as `paused_by`
     when it is created disabled.
     """
     trigger_checks.validate(values, now=now, run_at_is_new=True)
+    run_as = values.get("run_as")
+    run_as = by.principal if run_as is None else run_as
+    principals.validate(run_as, field="run_as")
+    principals.check_run_as(by, run_as)
     _check_capacity(session, tenant_id, limit=max_triggers)
     fields = {name: values[name] for name in EDITABLE_FIELDS if name in values}
     trigger = Trigger(
@@ -116,6 +124,7 @@ def create(
     trigger.enabled = values.get("enabled", True)
     trigger.timezone = values.get("timezone") or "UTC"
     trigger.jitter_seconds = values.get("jitter_seconds") or 0
+    trigger.run_as, trigger.created_by, trigger.updated_by = run_as, by.principal, by.principal
     _set_pause(trigger, note=values.get("paused_note"), actor=actor, now=now)
     _set_next(trigger, now=now)
     trigger.version, trigger.created_at, trigger.updated_at = 1, now, now
@@ -174,19 +183,27 @@ def update(
     changes: Mapping[str, Any],
     if_match: int | None,
     now: datetime,
+    by: principals.Actor,
     actor: str | None = None,
 ) -> TriggerDetail:
     """Apply a partial update and return the trigger with its last run.
 
-    1. Lock the row; a version other than `if_match` raises PreconditionFailed (412).
+    1. Lock the row; a version other than `if_match` raises PreconditionFailed (412). A
+       trigger that runs as another principal than `by`'s, or a `run_as` change to one,
+       raises PermissionDenied unless `by` may act for anyone (app/principals.py).
     2. Keep only the fields whose value changes; none changed: return it as is.
-    3. Validate the merged trigger (errors.InvalidTrigger), bump `version`, stamp `updated_at`.
+    3. Validate the merged trigger (errors.InvalidTrigger), bump `version`, stamp `updated_at`
+       and `updated_by` (`by`'s principal).
     4. Pausing stamps `paused_at` and `paused_by` (`actor`: the key's prefix, or `admin`)
        with the note; resuming clears them.
     5. A changed schedule, window, jitter or `enabled` recomputes `next_run_at`.
     6. Disabling it or changing its schedule cancels its pending runs.
     """
     trigger = _lock(session, trigger_id, scope=scope, if_match=if_match)
+    principals.check_run_as(by, trigger.run_as)
+    if "run_as" in changes:
+        principals.validate(changes["run_as"], field="run_as")
+        principals.check_run_as(by, changes["run_as"])
     changed = {
         k: v for k, v in changes.items() if k in EDITABLE_FIELDS and getattr(trigger, k) != v
     }
@@ -201,7 +218,7 @@ def update(
     for name, value in changed.items():
         setattr(trigger, name, value)
     trigger.version += 1
-    trigger.updated_at = now
+    trigger.updated_at, trigger.updated_by = now, by.principal
     if "enabled" in changed:
         _set_pause(trigger, note=trigger.paused_note, actor=actor, now=now)
     if TIMING_FIELDS & changed.keys():
@@ -243,12 +260,16 @@ def delete(
     scope: str | None,
     if_match: int | None,
     now: datetime,
+    by: principals.Actor,
 ) -> int:
     """Delete a trigger and cancel its pending runs; return how many were cancelled.
 
     Finished runs stay: run history outlives the trigger (the runs table has no foreign key).
+    A trigger that runs as another principal than `by`'s raises PermissionDenied unless `by`
+    may act for anyone.
     """
     trigger = _lock(session, trigger_id, scope=scope, if_match=if_match)
+    principals.check_run_as(by, trigger.run_as)
     triggers_q.delete(session, trigger)
     return run_history.cancel_pending_for_trigger(session, trigger_id, now=now)
 

@@ -115,7 +115,10 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
         )
         engine = db.get_engine(dbadmin.sqlalchemy_url(url))
         with db.session_scope(engine) as session:
-            key = keys.create(session, tenant_id="tenant-0", now=datetime.now(UTC)).key
+            key = keys.create(
+                session, tenant_id="tenant-0", principal="bench", role="admin",
+                now=datetime.now(UTC),
+            ).key  # fmt: skip
         with engine.connect() as conn:  # as autovacuum would after a bulk load
             conn.execute(text("ANALYZE"))
             conn.commit()

@@ -219,7 +219,9 @@ def create_keys(url: str, tenants: list[str]) -> dict[str, str]:
     made = {}
     with db.session_scope(db.get_engine()) as session:
         for tenant in tenants:
-            made[tenant] = keys.create(session, tenant_id=tenant, now=datetime.now(UTC)).key
+            made[tenant] = keys.create(
+                session, tenant_id=tenant, principal="bench", role="admin", now=datetime.now(UTC)
+            ).key
     db.dispose_engines()
     return made
 

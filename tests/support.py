@@ -14,6 +14,10 @@ from app.dbadmin import (  # noqa: F401 - re-exported for the tests
     with_database,
 )
 from app.dbadmin import server_url as admin_url  # noqa: F401
+from app.principals import Actor
+
+# A tenant admin, as the domain's writers need one (every key was one before principals).
+OWNER = Actor("owner", may_act_for_anyone=True)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from app import errors, keys, state
+from app import errors, keys, principals, state
 from web import cli_ops, context
 
 keys_cli = AppGroup("keys", help="Create, list and revoke API keys.")
@@ -21,24 +21,54 @@ scheduler_cli = AppGroup("scheduler", help="Scheduler operations.")
 
 @keys_cli.command("create")
 @click.option("--tenant", required=True, help="Tenant the key acts for.")
-@click.option("--admin", is_flag=True, help="An admin key: sees every tenant and /admin.")
+@click.option(
+    "--principal",
+    required=True,
+    help="Whom the key belongs to in the tenant: an opaque id such as the tenant's user id "
+    "(1-200 characters, no control characters).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(principals.ROLES),
+    default=principals.MEMBER,
+    show_default=True,
+    help="The key's role in its tenant: a member writes only triggers that run as its own "
+    "principal; an admin writes any trigger of the tenant, for any principal.",
+)
+@click.option("--admin", is_flag=True, help="An operator key: sees every tenant and /admin.")
 @click.option("--name", default="", help="A label to tell keys apart.")
-@click.option("--json", "as_json", is_flag=True, help="Print {key, prefix, tenant_id, is_admin}.")
-def create_key(tenant: str, admin: bool, name: str, as_json: bool) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print {key, prefix, tenant_id, is_admin, principal, role}.",
+)
+def create_key(
+    tenant: str, principal: str, role: str, admin: bool, name: str, as_json: bool
+) -> None:
     """Create a key and print it (it is shown only this once)."""
+    try:
+        keys.validate_principal(principal)
+    except errors.ConfigError as exc:
+        raise click.BadParameter(exc.message, param_hint="--principal")
     try:
         with context.session() as session:
             new = keys.create(
-                session, tenant_id=tenant, name=name, is_admin=admin, now=context.now()
-            )
+                session, tenant_id=tenant, principal=principal, role=role, name=name,
+                is_admin=admin, now=context.now(),
+            )  # fmt: skip
     except errors.ConfigError as exc:
         raise click.BadParameter(exc.message, param_hint="--tenant")
     if as_json:
         fields = {"key": new.key, "prefix": new.prefix, "tenant_id": new.tenant_id}
-        click.echo(json.dumps({**fields, "is_admin": new.is_admin}))
+        more = {"is_admin": new.is_admin, "principal": new.principal, "role": new.role}
+        click.echo(json.dumps({**fields, **more}))
         return
-    kind = "admin key" if new.is_admin else "key"
-    click.echo(f"Created {kind} {new.prefix} (id {new.id}) for tenant {new.tenant_id}.")
+    kind = "operator key" if new.is_admin else "key"
+    click.echo(
+        f"Created {kind} {new.prefix} (id {new.id}) for principal {new.principal!r}, "
+        f"{new.role} of tenant {new.tenant_id}."
+    )
     click.echo("Store it now: it will not be shown again.")
     click.echo(new.key)
 
@@ -46,14 +76,16 @@ def create_key(tenant: str, admin: bool, name: str, as_json: bool) -> None:
 @keys_cli.command("list")
 @click.option("--tenant", default=None, help="Only this tenant's keys.")
 def list_keys(tenant: str | None) -> None:
-    """List keys (never the secrets): prefix, id, tenant, admin, name, created, revoked."""
+    """List keys (never the secrets): prefix, id, tenant, operator or tenant, principal, role,
+    name, created, revoked."""
     with context.session() as session:
         rows = keys.list_keys(session, tenant_id=tenant)
     for row in rows:
         revoked = row.revoked_at.isoformat() if row.revoked_at else "active"
         admin = "admin" if row.is_admin else "tenant"
         click.echo(
-            f"{row.prefix}\t{row.id}\t{row.tenant_id}\t{admin}\t{row.name or '-'}\t"
+            f"{row.prefix}\t{row.id}\t{row.tenant_id}\t{admin}\t{row.principal!r}\t{row.role}\t"
+            f"{row.name or '-'}\t"
             f"{row.created_at.isoformat()}\t{revoked}"
         )
 

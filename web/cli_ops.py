@@ -19,7 +19,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from app import backfill, errors, keys, run_history, state, triggers
+from app import backfill, errors, keys, principals, run_history, state, triggers
 from app.models import PAUSED_NOTE_LENGTH
 from app.queries import api_keys
 from app.queries import triggers as triggers_q
@@ -32,6 +32,7 @@ demo_cli = AppGroup("demo", help="The local demo of `make run`.")
 
 DEMO_TENANT = "demo"
 DEMO_TRIGGER = "demo: echo every minute"
+DEMO_PRINCIPAL = "demo-user"
 
 
 def _fails_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -135,7 +136,7 @@ def run_trigger_now(trigger_id: str, as_json: bool) -> None:
     with context.session() as session:
         run, _created = run_history.run_now(
             session, _trigger_id(trigger_id), scope=None, request_key=None, now=now,
-            max_waiting=context.settings().max_waiting_runs_per_tenant,
+            max_waiting=context.settings().max_waiting_runs_per_tenant, by=CLI,
         )  # fmt: skip
     context.hand_off(run)  # admitted and published at once when a slot is free
     data = s.RunOut().dump(run)
@@ -143,6 +144,8 @@ def run_trigger_now(trigger_id: str, as_json: bool) -> None:
 
 
 CLI_ACTOR = "cli"  # paused_by for a pause from the operator CLI (no API key)
+# The operator CLI acts for every tenant, like an operator key; `cli` is its updated_by.
+CLI = principals.Actor(CLI_ACTOR, may_act_for_anyone=True)
 
 
 def _set_enabled(trigger_id: str, enabled: bool, as_json: bool, *, note: str | None = None) -> None:
@@ -152,7 +155,7 @@ def _set_enabled(trigger_id: str, enabled: bool, as_json: bool, *, note: str | N
     with context.session() as session:
         detail = triggers.update(
             session, _trigger_id(trigger_id), scope=None, changes=changes,
-            if_match=None, now=context.now(), actor=CLI_ACTOR,
+            if_match=None, now=context.now(), by=CLI, actor=CLI_ACTOR,
         )  # fmt: skip
     data = s.TriggerOut().dump(detail)
     word = "resumed" if enabled else "paused"
@@ -201,7 +204,7 @@ def backfill_trigger(trigger_id: str, start: datetime, end: datetime, as_json: b
     with context.session() as session:
         result = backfill.backfill(
             session, _trigger_id(trigger_id), scope=None, start=_aware(start), end=_aware(end),
-            now=context.now(), **context.backfill_limits(),
+            now=context.now(), by=CLI, **context.backfill_limits(),
         )  # fmt: skip
     if result.runs:
         context.hand_off(*result.runs)
@@ -260,14 +263,16 @@ def demo_setup(port: int, key_file: str | None) -> None:
     with context.session() as session:
         has_key = api_keys.has_active(session, DEMO_TENANT)
         new = None if has_key else keys.create(
-            session, tenant_id=DEMO_TENANT, name="make run demo", is_admin=False, now=now
+            session, tenant_id=DEMO_TENANT, principal=DEMO_PRINCIPAL, role="admin",
+            name="make run demo", now=now,
         )  # fmt: skip
         trigger = triggers_q.find_by_name(session, DEMO_TENANT, DEMO_TRIGGER)
         if trigger is None:
             trigger = triggers.create(session, tenant_id=DEMO_TENANT, now=now, values={
                 "name": DEMO_TRIGGER, "cron": "* * * * *", "timezone": "UTC",
                 "action": {"type": "task", "name": "echo"}, "payload": {"hello": "world"},
-            }, max_triggers=context.settings().max_triggers_per_tenant)  # fmt: skip
+            }, max_triggers=context.settings().max_triggers_per_tenant,
+            by=principals.Actor(DEMO_PRINCIPAL, may_act_for_anyone=True))  # fmt: skip
     saved = Path(key_file) if key_file else None
     if new is not None and saved is not None:
         saved.write_text(new.key + "\n")
@@ -278,7 +283,8 @@ def demo_setup(port: int, key_file: str | None) -> None:
         key = "<your key>"
         click.echo(
             "the demo key was shown when it was created; make another with: "
-            f"flask --app web keys create --tenant {DEMO_TENANT}"
+            f"flask --app web keys create --tenant {DEMO_TENANT} --principal {DEMO_PRINCIPAL} "
+            "--role admin"
         )
     click.echo(f"demo key (tenant {DEMO_TENANT}): {key}")
     click.echo("try:")

@@ -17,7 +17,7 @@ from flask import current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import admission, config, db, keys, run_history
+from app import admission, config, db, keys, principals, run_history
 from app.models import Run
 
 EXTENSION = "scheduler"
@@ -80,6 +80,11 @@ def session() -> Iterator[Session]:
 def principal() -> keys.Principal:
     """The authenticated caller (set by web.auth before the view runs)."""
     return g.principal
+
+
+def actor() -> principals.Actor:
+    """The caller as a writer of triggers: its principal and whether it may act for anyone."""
+    return principal().actor
 
 
 def scope() -> str | None:

@@ -216,6 +216,11 @@ def register(app: Flask) -> None:
     def invalid_schedule(exc: errors.ScheduleError) -> Response:
         return validation_failed({exc.field: exc.message})
 
+    @app.errorhandler(errors.PermissionDenied)
+    def permission_denied(exc: errors.PermissionDenied) -> Response:
+        names = ", ".join(sorted(exc.fields))
+        return envelope(403, f"Not allowed for this key: {names}.", fields=exc.fields)
+
     @app.errorhandler(errors.NotFound)
     def not_found(exc: errors.NotFound) -> Response:
         return envelope(404, exc.message)

@@ -10,7 +10,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields
 
-from app import errors, schedule
+from app import errors, principals, schedule
 from app.actions import registry
 
 PAYLOAD_LIMIT = 64 * 1024  # bytes of compact JSON (docs/design.md section 7)
@@ -90,6 +90,18 @@ class TimeZone(_ScheduleString):
 
     max_length = 64
     validate_with = staticmethod(schedule.validate_timezone)
+
+
+class Principal(fields.String):
+    """A principal id (app.principals): 1-200 characters, no control characters, no
+    surrounding spaces; each problem named by the field."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        problem = principals.problem(text)
+        if problem is not None:
+            raise ma.ValidationError(problem)
+        return text
 
 
 class Action(fields.Dict):

@@ -42,8 +42,11 @@ class RunItem(MethodView):
 
 @blp.route("/runs/<uuid:run_id>/cancel")
 class RunCancel(MethodView):
+    @blp.alt_response(403, description="A member key may only cancel runs of its own principal")
     @blp.response(202, s.RunOut)
     def post(self, run_id: uuid.UUID) -> Run:
         """Cancel a pending run now, or ask a running one to stop between attempts."""
         with context.session() as session:
-            return run_history.cancel_run(session, run_id, scope=context.scope(), now=context.now())
+            return run_history.cancel_run(
+                session, run_id, scope=context.scope(), now=context.now(), by=context.actor()
+            )

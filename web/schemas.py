@@ -32,6 +32,13 @@ from web import fields as wf
 
 MAX_LIMIT = 200
 MAX_IDEMPOTENCY_KEY = 150  # the run key `<uuid>:manual:<key>` must fit in 200 characters
+RUN_AS = (
+    "The principal the trigger's runs act for (1-200 characters, no control characters): "
+    "default, the creating key's principal. A `member` key may only create or change triggers "
+    "that run as its own principal (403 naming run_as otherwise); an `admin` key may name any "
+    "principal of its tenant. Webhooks carry it in the signed body and in `webhook-run-as`; "
+    "handlers read `ctx.run_as`."
+)
 
 
 class TriggerPatch(wf.Strict):
@@ -76,6 +83,7 @@ class TriggerPatch(wf.Strict):
         validate=validate.Length(max=PAUSED_NOTE_LENGTH),
         metadata={"description": "Why the trigger is paused; only with enabled: false"},
     )
+    run_as = wf.Principal(metadata={"description": RUN_AS, "example": "user-42"})
 
     @ma.pre_load
     def limit_payload(self, data: Any, **kwargs: Any) -> Any:
@@ -153,6 +161,9 @@ class RunOut(ma.Schema):
     finished_at = wf.Timestamp(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     result = fields.Raw(required=True, allow_none=True)
+    run_as = fields.String(required=True, allow_none=True, metadata={
+        "description": "The principal the run acts for: its trigger's run_as when it was made"
+    })  # fmt: skip
 
 
 class TriggerOut(ma.Schema):
@@ -196,6 +207,13 @@ class TriggerOut(ma.Schema):
         required=True,
         allow_none=True,
         metadata={"description": "The next fire itself: its runs' scheduled_for"},
+    )
+    run_as = fields.String(required=True, metadata={"description": RUN_AS})
+    created_by = fields.String(
+        required=True, metadata={"description": "The principal of the key that created it"}
+    )
+    updated_by = fields.String(
+        required=True, metadata={"description": "The principal of the key that changed it last"}
     )
     schedule_description = fields.String(required=True)
     last_run = fields.Nested(RunOut, required=True, allow_none=True)

@@ -42,6 +42,8 @@ def replay_before_validation() -> Response | None:
     return None if replay is None else _json(replay.body, replay.status, replayed=True)
 
 
+# A member key's write to a trigger that runs as another principal (docs/design.md section 18).
+FORBIDDEN = "A member key may only write triggers that run as its own principal (`run_as`)"
 IF_MATCH = re.compile(r'^(?:W/)?"?(\d{1,10})"?$')
 
 
@@ -61,6 +63,7 @@ class TriggerCollection(MethodView):
 
     @blp.arguments(s.TriggerCreate)
     @blp.arguments(s.IdempotencyHeaders, location="headers")
+    @blp.alt_response(403, description=FORBIDDEN)
     @blp.response(201, s.TriggerOut, headers={"Location": {"schema": {"type": "string"}}})
     def post(self, values: dict, headers: dict) -> Response:
         """Create a trigger. With `Idempotency-Key`, a retry returns the first response."""
@@ -74,7 +77,7 @@ class TriggerCollection(MethodView):
             trigger = triggers.create(
                 session, tenant_id=tenant, values=values, now=context.now(),
                 max_triggers=context.settings().max_triggers_per_tenant,
-                actor=context.principal().actor,
+                by=context.actor(), actor=context.principal().label,
             )  # fmt: skip
             body = s.TriggerOut().dump(triggers.TriggerDetail(trigger, None))
             if key is not None:
@@ -93,6 +96,7 @@ class TriggerItem(MethodView):
 
     @blp.arguments(s.TriggerPatch)
     @blp.arguments(s.IfMatchHeaders, location="headers")
+    @blp.alt_response(403, description=FORBIDDEN)
     @blp.response(200, s.TriggerOut)
     def patch(self, changes: dict, headers: dict, trigger_id: uuid.UUID) -> Any:
         """Partial update; `If-Match: <version>` makes it conditional (412 when stale)."""
@@ -100,24 +104,26 @@ class TriggerItem(MethodView):
             detail = triggers.update(
                 session, trigger_id, scope=context.scope(), changes=changes,
                 if_match=if_match(headers.get("if_match")), now=context.now(),
-                actor=context.principal().actor,
+                by=context.actor(), actor=context.principal().label,
             )  # fmt: skip
         return detail, 200, _etag(detail.trigger.version)
 
     @blp.arguments(s.IfMatchHeaders, location="headers")
+    @blp.alt_response(403, description=FORBIDDEN)
     @blp.response(204)
     def delete(self, headers: dict, trigger_id: uuid.UUID) -> None:
         """Delete a trigger and cancel its pending runs (its run history stays)."""
         with context.session() as session:
             triggers.delete(
                 session, trigger_id, scope=context.scope(),
-                if_match=if_match(headers.get("if_match")), now=context.now(),
+                if_match=if_match(headers.get("if_match")), now=context.now(), by=context.actor(),
             )  # fmt: skip
 
 
 @blp.route("/triggers/<uuid:trigger_id>/run")
 class TriggerRunNow(MethodView):
     @blp.arguments(s.IdempotencyHeaders, location="headers")
+    @blp.alt_response(403, description=FORBIDDEN)
     @blp.response(202, s.RunOut)
     @blp.alt_response(409, description="The tenant has MAX_WAITING_RUNS_PER_TENANT runs waiting")
     def post(self, headers: dict, trigger_id: uuid.UUID) -> Run:
@@ -127,7 +133,7 @@ class TriggerRunNow(MethodView):
             run, created = run_history.run_now(
                 session, trigger_id, scope=context.scope(),
                 request_key=headers.get("idempotency_key"), now=context.now(),
-                max_waiting=context.settings().max_waiting_runs_per_tenant,
+                max_waiting=context.settings().max_waiting_runs_per_tenant, by=context.actor(),
             )  # fmt: skip
         if created:
             context.hand_off(run)
@@ -137,6 +143,7 @@ class TriggerRunNow(MethodView):
 @blp.route("/triggers/<uuid:trigger_id>/backfill")
 class TriggerBackfill(MethodView):
     @blp.arguments(s.BackfillIn)
+    @blp.alt_response(403, description=FORBIDDEN)
     @blp.response(202, s.BackfillOut)
     @blp.alt_response(409, description="The runs would pass MAX_WAITING_RUNS_PER_TENANT")
     def post(self, body: dict, trigger_id: uuid.UUID) -> dict:
@@ -148,7 +155,8 @@ class TriggerBackfill(MethodView):
         with context.session() as session:
             result = backfill.backfill(
                 session, trigger_id, scope=context.scope(), start=body["start"],
-                end=body["end"], now=context.now(), **context.backfill_limits(),
+                end=body["end"], now=context.now(), by=context.actor(),
+                **context.backfill_limits(),
             )  # fmt: skip
         if result.runs:
             context.hand_off(*result.runs)

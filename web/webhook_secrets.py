@@ -3,7 +3,8 @@
 docs/design.md section 13.
 
 A tenant key acts on its own tenant. An admin key names the tenant with `?tenant=` to list
-or rotate, and may revoke any secret by id.
+or rotate, and may revoke any secret by id. A tenant's `member` key gets 403 on every route:
+a secret signs a delivery's `run_as` (docs/design.md section 18).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import marshmallow as ma
 from flask.views import MethodView
 from marshmallow import fields, validate
 
-from app import keys, webhook_secrets
+from app import keys, principals, webhook_secrets
 from app.models import WebhookSecret
 from web import auth, context
 from web import fields as wf
@@ -28,6 +29,15 @@ blp = Blueprint(
     description="Webhook signing secrets (Standard Webhooks)",
 )
 blp.before_request(auth.require_key)
+
+
+@blp.before_request
+def admins_only() -> None:
+    """After require_key: a member key may not see or change the signing secrets."""
+    principals.check_manages_secrets(context.actor())
+
+
+MEMBERS = "A member key may not see or change the signing secrets (they sign run_as)"
 
 
 class SecretQuery(ma.Schema):
@@ -57,6 +67,7 @@ class SecretPage(ma.Schema):
 @blp.route("/webhook-secrets")
 class SecretCollection(MethodView):
     @blp.arguments(SecretQuery, location="query")
+    @blp.alt_response(403, description=MEMBERS)
     @blp.response(200, SecretPage)
     def get(self, query: dict) -> dict:
         """The tenant's active signing secrets, newest first; each delivery is signed with
@@ -66,6 +77,7 @@ class SecretCollection(MethodView):
         return {"items": items, "next_cursor": None}
 
     @blp.arguments(SecretQuery, location="query")
+    @blp.alt_response(403, description=MEMBERS)
     @blp.response(201, SecretOut)
     def post(self, query: dict) -> WebhookSecret:
         """Rotate: a new current secret; the previous one keeps signing for
@@ -77,6 +89,7 @@ class SecretCollection(MethodView):
 
 @blp.route("/webhook-secrets/<uuid:secret_id>")
 class SecretItem(MethodView):
+    @blp.alt_response(403, description=MEMBERS)
     @blp.response(204)
     def delete(self, secret_id: uuid.UUID) -> None:
         """Revoke a secret now: the next delivery is no longer signed with it."""

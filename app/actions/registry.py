@@ -1,7 +1,9 @@
 """The handler registry for `task` actions, and validation of every action a trigger may hold.
 
 A handler is a function `handler(ctx: RunContext) -> JSON-able`, registered under a name with
-the `@handler("name")` decorator or from the entry point group `scheduler.handlers`::
+the `@handler("name")` decorator or from the entry point group `scheduler.handlers`. The
+context says on whose behalf the run acts: `ctx.run_as`, the principal the run recorded
+(docs/design.md section 18); a handler that does not read it works as before::
 
     [options.entry_points]
     scheduler.handlers =
@@ -46,6 +48,7 @@ RESERVED_HEADERS = frozenset(
         "webhook-id",
         "webhook-timestamp",
         "webhook-signature",
+        "webhook-run-as",
         "Content-Type",
         "Content-Length",
         "Host",
@@ -67,6 +70,8 @@ class RunContext:
     scheduled_for: datetime
     attempt: int
     payload: dict[str, Any]
+    # The principal the run acts for (its trigger's run_as when it was created).
+    run_as: str = ""
 
 
 @dataclass(frozen=True)

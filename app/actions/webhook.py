@@ -2,7 +2,8 @@
 Standard Webhooks specification says, sent only to a public address.
 
 Request: the action's method (default POST) to its URL, body = the payload as JSON (UTF-8,
-sent for every method), headers:
+sent for every method) with one more top-level member, `"run_as"`: the principal the run
+acts for (docs/design.md section 18; it replaces a `run_as` of the payload's own), headers:
 
 - `Content-Type: application/json`
 - `webhook-id`: `msg_` + the run id, the same on every attempt of a run;
@@ -13,7 +14,17 @@ sent for every method), headers:
 - `Idempotency-Key`: the run's idempotency key (`<trigger id>:<scheduled_for>`), the same on
   every attempt and redelivery of a run: delivery is at-least-once, so deduplicate on it;
 - `X-Trigger-Id`, `X-Run-Id`, `X-Scheduled-For` (ISO-8601 UTC, `Z`);
+- `webhook-run-as`: the run's `run_as`, percent-encoded UTF-8 (RFC 3986; printable ASCII
+  other than `%` stays as it is, so `user-42` reads `user-42`);
 - plus the action's own `headers` (they cannot replace the ones above).
+
+What the signature covers: exactly what the Standard Webhooks specification signs, the
+`webhook-id`, the `webhook-timestamp` and the body, and no header. So `run_as` is also in the
+body, where the signature covers it: a receiver that verified the request (the
+`standardwebhooks` library's `verify` returns the parsed body) trusts the body's `run_as`,
+and trusts the `webhook-run-as` header only once it has checked it equals that (percent-
+decoded). A tenant cannot forge either: the scheduler writes the body's `run_as` last, and a
+trigger's own headers cannot set `webhook-run-as`.
 
 Destination (docs/design.md section 13): the URL is parsed by urllib3, the client that sends it
 (registry.url_problem). Each attempt resolves the host once; if any address is not public
@@ -38,6 +49,7 @@ import hmac
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +92,22 @@ def encode_body(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def signed_payload(ctx: RunContext) -> dict[str, Any]:
+    """The body's object: the trigger's payload and the run's `run_as`, which wins over a
+    `run_as` of the payload's own (so the signed body always says whom the run acts for)."""
+    return {**ctx.payload, "run_as": ctx.run_as}
+
+
+# Every printable ASCII character but `%` stays as it is in the header (quote() escapes the rest).
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def run_as_header(run_as: str) -> str:
+    """`run_as` as the `webhook-run-as` value: percent-encoded UTF-8 (spaces, `%`, non-ASCII),
+    so any principal fits a header and `urllib.parse.unquote` gives it back."""
+    return urllib.parse.quote(run_as, safe=_HEADER_SAFE)
+
+
 def message_id(ctx: RunContext) -> str:
     """`msg_` + the run id: stable across a run's attempts, never tenant-chosen, no `.`."""
     return f"msg_{ctx.run_id}"
@@ -107,6 +135,7 @@ def request_headers(
             "X-Trigger-Id": ctx.trigger_id,
             "X-Run-Id": ctx.run_id,
             "X-Scheduled-For": schedule.iso_utc(ctx.scheduled_for),
+            "webhook-run-as": run_as_header(ctx.run_as),
         }
     )
     if signing_secrets:
@@ -123,6 +152,7 @@ _OURS = {
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
+    "webhook-run-as",
     "host",
 }
 
@@ -165,7 +195,7 @@ def call(
         )
         return Attempt(False, error=f"webhook to {host} refused: {REFUSED}", retryable=False)
     method = str(action.get("method") or "POST").upper()
-    body = encode_body(ctx.payload)
+    body = encode_body(signed_payload(ctx))
     headers = request_headers(action, ctx, body, signing_secrets=signing_secrets, now=now)
     # The Host header carries a non-default port; the TLS name never does.
     headers["Host"] = host if parts.port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, select, text, tuple_
+from sqlalchemy import Connection, Engine, Select, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -182,3 +182,23 @@ def unfinished_by_tenant(session: Any) -> list[Any]:
     has waited (0 when none), runs in progress, pending runs) per tenant with unfinished
     runs, on PostgreSQL's clock."""
     return session.execute(_UNFINISHED_BY_TENANT).all()
+
+
+# A run inserted by an older release (a deploy's overlap, migration 0014) has no run_as: it
+# takes its trigger's, recorded here once, so every later attempt and the history agree.
+_RUN_AS = text("""
+    WITH filled AS (
+        UPDATE runs r SET run_as = t.run_as
+        FROM triggers t
+        WHERE r.id = :id AND r.run_as IS NULL AND t.id = r.trigger_id
+        RETURNING r.run_as
+    )
+    SELECT coalesce((SELECT run_as FROM filled), (SELECT run_as FROM runs WHERE id = :id))
+""")
+
+
+def run_as(engine: Engine, run_id: uuid.UUID) -> str | None:
+    """The principal the run fires as (its trigger's, recorded first when the run had none);
+    None when neither the run nor its trigger says (both gone)."""
+    with engine.begin() as conn:
+        return conn.execute(_RUN_AS, {"id": run_id}).scalar_one()

@@ -25,19 +25,23 @@ from app.queries.runs import RunRow, TriggerRow
 ADMISSION_LOCK = 0x41444D4954
 
 # Each column of the batch is one array parameter (queries.array_literal); the server makes
-# the run ids. A fire that already has its run (its idempotency key, or its trigger and
+# the run ids. Each run records its trigger's `run_as` (docs/design.md section 18), read from
+# the row this batch holds locked (claimed FOR UPDATE), so it is the value the fire was
+# planned with. A fire that already has its run (its idempotency key, or its trigger and
 # instant) is left out by ON CONFLICT, and not counted.
 _INSERT_RUNS = text("""
     WITH inserted AS (
         INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key,
-                          status, generation, created_at, finished_at, due_at)
+                          status, generation, created_at, finished_at, due_at, run_as)
         SELECT gen_random_uuid(), r.trigger_id, r.tenant_id, r.scheduled_for, 'scheduled',
                r.idempotency_key, r.status, :generation, :now,
-               CASE WHEN r.status = 'skipped' THEN CAST(:now AS timestamptz) END, r.due_at
+               CASE WHEN r.status = 'skipped' THEN CAST(:now AS timestamptz) END, r.due_at,
+               t.run_as
         FROM unnest(CAST(:trigger_ids AS uuid[]), CAST(:tenant_ids AS text[]),
                     CAST(:fires AS timestamptz[]), CAST(:keys AS text[]),
                     CAST(:statuses AS text[]), CAST(:due AS timestamptz[]))
              AS r (trigger_id, tenant_id, scheduled_for, idempotency_key, status, due_at)
+        JOIN triggers t ON t.id = r.trigger_id
         ON CONFLICT DO NOTHING
         RETURNING tenant_id, status
     )

@@ -138,7 +138,10 @@ class Stack:
     def key(self, tenant: str, *, admin: bool = False) -> str:
         engine = db.get_engine(self.settings.sqlalchemy_url)
         with db.session_scope(engine) as session:
-            return keys.create(session, tenant_id=tenant, is_admin=admin, now=datetime.now(UTC)).key
+            return keys.create(
+                session, tenant_id=tenant, principal="owner", role="admin", is_admin=admin,
+                now=datetime.now(UTC),
+            ).key  # fmt: skip
 
     def api(self, method: str, path: str, key: str, **kwargs: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {key}"}

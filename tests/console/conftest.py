@@ -50,9 +50,13 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture()
 def make_key(engine: Engine) -> Callable[..., keys.NewKey]:
-    def make(tenant: str = "acme", *, admin: bool = False) -> keys.NewKey:
+    def make(
+        tenant: str = "acme", *, admin: bool = False, principal: str = "owner", role: str = "admin"
+    ) -> keys.NewKey:
         with db.session_scope(engine) as session:
-            return keys.create(session, tenant_id=tenant, is_admin=admin, now=NOW)
+            return keys.create(
+                session, tenant_id=tenant, principal=principal, role=role, is_admin=admin, now=NOW
+            )
 
     return make
 
@@ -61,8 +65,10 @@ def make_key(engine: Engine) -> Callable[..., keys.NewKey]:
 def sign_in(client: FlaskClient, make_key: Callable[..., keys.NewKey]) -> Callable[..., str]:
     """Sign `client` in with a new key of `tenant`; return the CSRF token of the session."""
 
-    def do(tenant: str = "acme", *, admin: bool = False) -> str:
-        key = make_key(tenant, admin=admin).key
+    def do(
+        tenant: str = "acme", *, admin: bool = False, principal: str = "owner", role: str = "admin"
+    ) -> str:
+        key = make_key(tenant, admin=admin, principal=principal, role=role).key
         token = csrf_of(client.get("/console/").get_data(as_text=True))
         response = client.post("/console/", data={"key": key, "csrf_token": token})
         assert response.status_code == 302, response.get_data(as_text=True)

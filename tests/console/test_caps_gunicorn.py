@@ -32,7 +32,9 @@ def server(settings, engine, redis_client, tmp_path) -> Iterator[str]:
 
 def new_key(engine, tenant: str) -> str:
     with db.session_scope(engine) as session:
-        return keys.create(session, tenant_id=tenant, now=datetime.now(UTC)).key
+        return keys.create(
+            session, tenant_id=tenant, principal="owner", role="admin", now=datetime.now(UTC)
+        ).key
 
 
 def signed_in(base: str, key: str) -> requests.Session:

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from app import db
 from app.models import Run, Trigger
+from tests import support
 from tests.console.conftest import csrf_of, new_form
 
 
@@ -330,8 +331,9 @@ def test_the_list_pages_through_triggers_25_at_a_time(client, sign_in, engine, c
             values = {"name": f"t{n:02d}", "cron": "0 * * * *", "action": {"type": "task"}}
             values["action"]["name"] = "echo"
             triggers.create(
-                session, tenant_id="acme", now=clock.now(), values=values, max_triggers=100
-            )
+                session, tenant_id="acme", now=clock.now(), values=values, max_triggers=100,
+                by=support.OWNER,
+            )  # fmt: skip
     first = client.get("/console/triggers").get_data(as_text=True)
     assert "t00" in first and "t24" in first and "t25" not in first
     cursor = re.search(r'href="(/console/triggers\?cursor=[^"]+)">Next page', first).group(1)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app import db, run_history, schedule, secret_box, triggers
 from app.models import Run, Trigger, WebhookSecret
+from tests import support
 from tests.console.conftest import NOW, csrf_of, new_form
 
 HOURLY = {"name": "hourly", "cron": "0 * * * *", "timezone": "UTC"}
@@ -354,12 +355,14 @@ def test_the_scheduler_page_shows_waiting_runs_by_tenant_and_slots(
         for tenant, waiting in (("busy", 3), ("quiet", 1)):
             values = {"name": "t", "cron": "0 * * * *", "action": {"type": "task", "name": "echo"}}
             trigger = triggers.create(
-                session, tenant_id=tenant, values=values, now=clock.now(), max_triggers=100
-            )
+                session, tenant_id=tenant, values=values, now=clock.now(), max_triggers=100,
+                by=support.OWNER,
+            )  # fmt: skip
             for _ in range(waiting):  # pending, never handed off: waiting for a slot
                 run_history.run_now(
-                    session, trigger.id, scope=None, request_key=None, now=NOW, max_waiting=100
-                )
+                    session, trigger.id, scope=None, request_key=None, now=NOW, max_waiting=100,
+                    by=support.OWNER,
+                )  # fmt: skip
     sign_in("ops", admin=True)
     page = client.get("/console/scheduler").text
     assert "Waiting runs by tenant" in page and "Slots in use" in page

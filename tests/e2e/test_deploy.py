@@ -144,7 +144,7 @@ def stack_env(
 def make_key(env: dict[str, str]) -> str:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "flask"), "--app", "web", "keys", "create",
-         "--tenant", "e2e", "--json"],
+         "--tenant", "e2e", "--principal", "e2e", "--role", "admin", "--json"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return json.loads(result.stdout.strip().splitlines()[-1])["key"]

@@ -154,6 +154,8 @@ def test_a_short_metrics_token_is_refused_without_echoing_it() -> None:
     settings = Settings.from_env({"METRICS_TOKEN": token})
     assert settings.metrics_token == token
     assert token not in repr(settings)
+
+
 FERNET_KEYS = ("QPVOf_vYNOxj2zyxa9ktj0odAe2SJQCS-yp25X1xUcU=",
                "H8mNaMlc5sANYT2rdpJOPXoQk3z1daa0i-yXW39szMA=")  # fmt: skip
 

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 TITLES = {
     400: "Bad request",
     401: "Sign in required",
+    403: "Not allowed",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
@@ -90,6 +91,11 @@ def not_found(exc: errors.NotFound) -> tuple[str, int]:
 def invalid_fields(exc: InvalidFields) -> tuple[str, int]:
     fields = "; ".join(f"{name} {message}" for name, message in exc.fields.items())
     return _page(422, f"Invalid input: {fields}.")
+
+
+@bp.errorhandler(errors.PermissionDenied)
+def forbidden(exc: errors.PermissionDenied) -> tuple[str, int]:
+    return _page(403, "Your key may not do this: " + "; ".join(exc.fields.values()) + ".")
 
 
 @bp.errorhandler(errors.Conflict)

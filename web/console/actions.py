@@ -31,9 +31,10 @@ def run_trigger_now(trigger_id: str) -> Response:
                 session, tid, scope=context.scope(),
                 request_key=f"console-{token}" if TOKEN.match(token) else None,
                 now=context.now(), max_waiting=context.settings().max_waiting_runs_per_tenant,
+                by=context.actor(),
             )  # fmt: skip
-    except errors.Conflict as exc:
-        flash(f"Cannot run now: {exc.message}.", "error")
+    except (errors.Conflict, errors.PermissionDenied) as exc:
+        flash(f"Cannot run now: {_reason(exc)}.", "error")
         return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
     if created:
         context.hand_off(run)
@@ -50,7 +51,7 @@ def set_enabled(trigger_id: uuid.UUID, *, enabled: bool, note: str | None = None
     with context.session() as session:
         triggers.update(
             session, trigger_id, scope=context.scope(), changes=changes, if_match=None,
-            now=context.now(), actor=context.principal().actor,
+            now=context.now(), by=context.actor(), actor=context.principal().label,
         )  # fmt: skip
 
 
@@ -68,6 +69,8 @@ def pause_trigger(trigger_id: str) -> Any:
         set_enabled(tid, enabled=False, note=values["paused_note"])
     except errors.InvalidTrigger as exc:
         return pages.render(tid, problems=exc.fields, values={"paused_note": text}, status=422)
+    except errors.PermissionDenied as exc:
+        return pages.render(tid, problems=exc.fields, values={"paused_note": text}, status=403)
     flash("Trigger paused: it will not fire until resumed.", "success")
     return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
 
@@ -75,7 +78,11 @@ def pause_trigger(trigger_id: str) -> Any:
 @bp.route("/triggers/<trigger_id>/resume", methods=["POST"])
 def resume_trigger(trigger_id: str) -> Response:
     tid = parse_id(trigger_id)
-    set_enabled(tid, enabled=True)
+    try:
+        set_enabled(tid, enabled=True)
+    except errors.PermissionDenied as exc:
+        flash(f"Cannot resume: {_reason(exc)}.", "error")
+        return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
     flash("Trigger resumed.", "success")
     return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
 
@@ -96,12 +103,12 @@ def backfill_trigger(trigger_id: str) -> Any:
         with context.session() as session:
             result = backfill.backfill(
                 session, tid, scope=context.scope(), start=values["start"], end=values["end"],
-                now=context.now(), **context.backfill_limits(),
+                now=context.now(), by=context.actor(), **context.backfill_limits(),
             )  # fmt: skip
     except errors.InvalidTrigger as exc:
         return pages.render(tid, problems=exc.fields, values=text, status=422)
-    except errors.Conflict as exc:
-        flash(f"Cannot backfill: {exc.message}.", "error")
+    except (errors.Conflict, errors.PermissionDenied) as exc:
+        flash(f"Cannot backfill: {_reason(exc)}.", "error")
         return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
     if result.runs:
         context.hand_off(*result.runs)
@@ -121,7 +128,21 @@ def delete_trigger(trigger_id: str) -> Any:
         with context.session() as session:
             trigger = triggers.get(session, tid, scope=context.scope()).trigger
         return render_template("console/delete.html", trigger=trigger)
-    with context.session() as session:
-        triggers.delete(session, tid, scope=context.scope(), if_match=None, now=context.now())
+    try:
+        with context.session() as session:
+            triggers.delete(
+                session, tid, scope=context.scope(), if_match=None, now=context.now(),
+                by=context.actor(),
+            )  # fmt: skip
+    except errors.PermissionDenied as exc:
+        flash(f"Cannot delete: {_reason(exc)}.", "error")
+        return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
     flash("Trigger deleted; its pending runs were cancelled.", "success")
     return redirect(url_for("console.triggers_list"), code=303)
+
+
+def _reason(exc: errors.SchedulerError) -> str:
+    """A refusal as one line: a member's write to a trigger of another principal says so."""
+    if isinstance(exc, errors.PermissionDenied):
+        return "this trigger runs as another principal, and your key is a member key"
+    return exc.message

@@ -111,11 +111,14 @@ def create_trigger() -> Any:
                     values=values,
                     now=context.now(),
                     max_triggers=context.settings().max_triggers_per_tenant,
+                    by=context.actor(),
                 )
                 body = s.TriggerOut().dump(triggers.TriggerDetail(trigger, None))
                 idempotency.complete(session, claim, status=201, body=body)
     except errors.InvalidTrigger as exc:
         return _render_form(values=form, problems=exc.fields, status=422)
+    except errors.PermissionDenied as exc:
+        return _render_form(values=form, problems=exc.fields, status=403)
     except errors.Conflict as exc:
         return _render_form(values=form, problems={"body": exc.message}, status=409)
     return _to_created(body, replayed=claim.is_replay)
@@ -157,10 +160,12 @@ def edit_trigger(trigger_id: str) -> Any:
             triggers.update(
                 session, tid, scope=context.scope(), changes=changes,
                 if_match=int(version) if version.isdigit() and len(version) < 10 else None,
-                now=context.now(),
+                now=context.now(), by=context.actor(),
             )  # fmt: skip
     except errors.InvalidTrigger as exc:
         return _render_form(values=form, problems=exc.fields, trigger=trigger, status=422)
+    except errors.PermissionDenied as exc:
+        return _render_form(values=form, problems=exc.fields, trigger=trigger, status=403)
     except errors.PreconditionFailed:
         message = "Someone changed this trigger since you opened the form; reload it."
         return _render_form(values=form, problems={"body": message}, trigger=trigger, status=412)

@@ -126,6 +126,8 @@ def body_from_form(form: Mapping[str, str], *, creating: bool) -> tuple[dict, di
             # A number when it looks like one; the schema names anything else.
             body[name] = int(raw) if INTEGER.match(raw) else raw
     body["action"] = _action(text, problems)
+    if text.get("run_as"):  # left empty: the key's own principal (create) or unchanged (edit)
+        body["run_as"] = text["run_as"]
     raw_payload = text.get("payload", "").strip()
     if "payload" not in problems:
         try:
@@ -218,6 +220,7 @@ def form_of(trigger: Trigger) -> dict[str, str]:
         "payload": json.dumps(trigger.payload or {}, indent=2),
         "overlap_policy": trigger.overlap_policy,
         "catchup_policy": trigger.catchup_policy,
+        "run_as": trigger.run_as,
     }
     for name in INT_FIELDS:
         values[name] = str(getattr(trigger, name))

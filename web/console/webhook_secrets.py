@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Response, flash, redirect, render_template, request, url_for
 
-from app import keys, webhook_secrets
+from app import keys, principals, webhook_secrets
 from web import context
 from web.console.blueprint import bp, parse_id
 from web.errors import InvalidFields
@@ -20,7 +20,9 @@ from web.errors import InvalidFields
 
 def _tenant(value: str | None) -> str | None:
     """The tenant acted on: the key's own, or for an admin key the one named (None: none
-    chosen yet). A malformed name is the API's 422 naming `tenant`."""
+    chosen yet). A malformed name is the API's 422 naming `tenant`; a member key is refused
+    (app.principals.check_manages_secrets), as by the API."""
+    principals.check_manages_secrets(context.actor())
     principal = context.principal()
     if not principal.is_admin:
         return principal.tenant_id

@@ -80,9 +80,16 @@ def runner(app: Flask) -> FlaskCliRunner:
 def make_key(engine: Engine) -> Callable[..., str]:
     """Create an API key in the database and return its secret."""
 
-    def make(tenant: str = "acme", *, admin: bool = False) -> str:
+    def make(
+        tenant: str = "acme", *, admin: bool = False, principal: str = "owner", role: str = "admin"
+    ) -> str:
+        """A key of `principal` (default a tenant admin, as every key was before principals);
+        `admin` makes it an operator key."""
         with db.session_scope(engine) as session:
-            return keys.create(session, tenant_id=tenant, is_admin=admin, now=datetime.now(UTC)).key
+            return keys.create(
+                session, tenant_id=tenant, principal=principal, role=role, is_admin=admin,
+                now=datetime.now(UTC),
+            ).key  # fmt: skip
 
     return make
 

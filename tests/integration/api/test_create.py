@@ -37,7 +37,7 @@ def test_it_creates_a_cron_trigger_with_its_next_run(acme, services, clock):
         "catchup_window_seconds", "max_attempts", "retry_backoff_seconds", "timeout_seconds",
         "next_run_at", "schedule_description", "last_run", "version", "created_at", "updated_at",
         "interval_seconds", "anchor_at", "jitter_seconds", "next_fire_at", "paused_note",
-        "paused_at", "paused_by",
+        "paused_at", "paused_by", "run_as", "created_by", "updated_by",
     }  # fmt: skip
     assert acme.get(f"/triggers/{body['id']}").get_json() == body
 

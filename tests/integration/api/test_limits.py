@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from app import db, errors, triggers
+from tests import support
 from tests.integration.api.conftest import Caller, assert_error, trigger_body
 from web import create_app
 
@@ -50,13 +51,19 @@ def test_two_creates_at_the_cap_minus_one_do_not_both_succeed(engine):
     def second() -> None:
         try:
             with db.session_scope(engine) as session:
-                triggers.create(session, tenant_id="acme", values=values, now=now, max_triggers=1)
+                triggers.create(
+                    session, tenant_id="acme", values=values, now=now, max_triggers=1,
+                    by=support.OWNER,
+                )  # fmt: skip
             outcome.append("created")
         except errors.TriggerLimitReached as exc:
             outcome.append(exc)
 
     with db.session_scope(engine) as session:
-        triggers.create(session, tenant_id="acme", values=values, now=now, max_triggers=1)
+        triggers.create(
+                    session, tenant_id="acme", values=values, now=now, max_triggers=1,
+                    by=support.OWNER,
+                )  # fmt: skip
         racer = threading.Thread(target=second)
         racer.start()
         wait_for_a_blocked_advisory_lock(engine)  # the second create is counting under lock

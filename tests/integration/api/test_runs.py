@@ -138,7 +138,7 @@ def test_get_run_has_exactly_the_documented_fields(acme, add_run):
     assert set(body) == {
         "id", "trigger_id", "tenant_id", "kind", "status", "scheduled_for", "idempotency_key",
         "attempt", "generation", "enqueued_at", "started_at", "finished_at", "error", "result",
-        "due_at",
+        "due_at", "run_as",
     }  # fmt: skip
     assert body["result"] == {"echo": [1]} and body["scheduled_for"].endswith("Z")
 

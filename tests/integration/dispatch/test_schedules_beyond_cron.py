@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from app import db, schedule, triggers
+from tests import support
 from tests.integration.dispatch.conftest import runs, trigger
 
 NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -24,13 +25,17 @@ def create(engine, now: datetime, **values) -> dict:
             now=now,
             values={"name": "t", "action": ECHO, **values},
             max_triggers=100,
+            by=support.OWNER,
         )
         return {"id": made.id, "spec": triggers.spec_of(made)}
 
 
 def patch(engine, trigger_id, now: datetime, **changes) -> None:
     with db.session_scope(engine) as session:
-        triggers.update(session, trigger_id, scope=None, changes=changes, if_match=None, now=now)
+        triggers.update(
+            session, trigger_id, scope=None, changes=changes, if_match=None, now=now,
+            by=support.OWNER,
+        )  # fmt: skip
 
 
 def test_an_interval_trigger_runs_at_each_anchor_multiple(engine, tick, queued) -> None:

@@ -14,6 +14,7 @@ from tests.integration.runner.conftest import iso
 from tests.integration.runner.receiver import Reply
 
 GRACE = timedelta(hours=24)
+SIGNED_EMPTY = {"run_as": "legacy"}  # an empty payload, and whom the run acts for
 
 
 def hook(receiver, **fields) -> dict:
@@ -54,7 +55,7 @@ def test_a_delivery_verifies_under_the_tenants_secret_only(harness, receiver) ->
     [request] = receiver.hits()
     row = harness.row(run_id)
     [secret] = secrets_of(harness, "tenant-a")  # made at the first delivery
-    assert verify(secret, request) == payload
+    assert verify(secret, request) == {**payload, "run_as": "legacy"}  # the trigger's default
     with pytest.raises(standardwebhooks.WebhookVerificationError):
         verify(other, request)
     assert request.headers["webhook-id"] == f"msg_{run_id}"
@@ -105,7 +106,7 @@ def test_during_rotation_both_secrets_verify_and_after_the_grace_only_the_new(
 
     [request] = receiver.hits()
     assert len(request.headers["webhook-signature"].split(" ")) == 2
-    assert verify(old, request) == verify(new, request) == {}
+    assert verify(old, request) == verify(new, request) == SIGNED_EMPTY
 
 
 def test_an_expired_secret_no_longer_signs(harness, receiver) -> None:
@@ -118,7 +119,7 @@ def test_an_expired_secret_no_longer_signs(harness, receiver) -> None:
 
     [request] = receiver.hits()
     assert len(request.headers["webhook-signature"].split(" ")) == 1
-    assert verify(new, request) == {}
+    assert verify(new, request) == SIGNED_EMPTY
     with pytest.raises(standardwebhooks.WebhookVerificationError):
         verify(old, request)
 
@@ -137,7 +138,7 @@ def test_a_revoked_secret_stops_signing_at_once(harness, receiver) -> None:
     assert harness.execute(run_id) == "succeeded"
 
     [request] = receiver.hits()
-    assert verify(new, request) == {}
+    assert verify(new, request) == SIGNED_EMPTY
     with pytest.raises(standardwebhooks.WebhookVerificationError):
         verify(old, request)
 

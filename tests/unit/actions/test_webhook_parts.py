@@ -3,12 +3,14 @@ Webhooks signing, headers, Retry-After."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import pathlib
 import re
 import shutil
 import subprocess
+import urllib.parse
 from datetime import UTC, datetime
 
 import pytest
@@ -191,3 +193,31 @@ def test_the_readme_shell_recipe_computes_the_signature() -> None:
     out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, check=True)
 
     assert "v1," + out.stdout.decode() == webhook.sign("msg_1", 1767614400, body, [secret])
+
+
+@pytest.mark.parametrize(
+    ("run_as", "header"),
+    [
+        ("user-42", "user-42"),
+        ("auth0|abc@example.com", "auth0|abc@example.com"),
+        ("José d'Ávila", "Jos%C3%A9%20d'%C3%81vila"),
+        ("100%", "100%25"),
+        ("a\u00a0b", "a%C2%A0b"),
+    ],
+)
+def test_the_run_as_header_is_percent_encoded_ascii_that_decodes_back(run_as, header):
+    assert webhook.run_as_header(run_as) == header
+    assert urllib.parse.unquote(header) == run_as
+
+
+def test_the_signed_body_carries_run_as_which_wins_over_the_payloads_own():
+    ctx = dataclasses.replace(CTX, payload={"run_as": "boss", "n": 1}, run_as="alice")
+    body = webhook.encode_body(webhook.signed_payload(ctx))
+    secret = webhook_secrets.generate()
+    headers = webhook.request_headers({}, ctx, body, signing_secrets=[secret], now=NOW)
+
+    assert body == b'{"run_as":"alice","n":1}'
+    assert headers["webhook-run-as"] == "alice"
+    # The signature covers the body, and so its run_as (no header is signed).
+    signature = webhook.sign(headers["webhook-id"], int(NOW.timestamp()), body, [secret])
+    assert signature == headers["webhook-signature"]
