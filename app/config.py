@@ -11,7 +11,8 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import limits
 
@@ -103,6 +104,32 @@ def _secret_key(env: Mapping[str, str]) -> str:
     return value
 
 
+def _tls_verify(env: Mapping[str, str], *urls: str) -> bool:
+    """Whether Redis clients check the server's certificate: REDIS_TLS_VERIFY (`required`,
+    the default, or `none`), or the URL's own `ssl_cert_reqs=none` as hosted Redis hands
+    it out; either one turning it off turns it off."""
+    raw = env.get("REDIS_TLS_VERIFY", "").strip().lower() or "required"
+    if raw not in ("required", "none"):
+        raise ConfigError(f"REDIS_TLS_VERIFY must be required or none, got {raw!r}")
+    for url in urls:
+        in_url = parse_qs(urlsplit(url).query).get("ssl_cert_reqs", [""])[-1].lower()
+        if in_url in ("none", "cert_none"):
+            return False
+    return raw == "required"
+
+
+def _ca_file(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "").strip()
+    if raw and not Path(raw).is_file():
+        raise ConfigError(f"{name} must name a readable PEM file, got {raw!r}")
+    return raw
+
+
+def _web_workers(env: Mapping[str, str]) -> int:
+    # The Procfile's web line runs ${WEB_CONCURRENCY:-2} gunicorn workers.
+    return _int(env, "WEB_CONCURRENCY", 2, minimum=1, maximum=64)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting the processes read; build it with :meth:`from_env`."""
@@ -140,6 +167,14 @@ class Settings:
     # by one gunicorn worker is refused by the next; empty means a random per-process key
     # (one worker, sessions lost on restart: acceptable for a quick local try only).
     secret_key: str = field(default="", repr=False)
+    # TLS for every Redis client (broker, rate limiter, health check) on a rediss:// URL:
+    # the server's certificate is checked unless REDIS_TLS_VERIFY=none (or the URL's
+    # ssl_cert_reqs=none), against REDIS_TLS_CA_CERTS when set, else the system store.
+    redis_tls_verify: bool = True
+    redis_tls_ca_certs: str = ""
+    # The same for an amqps:// broker (BROKER_TLS_CA_CERTS).
+    broker_tls_ca_certs: str = ""
+    web_workers: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -158,12 +193,13 @@ class Settings:
         interval = _int(env, "DISPATCH_INTERVAL_SECONDS", 60, minimum=1, maximum=60)
         if 60 % interval:
             raise ConfigError(f"DISPATCH_INTERVAL_SECONDS must divide 60, got {interval}")
+        broker_url = _url(env, "BROKER_URL", redis_url, BROKER_SCHEMES)
         settings = cls(
             database_url=_url(
                 env, "DATABASE_URL", DEFAULT_DATABASE_URL, ("postgresql", "postgres")
             ),
             redis_url=redis_url,
-            broker_url=_url(env, "BROKER_URL", redis_url, BROKER_SCHEMES),
+            broker_url=broker_url,
             release_id=_release(env),
             scheduler_restart_secret=env.get("SCHEDULER_RESTART_SECRET", ""),
             dispatch_interval_seconds=interval,
@@ -196,6 +232,10 @@ class Settings:
             max_triggers_per_tenant=_int(env, "MAX_TRIGGERS_PER_TENANT", 10_000, minimum=1),
             api_rate_limit=_rate_limit(env, "API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
             secret_key=_secret_key(env),
+            redis_tls_verify=_tls_verify(env, redis_url, broker_url),
+            redis_tls_ca_certs=_ca_file(env, "REDIS_TLS_CA_CERTS"),
+            broker_tls_ca_certs=_ca_file(env, "BROKER_TLS_CA_CERTS"),
+            web_workers=_web_workers(env),
         )
         settings.cross_check()
         return settings
@@ -224,6 +264,28 @@ class Settings:
             raise ConfigError(
                 f"SCHEDULER_RESTART_SECRET must be at least {MIN_RESTART_SECRET_LENGTH} "
                 "characters (or unset to disable the restart hook)"
+            )
+
+    def check_web(self, *, workers: int | None = None) -> None:
+        """Raise ConfigError when the web process must not start with these settings.
+
+        Without SECRET_KEY each gunicorn worker signs the console's sessions with its own
+        random key, so a sign-in made by one worker is refused by the next: refused when
+        more than one worker runs (`workers`, else WEB_CONCURRENCY), or on a release (a
+        platform deploy), where more may be added at any time.
+        """
+        workers = self.web_workers if workers is None else workers
+        if self.secret_key:
+            return
+        if workers > 1:
+            raise ConfigError(
+                f"SECRET_KEY must be set when more than one web worker runs ({workers}); "
+                "each would sign console sessions with its own key"
+            )
+        if self.release_id != "dev":
+            raise ConfigError(
+                "SECRET_KEY must be set on a release (RELEASE_ID, HEROKU_RELEASE_VERSION or "
+                "SOURCE_VERSION is set)"
             )
 
     @property

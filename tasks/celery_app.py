@@ -8,7 +8,7 @@ from celery.signals import after_setup_logger, after_setup_task_logger, worker_p
 from kombu import Exchange, Queue
 from kombu.transport import TRANSPORT_ALIASES
 
-from app import config, db, logs
+from app import config, db, logs, tls
 
 DISPATCH_TASK = "dispatch_due_triggers"
 RUN_TASK = "run_trigger"
@@ -35,6 +35,8 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
     celery = Celery("scheduler", include=["tasks.dispatch", "tasks.runner", "tasks.maintenance"])
     celery.conf.update(
         broker_url=broker_url(settings.broker_url),
+        # rediss:// and amqps:// check the server's certificate (app/tls.py).
+        broker_use_ssl=tls.broker_ssl(settings),
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],
@@ -110,8 +112,15 @@ def beat_schedule(settings: config.Settings) -> dict[str, dict]:
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _structured_logs(logger=None, **_kwargs) -> None:
+    global _warned
     settings = config.get_settings()
     logs.configure(settings.log_level, settings.log_format)
+    if not _warned:  # both signals fire at start; say it once
+        _warned = True
+        tls.warn_unverified(settings)
+
+
+_warned = False
 
 
 @worker_process_init.connect

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app import config, logs
+from app import config, logs, tls
 from web import (
     admin,
     cli,
@@ -37,6 +37,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     if settings is None:
         settings = config.settings_or_exit()
         logs.configure(settings.log_level, settings.log_format)
+        tls.warn_unverified(settings)
     app = Flask(__name__)
     app.config.update(
         API_TITLE="Scheduled triggers",

@@ -23,7 +23,7 @@ from kombu import Connection
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from app import admission, state
+from app import admission, config, state, tls
 from web import context, ops_schemas
 from web.errors import Blueprint
 from web.metrics import SchedulerCollector
@@ -47,7 +47,7 @@ class Health(MethodView):
         database, current = check_database()
         checks = {
             "database": database,
-            "broker": check_broker(settings.broker_url),
+            "broker": check_broker(settings),
             "scheduler": check_ticks(
                 current,
                 now=now,
@@ -94,10 +94,11 @@ def check_database() -> tuple[dict, state.State | None]:
     return {"ok": True}, current
 
 
-def check_broker(url: str) -> dict:
+def check_broker(settings: config.Settings) -> dict:
+    url, ssl = settings.broker_url, tls.broker_ssl(settings)
     try:
-        with Connection(_celery_url(url), connect_timeout=2, transport_options={
-                "max_retries": 0}) as connection:  # fmt: skip
+        with Connection(_celery_url(url), connect_timeout=2, ssl=ssl or False,
+                        transport_options={"max_retries": 0}) as connection:  # fmt: skip
             connection.ensure_connection(max_retries=1)
     except Exception:
         logger.exception("health: broker check failed", extra={"event": "health_broker"})

@@ -15,7 +15,7 @@ from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from app import config
+from app import config, tls
 
 EXEMPT_PATHS = ("/healthz", "/metrics", "/openapi.json")
 
@@ -43,6 +43,8 @@ def init_app(app: Flask, settings: config.Settings) -> Limiter:
         app=app,
         application_limits=[settings.api_rate_limit],
         storage_uri=storage_uri(settings.redis_url),
+        # rediss:// checks the certificate as every other Redis client does (app/tls.py).
+        storage_options=tls.redis_options(settings),
         strategy="moving-window",
         headers_enabled=True,
         retry_after="delta-seconds",
