@@ -30,9 +30,7 @@ class Server:
         return config.Settings.from_env({"REDIS_URL": f"rediss://localhost:{self.port}/0", **env})
 
     def client(self) -> redis.Redis:
-        return redis.Redis(
-            host="localhost", port=self.port, ssl=True, ssl_ca_certs=str(self.ca)
-        )
+        return redis.Redis(host="localhost", port=self.port, ssl=True, ssl_ca_certs=str(self.ca))
 
 
 @pytest.fixture(scope="module")
