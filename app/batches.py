@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from app import state
+from app import state, tracing
 from app.queries import run_queue, run_statistics
 from app.queries import triggers as triggers_q
 from app.schedule import planner
@@ -184,6 +184,9 @@ def _dispatch_batch(tick: Tick, plans: planner.PlanCache) -> int | None:
             conn, batch.run_rows, generation=fence.generation, now=now
         )
         triggers_q.advance(conn, batch.advances)
+        if pending and tracing.enabled():  # each new run's trace starts at its fire
+            keys = [row[3] for row in batch.run_rows if row[4] == "pending"]
+            tracing.fires(run_queue.new_by_keys(conn, keys, now=now), started=now)
     with tick.lock:
         _log_parked(batch.parked, stats)
         stats.batches += 1

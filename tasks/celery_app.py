@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_init,
+)
 from kombu import Exchange, Queue
 from kombu.transport import TRANSPORT_ALIASES
 
-from app import config, db, logs, tls
+from app import config, db, logs, tls, tracing
 
 DISPATCH_TASK = "dispatch_due_triggers"
 RUN_TASK = "run_trigger"
@@ -127,6 +132,17 @@ _warned = False
 def _fresh_pool(**_kwargs) -> None:
     # Connections must never be shared across a fork.
     db.dispose_engines()
+    _traces()
+
+
+@worker_init.connect
+def _traces(**_kwargs) -> None:
+    """Traces when OTEL_* asks for them (app/tracing.py): in the worker, and again in each
+    pool process after the fork (both calls are idempotent per process)."""
+    if tracing.configure("scheduler-worker") is not None:
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+        CeleryInstrumentor().instrument(tracer_provider=tracing.provider())
 
 
 def use_broker(celery: Celery, url: str) -> None:

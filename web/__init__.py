@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app import config, logs, tls
+from app import config, logs, tls, tracing
 from web import (
     admin,
     cli,
@@ -66,6 +66,11 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     console.init_app(app, secret_key=settings.secret_key, exempt=api_blueprints)
     errors.register(app)
     cli.register(app)
+    if tracing.configure("scheduler-web") is not None:
+        # Only when OTEL_* asks for traces (app/tracing.py): a span per request.
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        FlaskInstrumentor().instrument_app(app, excluded_urls="healthz,metrics")
     return app
 
 
