@@ -84,11 +84,7 @@ def configure(
     if exporter is None and processor is None and not requested():
         return None
     if processor is None:
-        if exporter is None:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            exporter = OTLPSpanExporter()
-        processor = BatchSpanProcessor(exporter)
+        processor = BatchSpanProcessor(exporter or _exporter())
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
     provider = TracerProvider(resource=resource, id_generator=_RunIds())
     provider.add_span_processor(processor)
@@ -100,6 +96,18 @@ def configure(
     URLLib3Instrumentor().instrument(tracer_provider=provider)
     _provider = provider
     return provider
+
+
+def _exporter() -> SpanExporter:
+    """OTEL_TRACES_EXPORTER's exporter: `console` (stdout) or OTLP over HTTP (the default;
+    the SDK reads OTEL_EXPORTER_OTLP_* itself)."""
+    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
 
 
 def shutdown() -> None:
