@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -119,3 +120,55 @@ def _cluster(bindir: Path, folder: Path) -> Iterator[int]:
         yield port
     finally:
         subprocess.run([*pg_ctl, "-m", "fast", "stop"], capture_output=True, cwd="/")
+
+
+@contextmanager
+def rabbitmq_tls() -> Iterator[tuple[int, Path, Path]]:
+    """A RabbitMQ node of its own (not the machine's) that listens for AMQP over TLS only,
+    with a self-signed certificate; yields (port, its certificate, a certificate from
+    elsewhere). Stopped, with its folder removed, afterwards."""
+    server = shutil.which("rabbitmq-server")
+    if server is None or os.geteuid() != 0:
+        pytest.skip("needs root and rabbitmq-server to start a TLS-only RabbitMQ node")
+    # The node runs as the rabbitmq user: its folder is under /tmp and belongs to it.
+    folder = Path(tempfile.mkdtemp(prefix="scheduler-rabbitmq-tls-"))
+    try:
+        cert, key = self_signed(folder, "rabbitmq")
+        other, _ = self_signed(folder, "elsewhere")
+        port = free_port()
+        (folder / "rabbitmq.conf").write_text(
+            f"listeners.tcp = none\nlisteners.ssl.default = 127.0.0.1:{port}\n"
+            f"ssl_options.cacertfile = {cert}\nssl_options.certfile = {cert}\n"
+            f"ssl_options.keyfile = {key}\nssl_options.verify = verify_none\n"
+            "ssl_options.fail_if_no_peer_cert = false\nloopback_users = none\n"
+        )
+        (folder / "enabled_plugins").write_text("[].\n")
+        for path in (folder, *folder.iterdir()):
+            shutil.chown(path, "rabbitmq", "rabbitmq")
+        env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": f"sched-tls-{port}@localhost",
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq.conf"),
+            "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(folder / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(folder / "pid"),
+        }
+        log = folder / "server.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [server], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            _wait_for_port(port, proc, log, timeout=90)
+            yield port, cert, other
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
