@@ -142,7 +142,9 @@ def _traces(**_kwargs) -> None:
     if tracing.configure("scheduler-worker") is not None:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
-        CeleryInstrumentor().instrument(tracer_provider=tracing.provider())
+        instrumentor = CeleryInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:  # a pool process inherits it
+            instrumentor.instrument(tracer_provider=tracing.provider())
 
 
 def use_broker(celery: Celery, url: str) -> None:
