@@ -164,7 +164,14 @@ def rabbitmq_tls() -> Iterator[tuple[int, Path, Path]]:
             _wait_for_port(port, proc, log, timeout=90)
             yield port, cert, other
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+            # The node runs as the rabbitmq user in a session of its own, out of reach of
+            # the script's process group: it is stopped by name.
+            subprocess.run(
+                ["rabbitmqctl", "-n", env["RABBITMQ_NODENAME"], "stop"],
+                capture_output=True, timeout=90,
+            )  # fmt: skip
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
