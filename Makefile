@@ -6,15 +6,30 @@ PYTEST_ARGS ?=
 # A checkout of the pre-admission code, for the noisy-neighbour side by side (made if absent).
 BENCH_PRE ?= /tmp/scheduler-pre-admission
 
-.PHONY: run test lint format bench install clean
+.PHONY: run test lint format bench install clean lock lock-check audit
 
-$(STAMP): setup.cfg pyproject.toml
+# Installs come from the lock (requirements-dev.txt: pinned, hashes checked), then the
+# project itself without resolving anything more.
+$(STAMP): requirements-dev.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Regenerate requirements.txt and requirements-dev.txt from setup.cfg (uv, with hashes).
+lock: $(STAMP)
+	bash scripts/lock.sh
+
+## Fail when the lock is stale against setup.cfg (CI runs it).
+lock-check: $(STAMP)
+	bash scripts/lock.sh --check
+
+## Known advisories in the locked set (pip-audit; CI runs it).
+audit: $(STAMP)
+	bash scripts/audit.sh
 
 ## Start web, worker and beat (Procfile) with a demo trigger; Ctrl-C stops everything.
 run: $(STAMP)

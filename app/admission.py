@@ -59,7 +59,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from app import db
+from app import db, tracing
 from app.queries import run_queue
 
 logger = logging.getLogger(__name__)
@@ -248,6 +248,7 @@ def hand_off(
         logger.debug(
             "runs admitted", extra={"event": "runs_admitted", "count": len(result.admitted)}
         )
+        tracing.admitted(result.admitted)
     return result
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from app import shares, state, waiting
+from app import shares, state, tracing, waiting
 from app.queries import run_queue, run_statistics
 from app.queries import triggers as triggers_q
 from app.schedule import planner
@@ -203,6 +203,9 @@ def _dispatch_batch(
             conn, batch.run_rows, generation=fence.generation, now=now
         )
         triggers_q.advance(conn, batch.advances)
+        if inserted.pending and tracing.enabled():  # each new run's trace starts at its fire
+            keys = [row[3] for row in batch.run_rows if row[4] == "pending"]
+            tracing.fires(run_queue.new_by_keys(conn, keys, now=now), started=now)
         # Last, so the tenants' waiting counts are locked only until the commit that follows.
         over_cap = waiting.skip_over_cap(
             conn, inserted.pending, _pending_keys(batch.run_rows),

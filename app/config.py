@@ -7,14 +7,11 @@ a process fails with one clear line rather than a traceback deep inside a driver
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-import limits
-
+from app import config_env as read
 from app.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/postgres"
@@ -26,109 +23,6 @@ DEFAULT_API_RATE_LIMIT = "1200/minute"
 DEFAULT_AUTH_RATE_LIMIT = "20/minute"
 # A shorter deploy secret can be guessed online; 24 characters of a generated secret cannot.
 MIN_RESTART_SECRET_LENGTH = 24
-RELEASE_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
-
-
-def _int(
-    env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None
-) -> int:
-    raw = env.get(name, "").strip()
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ConfigError(f"{name} must be {bounds}, got {value}")
-    return value
-
-
-def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip() or default
-    parts = urlsplit(raw)
-    scheme = parts.scheme.split("+", 1)[0]
-    if scheme not in schemes or not (parts.hostname or parts.path or parts.query):
-        # Never echo the URL itself: it may carry a password.
-        raise ConfigError(f"{name} must be a URL with scheme {' or '.join(schemes)}")
-    return raw
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
-def _modules(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
-    for module in names:
-        if not all(piece.isidentifier() for piece in module.split(".")):
-            raise ConfigError(f"{name} must be comma-separated module names, got {module!r}")
-    return names
-
-
-def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
-    """A Flask-Limiter rate string such as `1200/minute` or `20/second;1000/hour`."""
-    raw = env.get(name, "").strip() or default
-    try:
-        parsed = limits.parse_many(raw)
-    except ValueError:
-        parsed = []
-    if not parsed:
-        raise ConfigError(f"{name} must be a rate such as 1200/minute, got {raw!r}")
-    return raw
-
-
-def _token(env: Mapping[str, str], name: str, *, min_length: int) -> str:
-    """A secret compared against a bearer value: empty (unset), or at least `min_length`."""
-    value = env.get(name, "").strip()
-    if value and len(value) < min_length:
-        # Never echo the value: it is a secret.
-        raise ConfigError(f"{name} must be at least {min_length} characters (or unset)")
-    return value
-
-
-def _release(env: Mapping[str, str]) -> str:
-    for name in ("RELEASE_ID", "HEROKU_RELEASE_VERSION", "SOURCE_VERSION"):
-        value = env.get(name, "").strip()
-        if value:
-            # The restart hook's body must be able to name it (printable ASCII, no spaces).
-            if not RELEASE_PATTERN.match(value):
-                raise ConfigError(f"{name} must be 1-200 printable ASCII characters without spaces")
-            return value
-    return "dev"
-
-
-def _secret_key(env: Mapping[str, str]) -> str:
-    value = env.get("SECRET_KEY", "").strip()
-    if value and len(value) < 32:
-        # Never echo the value: it is a secret.
-        raise ConfigError(f"SECRET_KEY must be at least 32 characters, got {len(value)}")
-    return value
-
-
-def _fernet_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """Comma-separated Fernet keys, newest first (the first encrypts, every one decrypts)."""
-    from cryptography.fernet import Fernet
-
-    found = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
-    for position, key in enumerate(found, start=1):
-        try:
-            Fernet(key)
-        except (ValueError, TypeError):
-            # Never echo the value: it is a secret.
-            raise ConfigError(
-                f"{name} must be Fernet keys (32 url-safe base64-encoded bytes), "
-                f"comma-separated; key {position} is not one"
-            ) from None
-    return found
 
 
 @dataclass(frozen=True)
@@ -197,6 +91,14 @@ class Settings:
     # Fernet keys that encrypt webhook signing secrets at rest (app/secret_box.py), newest
     # first: the first encrypts, every one decrypts (rotation). Every process needs them.
     secrets_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
+    # TLS for every Redis client (broker, rate limiter, health check) on a rediss:// URL:
+    # the server's certificate is checked unless REDIS_TLS_VERIFY=none (or the URL's
+    # ssl_cert_reqs=none), against REDIS_TLS_CA_CERTS when set, else the system store.
+    redis_tls_verify: bool = True
+    redis_tls_ca_certs: str = ""
+    # The same for an amqps:// broker (BROKER_TLS_CA_CERTS).
+    broker_tls_ca_certs: str = ""
+    web_workers: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -211,60 +113,83 @@ class Settings:
         log_format = env.get("LOG_FORMAT", "json").strip().lower() or "json"
         if log_format not in ("json", "kv", "text"):
             raise ConfigError(f"LOG_FORMAT must be json, kv or text, got {log_format!r}")
-        redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
-        interval = _int(env, "DISPATCH_INTERVAL_SECONDS", 60, minimum=1, maximum=60)
-        development = _bool(env, "DEVELOPMENT", False)
+        redis_url = read.url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
+        interval = read.integer(env, "DISPATCH_INTERVAL_SECONDS", 60, minimum=1, maximum=60)
+        development = read.boolean(env, "DEVELOPMENT", False)
         if 60 % interval:
             raise ConfigError(f"DISPATCH_INTERVAL_SECONDS must divide 60, got {interval}")
+        broker_url = read.url(env, "BROKER_URL", redis_url, BROKER_SCHEMES)
         settings = cls(
-            database_url=_url(
+            database_url=read.url(
                 env, "DATABASE_URL", DEFAULT_DATABASE_URL, ("postgresql", "postgres")
             ),
             redis_url=redis_url,
-            broker_url=_url(env, "BROKER_URL", redis_url, BROKER_SCHEMES),
-            release_id=_release(env),
+            broker_url=broker_url,
+            release_id=read.release(env),
             scheduler_restart_secret=env.get("SCHEDULER_RESTART_SECRET", ""),
             dispatch_interval_seconds=interval,
-            dispatch_batch_size=_int(env, "DISPATCH_BATCH_SIZE", 500, minimum=1, maximum=10_000),
+            dispatch_batch_size=read.integer(
+                env, "DISPATCH_BATCH_SIZE", 500, minimum=1, maximum=10_000
+            ),
             # Each loop holds a connection of the engine's pool of 5 (app/db.py).
-            dispatch_concurrency=_int(env, "DISPATCH_CONCURRENCY", 2, minimum=1, maximum=4),
-            dispatch_time_budget_seconds=_int(
+            dispatch_concurrency=read.integer(env, "DISPATCH_CONCURRENCY", 2, minimum=1, maximum=4),
+            dispatch_time_budget_seconds=read.integer(
                 env, "DISPATCH_TIME_BUDGET_SECONDS", max(1, interval * 3 // 4), minimum=1
             ),
-            catchup_max_fires=_int(env, "CATCHUP_MAX_FIRES", 100, minimum=1, maximum=10_000),
-            max_running=_int(env, "MAX_RUNNING", 50, minimum=1),
-            max_running_per_tenant=_int(env, "MAX_RUNNING_PER_TENANT", 10, minimum=1),
-            slot_lease_seconds=_int(env, "SLOT_LEASE_SECONDS", 60, minimum=5),
-            heartbeat_seconds=_int(env, "HEARTBEAT_SECONDS", 10, minimum=1),
-            heartbeat_timeout_seconds=_int(env, "HEARTBEAT_TIMEOUT_SECONDS", 60, minimum=2),
-            run_retention_days=_int(env, "RUN_RETENTION_DAYS", 30, minimum=1),
-            idempotency_retention_hours=_int(env, "IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1),
+            catchup_max_fires=read.integer(
+                env, "CATCHUP_MAX_FIRES", 100, minimum=1, maximum=10_000
+            ),
+            max_running=read.integer(env, "MAX_RUNNING", 50, minimum=1),
+            max_running_per_tenant=read.integer(env, "MAX_RUNNING_PER_TENANT", 10, minimum=1),
+            slot_lease_seconds=read.integer(env, "SLOT_LEASE_SECONDS", 60, minimum=5),
+            heartbeat_seconds=read.integer(env, "HEARTBEAT_SECONDS", 10, minimum=1),
+            heartbeat_timeout_seconds=read.integer(env, "HEARTBEAT_TIMEOUT_SECONDS", 60, minimum=2),
+            run_retention_days=read.integer(env, "RUN_RETENTION_DAYS", 30, minimum=1),
+            idempotency_retention_hours=read.integer(
+                env, "IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1
+            ),
             # How long a rotated-out signing secret keeps signing (Svix: 0 to 7 days).
-            webhook_secret_grace_hours=_int(
+            webhook_secret_grace_hours=read.integer(
                 env, "WEBHOOK_SECRET_GRACE_HOURS", 24, minimum=0, maximum=168
             ),
-            webhook_allow_private_networks=_bool(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False),
+            webhook_allow_private_networks=read.boolean(
+                env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", False
+            ),
             log_level=log_level,
             log_format=log_format,
-            handler_modules=_modules(env, "HANDLER_MODULES"),
-            worker_shutdown_grace_seconds=_int(
+            handler_modules=read.modules(env, "HANDLER_MODULES"),
+            worker_shutdown_grace_seconds=read.integer(
                 env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20, minimum=0, maximum=3600
             ),
-            worker_chain_seconds=_int(env, "WORKER_CHAIN_SECONDS", 2, minimum=0, maximum=3600),
-            max_triggers_per_tenant=_int(env, "MAX_TRIGGERS_PER_TENANT", 10_000, minimum=1),
-            api_rate_limit=_rate_limit(env, "API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
-            secret_key=_secret_key(env),
-            max_waiting_runs_per_tenant=_int(env, "MAX_WAITING_RUNS_PER_TENANT", 10_000, minimum=1),
-            backfill_max_age_days=_int(env, "BACKFILL_MAX_AGE_DAYS", 30, minimum=1, maximum=36_500),
-            auth_rate_limit=_rate_limit(env, "AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT),
-            trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, minimum=0, maximum=10),
-            metrics_token=_token(env, "METRICS_TOKEN", min_length=MIN_RESTART_SECRET_LENGTH),
-            metrics_top_tenants=_int(env, "METRICS_TOP_TENANTS", 10, minimum=0, maximum=100),
-            metrics_cache_seconds=_int(env, "METRICS_CACHE_SECONDS", 5, minimum=0, maximum=300),
+            worker_chain_seconds=read.integer(
+                env, "WORKER_CHAIN_SECONDS", 2, minimum=0, maximum=3600
+            ),
+            max_triggers_per_tenant=read.integer(env, "MAX_TRIGGERS_PER_TENANT", 10_000, minimum=1),
+            api_rate_limit=read.rate_limit(env, "API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
+            secret_key=read.secret_key(env),
+            max_waiting_runs_per_tenant=read.integer(
+                env, "MAX_WAITING_RUNS_PER_TENANT", 10_000, minimum=1
+            ),
+            backfill_max_age_days=read.integer(
+                env, "BACKFILL_MAX_AGE_DAYS", 30, minimum=1, maximum=36_500
+            ),
+            auth_rate_limit=read.rate_limit(env, "AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT),
+            trusted_proxies=read.integer(env, "TRUSTED_PROXIES", 0, minimum=0, maximum=10),
+            metrics_token=read.token(env, "METRICS_TOKEN", min_length=MIN_RESTART_SECRET_LENGTH),
+            metrics_top_tenants=read.integer(
+                env, "METRICS_TOP_TENANTS", 10, minimum=0, maximum=100
+            ),
+            metrics_cache_seconds=read.integer(
+                env, "METRICS_CACHE_SECONDS", 5, minimum=0, maximum=300
+            ),
             development=development,
-            session_cookie_secure=_bool(env, "SESSION_COOKIE_SECURE", not development),
-            enable_echo_handler=_bool(env, "ENABLE_ECHO_HANDLER", development),
-            secrets_encryption_keys=_fernet_keys(env, "SECRETS_ENCRYPTION_KEY"),
+            session_cookie_secure=read.boolean(env, "SESSION_COOKIE_SECURE", not development),
+            enable_echo_handler=read.boolean(env, "ENABLE_ECHO_HANDLER", development),
+            secrets_encryption_keys=read.fernet_keys(env, "SECRETS_ENCRYPTION_KEY"),
+            redis_tls_verify=read.tls_verify(env, redis_url, broker_url),
+            redis_tls_ca_certs=read.ca_file(env, "REDIS_TLS_CA_CERTS"),
+            broker_tls_ca_certs=read.ca_file(env, "BROKER_TLS_CA_CERTS"),
+            web_workers=read.web_workers(env),
         )
         settings.cross_check()
         return settings
@@ -305,6 +230,28 @@ class Settings:
                 "SECRETS_ENCRYPTION_KEY must be set (it encrypts webhook secrets at rest); "
                 "make one with: python -c 'from cryptography.fernet import Fernet; "
                 "print(Fernet.generate_key().decode())'"
+            )
+
+    def check_web(self, *, workers: int | None = None) -> None:
+        """Raise ConfigError when the web process must not start with these settings.
+
+        Without SECRET_KEY each gunicorn worker signs the console's sessions with its own
+        random key, so a sign-in made by one worker is refused by the next: refused when
+        more than one worker runs (`workers`, else WEB_CONCURRENCY), or on a release (a
+        platform deploy), where more may be added at any time.
+        """
+        workers = self.web_workers if workers is None else workers
+        if self.secret_key:
+            return
+        if workers > 1:
+            raise ConfigError(
+                f"SECRET_KEY must be set when more than one web worker runs ({workers}); "
+                "each would sign console sessions with its own key"
+            )
+        if self.release_id != "dev":
+            raise ConfigError(
+                "SECRET_KEY must be set on a release (RELEASE_ID, HEROKU_RELEASE_VERSION or "
+                "SOURCE_VERSION is set)"
             )
 
     @property

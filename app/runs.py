@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from app import actions, admission, attempts, backoff, db, logs, queries
+from app import actions, admission, attempts, backoff, db, logs, queries, tracing
 from app.config import Settings
 from app.models import ONE_AT_A_TIME_POLICIES
 from app.queries import runs as q
@@ -131,15 +131,19 @@ def _deliver(
                 return outcome, None if outcome == DUPLICATE else _hand_on(rt, None, keep)
             fields = {"attempt": start.attempt, "worker": rt.worker, "chained": chained}
             logger.info("run claimed", extra={"event": "run_claimed", **fields})
-            attempt = attempts.perform(
-                rt.engine, rt.settings, start.run, start.trigger, start.attempt, now=rt.clock()
-            )
-            # One checkout for the finish, the hand-off and a kept run's claim (not the
-            # claim's: back in the pool through the attempt, it is pinged if that was long).
-            with db.statements(rt.engine) as conn:
-                keep = time.monotonic() < chain_until
-                status, first = _finish(start, attempt, rt, conn, keep=keep)
-                return status, _hand_on(rt, conn, keep, first)
+            span = tracing.run_span(run_id=rid, trigger_id=run.trigger_id,
+                                    tenant_id=run.tenant_id, attempt=start.attempt)  # fmt: skip
+            with span as current:
+                attempt = attempts.perform(
+                    rt.engine, rt.settings, start.run, start.trigger, start.attempt, now=rt.clock()
+                )
+                # One checkout for the finish, the hand-off and a kept run's claim (not the
+                # claim's: back in the pool through the attempt, pinged if that was long).
+                with db.statements(rt.engine) as conn:
+                    keep = time.monotonic() < chain_until
+                    status, first = _finish(start, attempt, rt, conn, keep=keep)
+                    tracing.outcome(current, status)
+                    return status, _hand_on(rt, conn, keep, first)
 
 
 def _hand_on(

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
             **os.environ,
             "DATABASE_URL": url,
             "REDIS_URL": redis_url,
+            "SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
             "LOG_LEVEL": "INFO",
             # The tenancy limits (issue 11) would stop a latency benchmark: lift them.
             "MAX_TRIGGERS_PER_TENANT": str(args.triggers + args.requests * args.clients + 1000),

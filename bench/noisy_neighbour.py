@@ -270,6 +270,7 @@ def run_once(
             "PYTHONPATH": str(ROOT),
             "DATABASE_URL": url,
             "REDIS_URL": redis_url,
+            "SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
             "BROKER_URL": redis_url,
             "LOG_LEVEL": "WARNING",
             "MAX_RUNNING": str(MAX_RUNNING),

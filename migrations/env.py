@@ -21,7 +21,8 @@ def _url() -> str:
     explicit = context.get_x_argument(as_dictionary=True).get("url") or cfg.attributes.get("url")
     if explicit:
         return explicit
-    return app_config.get_settings().sqlalchemy_url
+    # The release phase runs this first: a bad setting is one line and status 2.
+    return app_config.settings_or_exit().sqlalchemy_url
 
 
 def run_migrations_offline() -> None:

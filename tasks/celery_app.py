@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_init,
+)
 from kombu import Exchange, Queue
 from kombu.transport import TRANSPORT_ALIASES
 
-from app import config, db, logs
+from app import config, db, logs, tls, tracing
 
 DISPATCH_TASK = "dispatch_due_triggers"
 RUN_TASK = "run_trigger"
@@ -35,6 +40,8 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
     celery = Celery("scheduler", include=["tasks.dispatch", "tasks.runner", "tasks.maintenance"])
     celery.conf.update(
         broker_url=broker_url(settings.broker_url),
+        # rediss:// and amqps:// check the server's certificate (app/tls.py).
+        broker_use_ssl=tls.broker_ssl(settings),
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],
@@ -110,14 +117,34 @@ def beat_schedule(settings: config.Settings) -> dict[str, dict]:
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _structured_logs(logger=None, **_kwargs) -> None:
+    global _warned
     settings = config.get_settings()
     logs.configure(settings.log_level, settings.log_format)
+    if not _warned:  # both signals fire at start; say it once
+        _warned = True
+        tls.warn_unverified(settings)
+
+
+_warned = False
 
 
 @worker_process_init.connect
 def _fresh_pool(**_kwargs) -> None:
     # Connections must never be shared across a fork.
     db.dispose_engines()
+    _traces()
+
+
+@worker_init.connect
+def _traces(**_kwargs) -> None:
+    """Traces when OTEL_* asks for them (app/tracing.py): in the worker, and again in each
+    pool process after the fork (both calls are idempotent per process)."""
+    if tracing.configure("scheduler-worker") is not None:
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+        instrumentor = CeleryInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:  # a pool process inherits it
+            instrumentor.instrument(tracer_provider=tracing.provider())
 
 
 def use_broker(celery: Celery, url: str) -> None:

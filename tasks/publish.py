@@ -17,6 +17,7 @@ from typing import Any
 
 from kombu.exceptions import ChannelError
 
+from app import tracing
 from tasks.celery_app import HAND_OFF_TASK, RUN_TASK, RUNS_QUEUE
 
 BATCH = 500
@@ -58,7 +59,13 @@ def enqueue_runs(run_ids: Iterable[uuid.UUID | str]) -> int:
                 exchange="",
                 routing_key=RUNS_QUEUE,
                 serializer="json",
-                headers={**headers, "id": run_id, "root_id": run_id, "argsrepr": repr((run_id,))},
+                headers={
+                    **headers,
+                    "id": run_id,
+                    "root_id": run_id,
+                    "argsrepr": repr((run_id,)),
+                    **tracing.carrier(run_id),
+                },
                 delivery_mode=2,
                 # Declaring the queue with every message is what makes send_task slow.
                 declare=[celery.amqp.queues[RUNS_QUEUE]] if declare and not n else None,

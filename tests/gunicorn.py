@@ -34,6 +34,8 @@ def serve(settings: config.Settings, log: Path, *, workers: int = 1, **env: str)
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "RELEASE_ID": settings.release_id,
+        # A release refuses to start without one (gunicorn.conf.py).
+        "SECRET_KEY": "gunicorn-tests-secret-key-0123456789abcdef",
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         **env,
     }

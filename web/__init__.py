@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app import config, logs
+from app import config, logs, tls, tracing
 from web import (
     admin,
     cli,
@@ -38,6 +38,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     if settings is None:
         settings = config.settings_or_exit()
         logs.configure(settings.log_level, settings.log_format)
+        tls.warn_unverified(settings)
     app = Flask(__name__)
     app.config.update(
         API_TITLE="Scheduled triggers",
@@ -72,6 +73,11 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     transport.init_app(app)
     errors.register(app)
     cli.register(app)
+    if tracing.configure("scheduler-web") is not None:
+        # Only when OTEL_* asks for traces (app/tracing.py): a span per request.
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        FlaskInstrumentor().instrument_app(app, excluded_urls="healthz,metrics")
     return app
 
 

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from werkzeug.exceptions import Unauthorized
 
-from app import state
+from app import config, state, tls
 from web import auth, context, ops_schemas
 from web.errors import Blueprint
 from web.metrics import SchedulerCollector, SnapshotCache
@@ -55,7 +55,7 @@ class Health(MethodView):
         database, current = check_database()
         checks = {
             "database": database,
-            "broker": cached_broker_check(settings.broker_url),
+            "broker": cached_broker_check(settings),
             "scheduler": check_ticks(
                 current,
                 now=now,
@@ -116,14 +116,14 @@ def _caches() -> dict:
     return caches
 
 
-def cached_broker_check(url: str) -> dict:
-    """check_broker(url), from this process's last check of `url` when it is less than
-    BROKER_CHECK_SECONDS old (a failure too: a dead broker costs a connect timeout)."""
-    caches = _caches()
+def cached_broker_check(settings: config.Settings) -> dict:
+    """check_broker(settings), from this process's last check of the broker when it is less
+    than BROKER_CHECK_SECONDS old (a failure too: a dead broker costs a connect timeout)."""
+    caches, url = _caches(), settings.broker_url
     with caches["lock"]:  # one check at a time: threads of a worker do not pile up
         checked = caches["broker"].get(url)
         if checked is None or time.monotonic() - checked[0] > BROKER_CHECK_SECONDS:
-            checked = caches["broker"][url] = (time.monotonic(), check_broker(url))
+            checked = caches["broker"][url] = (time.monotonic(), check_broker(settings))
     return checked[1]
 
 
@@ -137,10 +137,11 @@ def check_database() -> tuple[dict, state.State | None]:
     return {"ok": True}, current
 
 
-def check_broker(url: str) -> dict:
+def check_broker(settings: config.Settings) -> dict:
+    url, ssl = settings.broker_url, tls.broker_ssl(settings)
     try:
-        with Connection(_celery_url(url), connect_timeout=2, transport_options={
-                "max_retries": 0}) as connection:  # fmt: skip
+        with Connection(_celery_url(url), connect_timeout=2, ssl=ssl or False,
+                        transport_options={"max_retries": 0}) as connection:  # fmt: skip
             connection.ensure_connection(max_retries=1)
     except Exception:
         logger.exception("health: broker check failed", extra={"event": "health_broker"})

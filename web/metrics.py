@@ -91,6 +91,7 @@ class SchedulerCollector:
         yield up
         yield from families(snapshot, now=now)
         yield from admission_families(snapshot, max_running=self._max_running, top=self._top)
+        yield from webhook_families(snapshot)
 
     def _read(self) -> dict[str, Any] | None:
         try:
@@ -114,6 +115,10 @@ def read_snapshot(session: Session, *, now: datetime, top: int = TOP_TENANTS) ->
         "admission_lag": run_history.start_lag_histogram(session, since=since),
         "backlog": admission.backlog(session),
         "waiting_by_tenant": admission.waiting_by_tenant(session, top=top) if top else [],
+        "webhook_duration": run_history.webhook_duration_histogram(session, since=since),
+        "webhook_hosts": run_history.webhook_outcomes_by_host(
+            session, since=since, top=TOP_TENANTS
+        ),
     }
 
 
@@ -228,6 +233,35 @@ def admission_families(
         buckets=[*buckets, ("+Inf", float(total))],
         gsum_value=lag_sum,
     )
+
+
+def webhook_families(snapshot: dict[str, Any]) -> Iterator[Metric]:
+    """Webhook runs of the window: their durations, and outcomes per receiver host."""
+    window = int(WINDOW.total_seconds())
+    counts, total, duration_sum = snapshot["webhook_duration"]
+    buckets = [(_bound(b), float(c)) for b, c in zip(LAG_BUCKETS, counts, strict=True)]
+    yield GaugeHistogramMetricFamily(
+        "scheduler_webhook_run_duration_seconds",
+        f"First start to end (retries included) of webhook runs finished in the last {window} s",
+        buckets=[*buckets, ("+Inf", float(total))],
+        gsum_value=duration_sum,
+    )
+    failed = GaugeMetricFamily(
+        "scheduler_webhook_runs_failed_recent",
+        f"Webhook runs failed in the last {window} s, for the {TOP_TENANTS} receiver hosts "
+        "with the most failures",
+        labels=["host"],
+    )
+    finished = GaugeMetricFamily(
+        "scheduler_webhook_runs_finished_recent",
+        f"Webhook runs finished in the last {window} s, for the same hosts",
+        labels=["host"],
+    )
+    for host, failures, count in snapshot["webhook_hosts"]:
+        failed.add_metric([host], failures)
+        finished.add_metric([host], count)
+    yield failed
+    yield finished
 
 
 def _bound(value: float) -> str:

@@ -27,7 +27,7 @@ from flask import Flask, Response, current_app, g, request, session
 from flask_limiter import ApplicationLimit, Limiter, RouteLimit
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import config
+from app import config, tls
 
 EXTENSION = "scheduler_key_limit"
 # The endpoints a caller reaches without an API key to prove a secret: each call spends
@@ -94,6 +94,8 @@ def init_app(app: Flask, settings: config.Settings) -> Limiter:
             ApplicationLimit(settings.api_rate_limit, scope="address", exempt_when=_not_anonymous),
         ],
         storage_uri=storage_uri(settings.redis_url),
+        # rediss:// checks the certificate as every other Redis client does (app/tls.py).
+        storage_options=tls.redis_options(settings),
         strategy="moving-window",
         headers_enabled=True,
         retry_after="delta-seconds",

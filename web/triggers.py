@@ -13,7 +13,7 @@ from flask.views import MethodView
 
 from app import backfill, errors, idempotency, run_history, triggers
 from app.models import Run
-from web import auth, context, pagination
+from web import auth, context, pagination, preview_schemas
 from web import schemas as s
 from web.errors import Blueprint
 
@@ -166,7 +166,7 @@ class TriggerBackfill(MethodView):
 @blp.route("/triggers/<uuid:trigger_id>/preview")
 class TriggerPreview(MethodView):
     @blp.arguments(s.PreviewQuery, location="query")
-    @blp.response(200, s.PreviewOut)
+    @blp.response(200, preview_schemas.PreviewOut)
     def get(self, query: dict, trigger_id: uuid.UUID) -> dict:
         """The trigger's next fire times in UTC and its local time, inside its window."""
         with context.session() as session:
@@ -174,18 +174,22 @@ class TriggerPreview(MethodView):
                 triggers.get(session, trigger_id, scope=context.scope()).trigger
             )
         after = query.get("after") or context.now()
-        return s.preview_out(spec, triggers.preview(spec, after=after, count=query["count"]))
+        return preview_schemas.preview_out(
+            spec, triggers.preview(spec, after=after, count=query["count"])
+        )
 
 
 @blp.route("/schedules/preview")
 class SchedulePreview(MethodView):
     @blp.arguments(s.PreviewIn)
-    @blp.response(200, s.PreviewOut)
+    @blp.response(200, preview_schemas.PreviewOut)
     def post(self, body: dict) -> dict:
         """Next fire times of an unsaved schedule (`cron` + `timezone`, or `run_at`)."""
         spec = triggers.spec_of(body)
         after = body.get("after") or context.now()
-        return s.preview_out(spec, triggers.preview(spec, after=after, count=body["count"]))
+        return preview_schemas.preview_out(
+            spec, triggers.preview(spec, after=after, count=body["count"])
+        )
 
 
 def if_match(value: str | None) -> int | None:

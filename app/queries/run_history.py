@@ -53,6 +53,29 @@ _START_LAG_HISTOGRAM = text(
     + ", count(*), COALESCE(sum(lag), 0) FROM recent"
 )
 
+# Webhook runs that finished (succeeded or failed) in the window, joined to their trigger's
+# action. A run's duration runs from its first start to its end, retries included.
+_WEBHOOK_RECENT = (
+    "FROM runs AS r JOIN triggers AS t ON t.id = r.trigger_id"
+    " WHERE r.finished_at >= :since AND r.status IN ('succeeded', 'failed')"
+    " AND t.action->>'type' = 'webhook'"
+)
+_WEBHOOK_DURATION = "GREATEST(0, EXTRACT(EPOCH FROM (r.finished_at - r.started_at)))"
+_WEBHOOK_DURATION_HISTOGRAM = text(
+    f"WITH recent AS (SELECT {_WEBHOOK_DURATION} AS lag {_WEBHOOK_RECENT}"
+    " AND r.started_at IS NOT NULL) SELECT "
+    + ", ".join(f"count(*) FILTER (WHERE lag <= {bound})" for bound in LAG_BUCKETS)
+    + ", count(*), COALESCE(sum(lag), 0) FROM recent"
+)
+# Per receiver host (the URL's host, without user info or port); hosts are a tenant's
+# choice, so only the `:top` with the most failures are returned (a bounded label set).
+_WEBHOOK_BY_HOST = text(
+    "SELECT lower(substring(t.action->>'url' FROM '^[A-Za-z][A-Za-z0-9+.-]*://"
+    "(?:[^@/]*@)?([^/:?#]+)')) AS host,"
+    " count(*) FILTER (WHERE r.status = 'failed') AS failed, count(*) AS finished "
+    f"{_WEBHOOK_RECENT} GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT :top"
+)
+
 _DELETE_FINISHED = text("""
     DELETE FROM runs WHERE id IN (
         SELECT id FROM runs
@@ -144,6 +167,21 @@ def enqueue_lag_histogram(session: Any, *, since: datetime) -> tuple[list[int], 
 def start_lag_histogram(session: Any, *, since: datetime) -> tuple[list[int], int, float]:
     """(cumulative bucket counts, count, sum) of due-to-first-start lags of runs started since."""
     return _histogram(session, _START_LAG_HISTOGRAM, since=since)
+
+
+def webhook_duration_histogram(session: Any, *, since: datetime) -> tuple[list[int], int, float]:
+    """(cumulative bucket counts, count, sum) of first-start-to-end durations of webhook runs
+    that finished since `since`."""
+    return _histogram(session, _WEBHOOK_DURATION_HISTOGRAM, since=since)
+
+
+def webhook_outcomes_by_host(
+    session: Any, *, since: datetime, top: int
+) -> list[tuple[str, int, int]]:
+    """(host, failed, finished) of webhook runs finished since `since`, for the `top` hosts
+    with the most failures."""
+    rows = session.execute(_WEBHOOK_BY_HOST, {"since": since, "top": top})
+    return [(host or "unknown", failed, finished) for host, failed, finished in rows]
 
 
 def delete_finished(conn: Connection, *, cutoff: datetime, batch: int) -> int:

@@ -78,8 +78,20 @@ def insert_scheduled(
     )
 
 
-# One admission round is the SQL function `scheduler_admission_round` (migration 0006, where
-# its statements are explained, 0008, 0009 and 0010): the wake-up number (sequence
+_NEW_BY_KEYS = text("""SELECT id, trigger_id, tenant_id FROM runs
+    WHERE idempotency_key = ANY(:keys) AND created_at = :now AND status = 'pending'""")
+
+
+def new_by_keys(conn: Connection, keys: Sequence[str], *, now: datetime) -> list[tuple]:
+    """(id, trigger_id, tenant_id) of the pending runs with these keys created at `now` (the
+    ones a tick's insert just made, not older duplicates); for traces only."""
+    if not keys:
+        return []
+    return [tuple(row) for row in conn.execute(_NEW_BY_KEYS, {"keys": list(keys), "now": now})]
+
+
+# One admission round is the SQL function `scheduler_admission_round` (its whole current
+# text: app/queries/sql/admission_round.sql): the wake-up number (sequence
 # `admission_wakeups`) and the try-lock, the overlap statement, the admitting statement, in
 # one round trip (their plans kept for the session). The caller's transaction (autocommit:
 # the call's own) holds the lock until it ends.

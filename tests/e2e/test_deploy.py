@@ -133,6 +133,7 @@ def stack_env(
         "REDIS_URL": settings.redis_url,
         "BROKER_URL": broker,
         "SCHEDULER_RESTART_SECRET": SECRET,
+        "SECRET_KEY": "deploy-tests-secret-key-0123456789abcdef",
         "DISPATCH_INTERVAL_SECONDS": "2",
         "HEARTBEAT_SECONDS": "1",
         "HEARTBEAT_TIMEOUT_SECONDS": "10",
