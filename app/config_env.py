@@ -4,6 +4,7 @@ password)."""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ import limits
 from app.errors import ConfigError
 
 RELEASE_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
+HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def integer(
@@ -102,20 +104,30 @@ def secret_key(env: Mapping[str, str]) -> str:
 
 
 def fernet_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """Comma-separated Fernet keys, newest first (the first encrypts, every one decrypts)."""
+    """Comma-separated Fernet keys, newest first (the first encrypts, every one decrypts).
+
+    A key is a Fernet key (32 url-safe base64-encoded bytes) or the same 32 bytes as 64
+    hexadecimal characters, which `openssl rand -hex 32` and a platform's generated secret
+    (app.json's `"generator": "secret"`) give; each comes back as a Fernet key."""
     from cryptography.fernet import Fernet
 
-    found = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
-    for position, key in enumerate(found, start=1):
+    found = []
+    for position, part in enumerate(env.get(name, "").split(","), start=1):
+        key = part.strip()
+        if not key:
+            continue
+        if HEX_KEY.fullmatch(key):
+            key = base64.urlsafe_b64encode(bytes.fromhex(key)).decode()
         try:
             Fernet(key)
         except (ValueError, TypeError):
             # Never echo the value: it is a secret.
             raise ConfigError(
-                f"{name} must be Fernet keys (32 url-safe base64-encoded bytes), "
-                f"comma-separated; key {position} is not one"
+                f"{name} must be Fernet keys (32 url-safe base64-encoded bytes) or 64 "
+                f"hexadecimal characters, comma-separated; key {position} is not one"
             ) from None
-    return found
+        found.append(key)
+    return tuple(found)
 
 
 def tls_verify(env: Mapping[str, str], *urls: str) -> bool:

@@ -71,6 +71,13 @@ def platform_env(request, slug, settings, engine, redis_client, tmp_path) -> dic
         "HEROKU_RELEASE_VERSION": RELEASE,
         "SECRET_KEY": secrets.token_hex(32),  # as app.json's generator makes them
         "SCHEDULER_RESTART_SECRET": secrets.token_hex(32),
+        "SECRETS_ENCRYPTION_KEY": secrets.token_hex(32),
+        # The trigger below runs the demo handler, which a deployment registers only when
+        # asked to.
+        "ENABLE_ECHO_HANDLER": "true",
+        # The test speaks plain HTTP to gunicorn, where a platform's router would terminate
+        # TLS: a Secure cookie (the default) would never come back.
+        "SESSION_COOKIE_SECURE": "false",
         "DISPATCH_INTERVAL_SECONDS": "2",
         "WORKER_CONCURRENCY": "2",
         # Each request's gunicorn worker, to see that sign-ins land on both.
@@ -117,7 +124,8 @@ def dynos(platform_env, tmp_path) -> Iterator[dict[str, str]]:
 def test_the_locked_build_runs_the_procfile_as_a_platform_does(dynos, tmp_path) -> None:
     base = dynos["APP_URL"]
     made = subprocess.run(
-        ["flask", "--app", "web", "keys", "create", "--tenant", "acme"],
+        ["flask", "--app", "web", "keys", "create", "--tenant", "acme", "--principal", "ops",
+         "--role", "admin"],
         cwd=ROOT, env={**dynos, "DYNO": "run.1"}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr

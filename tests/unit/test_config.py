@@ -166,7 +166,21 @@ def test_secrets_encryption_keys_are_read_newest_first_and_kept_out_of_the_repr(
     assert FERNET_KEYS[0] not in repr(settings)
 
 
-@pytest.mark.parametrize("value", ["hunter2", FERNET_KEYS[0] + ",not-a-key", "x" * 44])
+def test_a_generated_hex_secret_is_a_secrets_encryption_key() -> None:
+    # app.json's generated secrets and `openssl rand -hex 32` are 64 hexadecimal characters.
+    from cryptography.fernet import Fernet
+
+    hex_key = "0123456789abcdef" * 4
+    settings = config.Settings.from_env({"SECRETS_ENCRYPTION_KEY": f"{hex_key},{FERNET_KEYS[0]}"})
+    newest = settings.secrets_encryption_keys[0]
+    assert Fernet(newest).decrypt(Fernet(newest).encrypt(b"s")) == b"s"
+    assert newest == "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8="
+    assert settings.secrets_encryption_keys[1] == FERNET_KEYS[0]
+
+
+@pytest.mark.parametrize(
+    "value", ["hunter2", FERNET_KEYS[0] + ",not-a-key", "x" * 44, "0f" * 31, "0g" * 32]
+)
 def test_a_bad_secrets_encryption_key_is_named_not_echoed(value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         config.Settings.from_env({"SECRETS_ENCRYPTION_KEY": value})
