@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 from psycopg2 import sql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,9 +67,3 @@ def alembic_config(url: str) -> Config:
 
 def migrate(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
-
-
-def migration(revision: str) -> ModuleType:
-    """Migration `revision`'s module, as Alembic loads it: the SQL it defines (the admission
-    function of 0008 and 0010, say), for tests and benchmarks that compare versions."""
-    return ScriptDirectory(str(ROOT / "migrations")).get_revision(revision).module

@@ -37,7 +37,6 @@ from typing import Any
 import psycopg2
 from psycopg2.extras import execute_values
 
-from app import dbadmin
 from bench import common, e2e_lag
 
 TENANTS = (10, 100, 1000, 10_000)
@@ -53,6 +52,9 @@ LOCK_KEY = 1  # not the product's key: no other admitter shares these databases 
 PILES = (0, 200_000, 1_000_000)
 PILE_ROUNDS = 20
 HEAD = "retry bound (0012)"
+FUNCTION = "scheduler_admission_round(bigint, bigint, bigint, bigint, bigint)"
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "admission_round"  # older definitions, frozen
 # The index 0012 replaced, which the rounds before it were planned around.
 PENDING_TENANT = (
     "CREATE INDEX IF NOT EXISTS ix_runs_pending_tenant ON runs (tenant_id, scheduled_for, id) "
@@ -62,14 +64,12 @@ PENDING_TENANT = (
 
 def _definitions() -> dict[str, list[str]]:
     """The statements that define each version of the round function, with its indexes."""
-    setting = dbadmin.migration("0009").FUNCTIONS[0]
-    alter = f"ALTER FUNCTION {setting} SET enable_bitmapscan = off"
+    alter = f"ALTER FUNCTION {FUNCTION} SET enable_bitmapscan = off"  # migration 0009's
     return {
-        HEAD: [dbadmin.migration("0012").ADMISSION_ROUND,
+        HEAD: [(ROOT / "app" / "queries" / "sql" / "admission_round.sql").read_text(),
                "DROP INDEX IF EXISTS ix_runs_pending_tenant"],
-        "walk (0010)": [PENDING_TENANT, dbadmin.migration("0010").admission_round(), alter],
-        "every tenant (0009)": [PENDING_TENANT, dbadmin.migration("0008").admission_round(),
-                                alter],
+        "walk (0010)": [PENDING_TENANT, (FIXTURES / "0010.sql").read_text(), alter],
+        "every tenant (0009)": [PENDING_TENANT, (FIXTURES / "0008.sql").read_text(), alter],
     }  # fmt: skip
 
 

@@ -15,11 +15,12 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
-from app import admission, dbadmin
+from app import admission
 from app.queries.run_queue import ADMISSION_LOCK
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -222,24 +223,26 @@ def test_a_walk_past_its_budget_falls_back_to_every_tenant_and_stays_fair(
 
 
 SIGNATURE = "(bigint, bigint, bigint, bigint, bigint)"
+ROOT = Path(__file__).resolve().parents[3]
+FIXTURES = ROOT / "tests" / "fixtures" / "admission_round"  # older definitions, frozen
+WALK_SLACK = 256  # the walk's steps past the tenants it needs (migration 0010)
 # Tenant names that sort differently by byte and by many collations, with spaces and case.
 NAMES = ["a", "A", "b", "B", "a ", "a  ", "é", "e", "Z", "_x", "-y", "10", "9", "ab", "aB"]
 NAMES += [f"t{n}" for n in range(1, 9)]
 
 
 def _install_rounds(engine: Engine) -> list[str]:
-    """0009's round as `list_every_tenant`, and the walk with almost no budget beyond the
+    """0009's round as `list_every_tenant` (a frozen copy, tests/fixtures), and head's walk
+    (app/queries/sql) with almost no budget beyond the
     tenants it needs (so that it falls back, or ends just in time) as `walk_slack_<n>`;
     returns the names to compare with the first, the installed round among them."""
-    walk = dbadmin.migration("0010")
+    walk = (ROOT / "app" / "queries" / "sql" / "admission_round.sql").read_text()
     create = "CREATE OR REPLACE FUNCTION scheduler_admission_round("
-    definitions = {"list_every_tenant": dbadmin.migration("0008").admission_round()}
+    definitions = {"list_every_tenant": (FIXTURES / "0008.sql").read_text()}
     for slack in (0, 1, 5):
-        budget = f"+ tenants + {walk.WALK_SLACK}"
-        assert walk.admission_round().count(budget) == 1
-        definitions[f"walk_slack_{slack}"] = walk.admission_round().replace(
-            budget, f"+ tenants + {slack}"
-        )
+        budget = f"+ tenants + {WALK_SLACK}"
+        assert walk.count(budget) == 1
+        definitions[f"walk_slack_{slack}"] = walk.replace(budget, f"+ tenants + {slack}")
     with engine.begin() as conn:
         for name, definition in definitions.items():
             conn.exec_driver_sql(definition.replace(create, f"CREATE OR REPLACE FUNCTION {name}("))
