@@ -203,14 +203,15 @@ def _dispatch_batch(
             conn, batch.run_rows, generation=fence.generation, now=now
         )
         triggers_q.advance(conn, batch.advances)
-        if inserted.pending and tracing.enabled():  # each new run's trace starts at its fire
-            keys = [row[3] for row in batch.run_rows if row[4] == "pending"]
-            tracing.fires(run_queue.new_by_keys(conn, keys, now=now), started=now)
-        # Last, so the tenants' waiting counts are locked only until the commit that follows.
+        # Last, so the tenants' waiting counts are locked only until the commit that follows
+        # (and, with traces on, the fire spans of the runs the cap left pending).
         over_cap = waiting.skip_over_cap(
             conn, inserted.pending, _pending_keys(batch.run_rows),
             limit=options.max_waiting_per_tenant, now=now,
         )  # fmt: skip
+        if inserted.pending and tracing.enabled():  # each new run's trace starts at its fire
+            keys = [row[3] for row in batch.run_rows if row[4] == "pending"]
+            tracing.fires(run_queue.new_by_keys(conn, keys, now=now), started=now)
     capped = sum(over_cap.values())
     pending = sum(inserted.pending.values()) - capped
     with tick.lock:

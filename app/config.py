@@ -168,7 +168,7 @@ class Settings:
             api_rate_limit=read.rate_limit(env, "API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
             secret_key=read.secret_key(env),
             max_waiting_runs_per_tenant=read.integer(
-                env, "MAX_WAITING_RUNS_PER_TENANT", 10_000, minimum=1
+                env, "MAX_WAITING_RUNS_PER_TENANT", 10_000, minimum=1, maximum=1_000_000_000
             ),
             backfill_max_age_days=read.integer(
                 env, "BACKFILL_MAX_AGE_DAYS", 30, minimum=1, maximum=36_500

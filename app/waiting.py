@@ -1,7 +1,9 @@
 """The waiting-runs cap: a tenant cannot pile up pending runs without bound.
 
 docs/design.md section 17. `MAX_WAITING_RUNS_PER_TENANT` (default 10,000) bounds the runs a
-tenant has waiting (`pending`: for a slot, or for a retry's backoff). Every path that
+tenant has waiting (`pending`: for a slot, or for a retry's backoff); its runs in progress
+(at most MAX_RUNNING_PER_TENANT) count with them, as a retry or a recovery puts them back
+in the waiting room. Every path that
 creates pending runs inserts them, then accounts for them here in the same transaction:
 - run now and backfill (the API, the console, the CLI): past the cap the transaction is
   refused, WaitingRunsLimitReached (a 409 naming the limit), and nothing is created; a
@@ -10,9 +12,9 @@ creates pending runs inserts them, then accounts for them here in the same trans
   the cap (never dropped silently).
 
 How it stays exact and cheap (app/queries/waiting_runs.py): a tenant's row in
-`waiting_counts` is a bound on its pending runs that every creator raises by what it
+`waiting_counts` is a bound on its unfinished runs that every creator raises by what it
 created, under the row's lock, held until it commits; so creators of one tenant take turns
-and each sees what the others committed. Counting a tenant's pending runs costs as many
+and each sees what the others committed. Counting a tenant's unfinished runs costs as many
 index entries as it has (14 ms for 10,000), so it is done only when the bound passes the
 cap: the count (the creator's own new runs included) replaces the bound, and decides. A
 tenant found at the cap less than RECOUNT_SECONDS ago is not counted again: the bound

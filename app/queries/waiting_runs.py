@@ -1,10 +1,13 @@
 """The statements of the waiting-runs cap (app/waiting.py): `waiting_counts` and recounts.
 
-`waiting_counts` holds, per tenant, a bound on its pending runs: every run created since the
-tenant's last recount is added to it, and nothing else ever lowers it but a recount. A run is
-pending at most once at a time (a retry is a run that was pending before), so the bound is
-never below the truth, and a creator that keeps the bound under the cap keeps the tenant
-under it.
+`waiting_counts` holds, per tenant, a bound on its unfinished runs (pending, admitted,
+running): every run created since the tenant's last recount is added to it, and nothing
+else ever lowers it but a recount (or a batch taking back what it skipped). A run moves
+between pending and in progress (a retry, a recovery, a lease that ran out) without
+leaving the unfinished, so the bound is never below the tenant's pending runs, and a
+creator that keeps the bound under the cap keeps the tenant under it. A recount that left
+out the runs in progress let them come back as retries uncounted: pending went past the cap
+by up to the tenant's runs in progress.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ _ADD = text("""
     RETURNING w.tenant_id, w.bound, w.counted_at, now() - w.counted_at < make_interval(
         secs => :fresh_seconds)
 """)
-# A tenant's pending runs (its own uncommitted ones included), first attempts and retries
-# each counted no further than `limit` (ix_runs_pending_first, ix_runs_retry_tenant), written
-# back as its new bound.
+# A tenant's unfinished runs (its own uncommitted ones included): pending first attempts and
+# retries, each counted no further than `limit` (ix_runs_pending_first, ix_runs_retry_tenant),
+# and runs in progress (ix_runs_in_progress: at most MAX_RUNNING_PER_TENANT), written back as
+# its new bound.
 _RECOUNT = text("""
     UPDATE waiting_counts AS w
     SET bound = (SELECT count(*) FROM (
@@ -41,7 +45,10 @@ _RECOUNT = text("""
                      SELECT 1 FROM runs
                      WHERE runs.tenant_id = w.tenant_id AND runs.status = 'pending'
                        AND runs.not_before IS NOT NULL
-                     LIMIT :limit) AS retries),
+                     LIMIT :limit) AS retries)
+              + (SELECT count(*) FROM runs
+                 WHERE runs.tenant_id = w.tenant_id
+                   AND runs.status IN ('admitted', 'running')),
         counted_at = now()
     WHERE w.tenant_id = :tenant
     RETURNING w.bound

@@ -85,7 +85,8 @@ def upgrade() -> None:
     )
     op.execute(
         "INSERT INTO waiting_counts (tenant_id, bound, counted_at) "
-        "SELECT tenant_id, count(*), now() FROM runs WHERE status = 'pending' GROUP BY tenant_id"
+        "SELECT tenant_id, count(*), now() FROM runs "
+        "WHERE status IN ('pending', 'admitted', 'running') GROUP BY tenant_id"
     )
     with op.get_context().autocommit_block():
         for index in INDEXES:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from app import admission, waiting
+from app import admission, errors, waiting
 
 NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 _NO_SLOTS = admission.Limits(max_running=1, max_per_tenant=1)
@@ -83,3 +83,41 @@ def test_the_latest_fires_are_the_ones_skipped(make_triggers, tick, engine):
     skipped = [at for at, status in rows if status == "skipped"]
     assert len(pending) == 5 and len(skipped) == 3
     assert max(pending) <= min(skipped)
+
+
+def test_runs_in_progress_are_counted_they_come_back_as_retries(engine) -> None:
+    """Cap 3: three runs created, two start. A recount of pending runs alone set the bound
+    to 2 and let a fourth run in; when the two failed and waited again as retries, the
+    tenant had 4 pending runs (5 with one more call). Runs in progress count."""
+
+    def create(conn, count: int) -> None:
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
+                "idempotency_key, status, generation, created_at) SELECT gen_random_uuid(), "
+                "gen_random_uuid(), 't', now(), 'manual', gen_random_uuid()::text, "
+                "'pending', 0, now() FROM generate_series(1, :n)"
+            ),
+            {"n": count},
+        )
+        waiting.hold(conn, "t", created=count, limit=3)
+
+    with engine.begin() as conn:
+        create(conn, 3)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE runs SET status = 'running', attempt = 1, started_at = now() "
+                "WHERE id IN (SELECT id FROM runs WHERE tenant_id = 't' LIMIT 2)"
+            )
+        )
+    with pytest.raises(errors.WaitingRunsLimitReached), engine.begin() as conn:
+        create(conn, 1)
+    with engine.begin() as conn:  # the two fail and wait for their retries
+        conn.execute(
+            text(
+                "UPDATE runs SET status = 'pending', not_before = now() + interval '1 minute' "
+                "WHERE tenant_id = 't' AND status = 'running'"
+            )
+        )
+    assert statuses(engine, "t") == {"pending": 3}
