@@ -3,12 +3,15 @@ and small-tenant lag as lines)."""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from chaos.checker import RunRecord, Verdict
-from chaos.nemesis import Applied
+from chaos.nemesis import Applied, Fault
 
 COLOURS = {
     "partition_pg": "tab:red",
@@ -58,28 +61,31 @@ def plot(facts: Facts, path: Path) -> None:
                           color=COLOURS.get(record.fault.kind, "grey"))  # fmt: skip
     bands.set_yticks(range(len(rows)), rows, fontsize=7)
     bands.set_title(f"chaos ({facts.mode}), seed {facts.seed}: faults")
+    bin_seconds = 5
     finished = Counter(
-        int(run.finished_at.timestamp() - facts.t0) // 5
+        int(run.finished_at.timestamp() - facts.t0) // bin_seconds
         for run in facts.runs
-        if run.finished_at is not None
+        if run.finished_at is not None and run.finished_at.timestamp() >= facts.t0
     )
-    if finished:
-        xs = sorted(finished)
-        lines.plot([x * 5 for x in xs], [finished[x] / 5 for x in xs], label="runs finished / s")
-    lag = sorted(
-        (
-            run.scheduled_for.timestamp() - facts.t0,
-            (run.started_at - run.scheduled_for).total_seconds(),
-        )
-        for run in facts.runs
-        if run.tenant in facts.small_tenants
-        and run.started_at is not None
-        and run.kind == "scheduled"
-    )
+    last = max(finished, default=0)
+    xs = list(range(last + 1))
+    lines.plot([x * bin_seconds for x in xs], [finished[x] / bin_seconds for x in xs],
+               label=f"runs finished / s ({bin_seconds} s bins)")  # fmt: skip
+    for record in facts.applied:
+        lines.axvspan(record.began - facts.t0, (record.ended or record.began) - facts.t0 + 0.5,
+                      color=COLOURS.get(record.fault.kind, "grey"), alpha=0.08)  # fmt: skip
+    worst: dict[int, float] = {}
+    for run in facts.runs:
+        if run.tenant in facts.small_tenants and run.started_at is not None:
+            x = int(run.scheduled_for.timestamp() - facts.t0) // bin_seconds
+            lag = (run.started_at - run.scheduled_for).total_seconds()
+            worst[x] = max(worst.get(x, 0.0), lag)
     twin = lines.twinx()
-    if lag:
-        twin.plot([x for x, _ in lag], [y for _, y in lag], ".", color="tab:red", markersize=3,
-                  label="small-tenant lag (s)")  # fmt: skip
+    if worst:
+        keys = sorted(k for k in worst if k >= 0)
+        twin.plot([k * bin_seconds for k in keys], [worst[k] for k in keys], "-", color="tab:red",
+                  marker=".", markersize=3, linewidth=0.8,
+                  label="small-tenant lag, worst per bin (s)")  # fmt: skip
     twin.set_ylabel("small-tenant lag, s (started - scheduled)")
     lines.set_ylabel("runs finished per second")
     lines.set_xlabel("seconds since the load started")
@@ -153,9 +159,37 @@ def _s(value: float | None) -> str:
 
 
 def write(facts: Facts, directory: Path) -> Path:
+    """The report, its plot, and the facts as JSON (`python -m chaos.report FILE` redraws)."""
     directory.mkdir(parents=True, exist_ok=True)
     plot_name = f"timeline-{facts.mode}.png"
     plot(facts, directory / plot_name)
     path = directory / f"REPORT-{facts.mode}.md"
     path.write_text(markdown(facts, plot_name))
+    (directory / f"facts-{facts.mode}.json").write_text(json.dumps(_dump(facts), default=str))
     return path
+
+
+def _dump(facts: Facts) -> dict:
+    data = asdict(facts)
+    data["small_tenants"] = sorted(facts.small_tenants)
+    return data
+
+
+def load(path: Path) -> Facts:
+    """Facts written by `write`."""
+    data = json.loads(path.read_text())
+    when = datetime.fromisoformat
+    data["runs"] = [
+        RunRecord(**{**r, **{k: when(r[k]) if r[k] else None
+                             for k in ("scheduled_for", "started_at", "finished_at")}})
+        for r in data["runs"]
+    ]  # fmt: skip
+    data["applied"] = [Applied(**{**a, "fault": Fault(**a["fault"])}) for a in data["applied"]]
+    data["verdict"] = Verdict(**data["verdict"])
+    data["small_tenants"] = frozenset(data["small_tenants"])
+    return Facts(**data)
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1])
+    print(write(load(source), source.parent))
