@@ -102,7 +102,8 @@ def markdown(facts: Facts, plot_name: str) -> str:
     lines = [
         f"# Chaos run ({facts.mode})",
         "",
-        f"Seed **{facts.seed}** (replay: `python -m chaos --{facts.mode} --seed {facts.seed}`). "
+        f"Seed **{facts.seed}** (replay: `python -m chaos{' --ci' if facts.mode == 'ci' else ''} "
+        f"--seed {facts.seed}`). "
         f"Load {facts.load_seconds:.0f} s, whole run {facts.wall_seconds:.0f} s.",
         "",
         "```",
