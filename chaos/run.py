@@ -81,11 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         print("chaos: must run as root (network namespaces, iptables)", file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else (CI_SEED if args.ci else random.randrange(10**6))
+    # Ctrl-C and SIGTERM both end the run through the cleanup below (a shell that starts
+    # the harness in the background leaves SIGINT ignored, hence set explicitly).
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     harness = Harness(args, seed)
     try:
         return harness.run()
     finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         harness.cleanup()
 
 
