@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # A checkout of the pre-admission code, for the noisy-neighbour side by side (made if absent).
 BENCH_PRE ?= /tmp/scheduler-pre-admission
 
-.PHONY: run test lint format bench install clean lock lock-check audit
+.PHONY: run test lint format bench chaos chaos-ci install clean lock lock-check audit
 
 # Installs come from the lock (requirements-dev.txt: pinned, hashes checked), then the
 # project itself without resolving anything more.
@@ -53,6 +53,17 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) scripts/devstack.py -- $(PY) -m bench.run_all --pre $(BENCH_PRE)
+
+## Faults across a network namespace per process group (root; issue 29): 20 minutes of load, a
+## random seed, report in bench/results/chaos/. Not part of `make test`. CHAOS_ARGS='--seed N'.
+chaos: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m chaos $(CHAOS_ARGS)
+
+## The short variant CI runs: under 3 minutes in all, seed 29.
+chaos-ci: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m chaos --ci $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .devdata *.egg-info
