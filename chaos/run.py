@@ -53,6 +53,9 @@ SETTINGS = {
     "WORKER_SHUTDOWN_GRACE_SECONDS": "3",
     "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
     "API_RATE_LIMIT": "100000/minute",
+    # The workload's handler actions run the demo handler, which a deployment registers only
+    # when asked to.
+    "ENABLE_ECHO_HANDLER": "true",
 }
 
 
@@ -121,7 +124,8 @@ class Harness:
         env.update(SETTINGS)
         env.update(DATABASE_URL=self.pg.url, REDIS_URL=self.redis.url, RELEASE_ID="chaos",
                    LOG_FORMAT="json", LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
-                   PORT=str(stack.WEB_PORT), SECRET_KEY=secrets.token_urlsafe(48))  # fmt: skip
+                   PORT=str(stack.WEB_PORT), SECRET_KEY=secrets.token_urlsafe(48),
+                   SECRETS_ENCRYPTION_KEY=secrets.token_hex(32))  # fmt: skip
         subprocess.run([str(Path(sys.executable).parent / "alembic"), "upgrade", "head"],
                        cwd=ROOT, env=env, check=True, capture_output=True)  # fmt: skip
         self.procs = stack.make(self.logs, env)

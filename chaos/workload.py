@@ -41,8 +41,8 @@ def make_keys(database_url: str, tenants: list[str]) -> dict[str, str]:
     found = {}
     with Session(engine) as session:
         for tenant in tenants:
-            new = keys.create(session, tenant_id=tenant, name="chaos", is_admin=False,
-                              now=datetime.now(UTC))  # fmt: skip
+            new = keys.create(session, tenant_id=tenant, principal="chaos", role="admin",
+                              name="chaos", now=datetime.now(UTC))  # fmt: skip
             found[tenant] = new.key
         session.commit()
     engine.dispose()
