@@ -57,12 +57,10 @@ bench: $(STAMP)
 ## Faults across a network namespace per process group (root; issue 29): 20 minutes of load, a
 ## random seed, report in bench/results/chaos/. Not part of `make test`. CHAOS_ARGS='--seed N'.
 chaos: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m chaos $(CHAOS_ARGS)
 
 ## The short variant CI runs: under 3 minutes in all, seed 29.
 chaos-ci: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m chaos --ci $(CHAOS_ARGS)
 
 clean:
