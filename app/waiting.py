@@ -3,8 +3,8 @@
 docs/design.md section 17. `MAX_WAITING_RUNS_PER_TENANT` (default 10,000) bounds the runs a
 tenant has waiting (`pending`: for a slot, or for a retry's backoff); its runs in progress
 (at most MAX_RUNNING_PER_TENANT) count with them, as a retry or a recovery puts them back
-in the waiting room. Every path that
-creates pending runs inserts them, then accounts for them here in the same transaction:
+in the waiting room. Every path that creates pending runs inserts them, then accounts for
+them here in the same transaction:
 - run now and backfill (the API, the console, the CLI): past the cap the transaction is
   refused, WaitingRunsLimitReached (a 409 naming the limit), and nothing is created; a
   backfill is all or nothing, and fires that already had a run add nothing;
