@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -90,26 +91,56 @@ def heal(host: str, peer: str) -> None:
     in_ns(host, "iptables", "-w", "-D", "INPUT", "-s", peer, "-j", "DROP", check=False)
 
 
-def lossy(host: str, *, loss_percent: int = 5, delay_ms: int = 200) -> str:
+def has_netem(host: str) -> bool:
+    """Whether the kernel has sch_netem (tried on the host's loopback, then removed)."""
+    tried = in_ns(host, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+                  check=False)  # fmt: skip
+    in_ns(host, "tc", "qdisc", "del", "dev", "lo", "root", check=False)
+    return tried.returncode == 0
+
+
+def route_through_delay(host: str, forwards: list[tuple[str, int]], mark: int) -> None:
+    """Send the host's TCP connections to each (address, port) to 127.0.0.1 on the same port,
+    where chaos.delay listens in its namespace; its own connections (marked `mark`) pass."""
+    in_ns(host, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
+    for addr, port in forwards:
+        in_ns(host, "iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-d", addr, "-p", "tcp",
+              "--dport", str(port), "-m", "mark", "!", "--mark", hex(mark), "-j", "DNAT",
+              "--to-destination", f"127.0.0.1:{port}")  # fmt: skip
+
+
+def lossy(
+    host: str, *, loss_percent: int = 5, delay_ms: int = 200, control: Path | None = None
+) -> str:
     """Packet loss and delay on the host's link (egress of its end of the veth); return how.
 
-    `tc qdisc ... netem` when the kernel has sch_netem. A kernel without it (some VMs) gets
-    the loss alone, both ways, from iptables' `statistic` match, and no delay: the return
-    value says which, and the report prints it.
+    `tc qdisc ... netem` when the kernel has sch_netem. A kernel without it gets the loss
+    from iptables' `statistic` match on the link, both ways, and the delay from chaos.delay,
+    through which the host's connections are routed (`control`: its file); the return value
+    says which, and the report prints it.
     """
     tried = in_ns(host, "tc", "qdisc", "add", "dev", "eth0", "root", "netem",
                   "loss", f"{loss_percent}%", "delay", f"{delay_ms}ms", check=False)  # fmt: skip
     if tried.returncode == 0:
         return f"netem loss {loss_percent}% delay {delay_ms}ms"
-    for chain in ("INPUT", "OUTPUT"):
-        in_ns(host, "iptables", "-w", "-A", chain, *_loss_rule(loss_percent))
-    return f"iptables statistic loss {loss_percent}% each way (no sch_netem: no delay)"
+    for chain, side in (("INPUT", "-i"), ("OUTPUT", "-o")):
+        in_ns(host, "iptables", "-w", "-A", chain, side, "eth0", *_loss_rule(loss_percent))
+    if control is None:
+        return f"iptables statistic loss {loss_percent}% each way (no sch_netem: no delay)"
+    control.write_text(f"{delay_ms}\n")
+    return (
+        f"iptables statistic loss {loss_percent}% each way, and {delay_ms} ms on what the "
+        "worker sends (chaos.delay: no sch_netem)"
+    )
 
 
-def clear_lossy(host: str, *, loss_percent: int = 5) -> None:
+def clear_lossy(host: str, *, loss_percent: int = 5, control: Path | None = None) -> None:
     in_ns(host, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
-    for chain in ("INPUT", "OUTPUT"):
-        in_ns(host, "iptables", "-w", "-D", chain, *_loss_rule(loss_percent), check=False)
+    for chain, side in (("INPUT", "-i"), ("OUTPUT", "-o")):
+        in_ns(host, "iptables", "-w", "-D", chain, side, "eth0", *_loss_rule(loss_percent),
+              check=False)  # fmt: skip
+    if control is not None:
+        control.write_text("0\n")
 
 
 def _loss_rule(loss_percent: int) -> tuple[str, ...]:

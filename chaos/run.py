@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg2
 import requests
 
-from chaos import checker, history, nemesis, net, report, sampler, servers, stack, workload
+from chaos import checker, delay, history, nemesis, net, report, sampler, servers, stack, workload
 
 logger = logging.getLogger("chaos")
 
@@ -111,6 +111,7 @@ class Harness:
         self.sampler: sampler.Sampler | None = None
         self.nemesis: nemesis.Nemesis | None = None
         self.frozen_runs: dict[str, list[str]] = {}
+        self.delay_controls: dict[str, Path] = {}  # host: its chaos.delay control file
 
     # 1-2. Network, servers, stack, workload.
     def start(self) -> dict[str, str]:
@@ -129,10 +130,33 @@ class Harness:
         subprocess.run([str(Path(sys.executable).parent / "alembic"), "upgrade", "head"],
                        cwd=ROOT, env=env, check=True, capture_output=True)  # fmt: skip
         self.procs = stack.make(self.logs, env)
+        if not net.has_netem("w1"):  # the link's delay from chaos.delay instead
+            self.procs = {**self.delay_procs(self.procs["worker1"].env), **self.procs}
         for proc in self.procs.values():
             proc.start()
+            if proc.name.startswith("delay-"):
+                _wait_for_file(self.work / f"{proc.name}.ready")
         self.wait_for_web()
         return env
+
+    def delay_procs(self, env: dict[str, str]) -> dict[str, stack.Proc]:
+        """A chaos.delay forwarder per worker host, its connections to PostgreSQL, Redis and
+        the receiver routed through it (no delay until a `lossy` fault writes its control)."""
+        forwards = [(net.PG_ADDR, servers.PG_PORT), (net.REDIS_ADDR, servers.REDIS_PORT),
+                    (net.HOSTS["recv"], stack.RECEIVER_PORT)]  # fmt: skip
+        procs = {}
+        for host in ("w1", "w2"):
+            name = f"delay-{host}"
+            control = self.delay_controls[host] = self.work / name
+            control.write_text("0\n")
+            net.route_through_delay(host, forwards, delay.MARK)
+            command = (
+                f"{sys.executable} -m chaos.delay --control {control} "
+                f"--ready {self.work / f'{name}.ready'} "
+                + " ".join(f"--forward {port}:{addr}:{port}" for addr, port in forwards)
+            )
+            procs[name] = stack.Proc(name, host, command, env, self.logs)
+        return procs
 
     def wait_for_web(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -170,7 +194,7 @@ class Harness:
             net.partition(fault.target, net.REDIS_ADDR)
             return f"iptables DROP to/from PostgreSQL and Redis in {net.ns('beat')} (beat2 runs)"
         if fault.kind == "lossy":
-            return net.lossy(fault.target)
+            return net.lossy(fault.target, control=self.delay_controls.get(fault.target))
         if fault.kind == "kill_pg_connections":
             return f"pg_terminate_backend: {self.pg.terminate_backends()} backends"
         if fault.kind == "broker_restart":
@@ -201,7 +225,7 @@ class Harness:
             net.heal(fault.target, net.PG_ADDR)
             net.heal(fault.target, net.REDIS_ADDR)
         elif fault.kind == "lossy":
-            net.clear_lossy(fault.target)
+            net.clear_lossy(fault.target, control=self.delay_controls.get(fault.target))
         elif fault.kind == "freeze":
             self.procs[_worker_proc(fault.target)].signal(nemesis.THAW)
         elif fault.kind == "skew":
@@ -350,6 +374,14 @@ class Harness:
         left = net.leftovers()
         if left:
             print(f"chaos: left behind: {left}", file=sys.stderr)
+
+
+def _wait_for_file(path: Path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path.name} never appeared")
+        time.sleep(0.05)
 
 
 def _worker_proc(host: str) -> str:
