@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from app import admission, batches, config, reconcile, recovery, state
+from app.queries import runs as runs_q
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,11 @@ class TickOptions:
 
 
 _logged_supersessions: set[tuple[str, str | None]] = set()
+
+
+def database_now(engine: Engine) -> datetime:
+    """PostgreSQL's clock, on which a tick decides what is due (docs/design.md section 15)."""
+    return runs_q.database_now(engine)
 
 
 def run_tick(

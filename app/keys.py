@@ -173,6 +173,11 @@ def end_console_sessions(session: Session, key_id: uuid.UUID) -> None:
     api_keys.bump_console_epoch(session, key_id)
 
 
+def has_active(session: Session, tenant_id: str) -> bool:
+    """Whether the tenant has a key that is not revoked."""
+    return api_keys.has_active(session, tenant_id)
+
+
 def list_keys(session: Session, *, tenant_id: str | None = None) -> list[ApiKey]:
     """Every key (revoked ones too), oldest first, optionally of one tenant."""
     return api_keys.list_all(session, tenant_id=tenant_id)

@@ -156,6 +156,11 @@ def get(session: Session, trigger_id: uuid.UUID, *, scope: str | None) -> Trigge
     return TriggerDetail(*row)
 
 
+def find_by_name(session: Session, tenant_id: str, name: str) -> Trigger | None:
+    """The tenant's trigger with this name (the first if several), or None."""
+    return triggers_q.find_by_name(session, tenant_id, name)
+
+
 def list_page(
     session: Session,
     *,

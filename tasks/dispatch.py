@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from app import config, db, dispatch, logs
-from app.queries import runs as q
 from tasks import celery, publish
 from tasks.celery_app import DISPATCH_TASK
 
@@ -25,7 +24,7 @@ def tick(release_id: str | None = None, *, now: datetime | None = None) -> dict[
     with logs.bind(release=release):
         stats = dispatch.run_tick(
             engine,
-            now=now or q.database_now(engine),
+            now=now or dispatch.database_now(engine),
             release_id=release,
             publish=publish.enqueue_runs,
             options=dispatch.default_options(settings),

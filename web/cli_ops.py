@@ -21,8 +21,6 @@ from flask.cli import AppGroup, with_appcontext
 
 from app import backfill, errors, keys, principals, run_history, state, triggers
 from app.models import PAUSED_NOTE_LENGTH
-from app.queries import api_keys
-from app.queries import triggers as triggers_q
 from web import context
 from web import fields as wf
 from web import schemas as s
@@ -261,12 +259,12 @@ def demo_setup(port: int, key_file: str | None) -> None:
     """
     now = context.now()
     with context.session() as session:
-        has_key = api_keys.has_active(session, DEMO_TENANT)
+        has_key = keys.has_active(session, DEMO_TENANT)
         new = None if has_key else keys.create(
             session, tenant_id=DEMO_TENANT, principal=DEMO_PRINCIPAL, role="admin",
             name="make run demo", now=now,
         )  # fmt: skip
-        trigger = triggers_q.find_by_name(session, DEMO_TENANT, DEMO_TRIGGER)
+        trigger = triggers.find_by_name(session, DEMO_TENANT, DEMO_TRIGGER)
         if trigger is None:
             trigger = triggers.create(session, tenant_id=DEMO_TENANT, now=now, values={
                 "name": DEMO_TRIGGER, "cron": "* * * * *", "timezone": "UTC",

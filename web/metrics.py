@@ -26,15 +26,13 @@ from prometheus_client.core import (
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import admission, db, state
+from app import activity, admission, db, state
 from app.models import FINISHED_STATUSES
-from app.queries import run_history
-from app.queries import triggers as triggers_q
 
 logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(minutes=15)  # recent runs for the lag histogram and finished counts
-LAG_BUCKETS = run_history.LAG_BUCKETS
+LAG_BUCKETS = activity.LAG_BUCKETS
 TICK_OUTCOMES = ("due", "dispatched", "skipped", "reconciled")
 TOP_TENANTS = 10  # tenants shown by scheduler_runs_waiting (the label set stays bounded)
 
@@ -105,21 +103,7 @@ class SchedulerCollector:
 def read_snapshot(session: Session, *, now: datetime, top: int = TOP_TENANTS) -> dict[str, Any]:
     """Everything the metrics need, read in one transaction (the `top` tenants with the most
     runs waiting: none when 0)."""
-    since = now - WINDOW
-    return {
-        "state": state.get_state(session),
-        "due": triggers_q.count_due(session, now=now),
-        "active": run_history.count_active(session),
-        "finished": run_history.count_finished(session, since=since),
-        "lag": run_history.enqueue_lag_histogram(session, since=since),
-        "admission_lag": run_history.start_lag_histogram(session, since=since),
-        "backlog": admission.backlog(session),
-        "waiting_by_tenant": admission.waiting_by_tenant(session, top=top) if top else [],
-        "webhook_duration": run_history.webhook_duration_histogram(session, since=since),
-        "webhook_hosts": run_history.webhook_outcomes_by_host(
-            session, since=since, top=TOP_TENANTS
-        ),
-    }
+    return activity.snapshot(session, now=now, since=now - WINDOW, top=top, top_hosts=TOP_TENANTS)
 
 
 def families(snapshot: dict[str, Any], *, now: datetime) -> Iterator[Metric]:

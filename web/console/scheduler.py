@@ -7,9 +7,7 @@ from datetime import timedelta
 from flask import render_template
 from werkzeug.exceptions import NotFound
 
-from app import admission, state
-from app.queries import run_history
-from app.queries import triggers as triggers_q
+from app import activity, admission, state
 from web import context, metrics
 from web.console import display
 from web.console.blueprint import bp
@@ -28,9 +26,7 @@ def scheduler_page() -> str:
     now = context.now()
     with context.session() as session:
         current = state.get_state(session)
-        due = triggers_q.count_due(session, now=now)
-        active = run_history.count_active(session)
-        finished = run_history.count_finished(session, since=now - RECENT)
+        runs = activity.runs_overview(session, now=now, since=now - RECENT)
         room = admission.backlog(session)
         waiting = admission.waiting_by_tenant(session, top=TOP_TENANTS)
     return render_template(
@@ -38,9 +34,9 @@ def scheduler_page() -> str:
         state=current,
         release_id=context.settings().release_id,
         tick_age=display.relative(current.last_tick_at, now),
-        due=due,
-        by_status={**active, **finished},
-        active=active,
+        due=runs["due"],
+        by_status={**runs["active"], **runs["finished"]},
+        active=runs["active"],
         room=room,
         waiting=waiting,
         top=TOP_TENANTS,
