@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app import errors, principals, schedule, triggers, waiting
 from app.models import Run
 from app.queries import run_history
+from app.run_status import RunStatus
 from app.schedule import planner
 
 MAX_BACKFILL = 1000
@@ -72,7 +73,7 @@ def backfill(
         problems["start"] = f"must be within the last {max_age_days} days (BACKFILL_MAX_AGE_DAYS)"
     if problems:
         raise errors.InvalidTrigger(problems)
-    spec = triggers.spec_of(trigger)
+    spec = schedule.TriggerSpec.of(trigger)
     # Fires f with start <= f < end: strictly after the instant just before `start`.
     in_range = itertools.takewhile(lambda f: f < end, schedule.fires(spec, start - _TICK))
     fires = list(itertools.islice(in_range, MAX_BACKFILL + 1))
@@ -88,8 +89,8 @@ def backfill(
         {
             "id": uuid.uuid4(), "trigger_id": trigger.id, "tenant_id": trigger.tenant_id,
             "scheduled_for": fire, "due_at": schedule.due_at(spec, fire), "kind": "backfill",
-            "idempotency_key": planner.idempotency_key(trigger.id, fire), "status": "pending",
-            "attempt": 0, "created_at": now, "run_as": trigger.run_as,
+            "idempotency_key": planner.idempotency_key(trigger.id, fire),
+            "status": RunStatus.PENDING, "attempt": 0, "created_at": now, "run_as": trigger.run_as,
         }
         for fire in fires
     ]  # fmt: skip

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.principals import LEGACY_PRINCIPAL, PRINCIPAL_LENGTH, ROLES
+from app.run_status import RunStatus
 from app.schedule import catchup
 
 NAMING = {
@@ -35,13 +36,10 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("pending", "admitted", "running", "succeeded", "failed", "cancelled", "skipped")
-FINISHED_STATUSES = ("succeeded", "failed", "cancelled", "skipped")
+RUN_STATUSES = tuple(RunStatus)  # app/run_status.py: the state machine as data
 RUN_KINDS = ("scheduled", "manual", "backfill")
 OVERLAP_POLICIES = ("allow", "skip", "buffer_one")
 ONE_AT_A_TIME_POLICIES = ("skip", "buffer_one")  # overlap policies that run one fire at a time
-# Runs that hold a concurrency slot (docs/design.md section 12).
-IN_PROGRESS_STATUSES = ("admitted", "running")
 CATCHUP_POLICIES = catchup.POLICIES  # the engine that applies them defines them
 INTERVAL_SECONDS = (60, 366 * 86400)  # docs/design.md section 11
 MAX_JITTER_SECONDS = 3600
@@ -49,7 +47,7 @@ PAUSED_NOTE_LENGTH = 500
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class Base(DeclarativeBase):
@@ -159,7 +157,9 @@ class Run(Base):
     due_at: Mapped[datetime | None] = mapped_column(TZ)
     kind: Mapped[str] = mapped_column(String(10), nullable=False, server_default="scheduled")
     idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
-    status: Mapped[str] = mapped_column(String(10), nullable=False, server_default="pending")
+    status: Mapped[str] = mapped_column(
+        String(10), nullable=False, server_default=RunStatus.PENDING.value
+    )
     attempt: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     enqueued_at: Mapped[datetime | None] = mapped_column(TZ)
     not_before: Mapped[datetime | None] = mapped_column(TZ)

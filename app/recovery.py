@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from app.queries import run_queue
+from app.run_status import RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,9 @@ def sweep(engine: Engine, *, options: RecoveryOptions) -> SweepResult:
                     "attempt": attempt,
                 },
             )
-        result.failed += sum(1 for row in stale if row.status != "pending")
-        result.requeued += sum(1 for row in stale if row.status == "pending") + len(returned)
+        requeued = sum(1 for row in stale if row.status == RunStatus.PENDING)
+        result.failed += len(stale) - requeued
+        result.requeued += requeued + len(returned)
         if len(stale) < options.batch_size and len(returned) < options.batch_size:
             break
     if result.requeued or result.failed:

@@ -16,11 +16,12 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import admission, errors, principals, waiting
-from app.models import FINISHED_STATUSES, Run
+from app import admission, errors, principals, run_status, waiting
+from app.models import Run
 from app.queries import run_history
 from app.queries import runs as runs_q
 from app.queries import triggers as triggers_q
+from app.run_status import RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def cancel_run(
     status = request_cancel(session, run_id, now=now)
     if status is None:
         raise errors.NotFound("run not found")
-    if status in FINISHED_STATUSES and status != "cancelled":
+    if status in run_status.FINISHED and status != RunStatus.CANCELLED:
         raise errors.Conflict(f"run already finished ({status})")
     session.flush()
     return get_run(session, run_id, scope=scope)
@@ -154,7 +155,7 @@ def run_now(
         raise errors.Conflict("trigger is disabled")
     row = {
         "id": uuid.uuid4(), "trigger_id": trigger.id, "tenant_id": trigger.tenant_id,
-        "scheduled_for": now, "kind": "manual", "idempotency_key": key, "status": "pending",
+        "scheduled_for": now, "kind": "manual", "idempotency_key": key, "status": RunStatus.PENDING,
         "attempt": 0, "created_at": now, "run_as": trigger.run_as,
     }  # fmt: skip
     inserted = run_history.insert_pending(session, [row])
@@ -186,5 +187,5 @@ def hand_off(
     admitted = set(result.admitted)
     for run in handed:
         if run.id in admitted:
-            run.status = "admitted"
+            run.status = RunStatus.ADMITTED
             run.enqueued_at = now

@@ -1,14 +1,7 @@
-"""The run state machine: everything that happens to a run after hand-off.
+"""The run state machine at work: everything that happens to a run after hand-off.
 
-docs/design.md section 6.
-
-    pending --admission (app/admission.py): a slot is free--> admitted --claim--> running
-    running --success--> succeeded
-       |---retryable failure, attempts left--> pending (waits in PostgreSQL until not_before)
-       |---cancel requested--> cancelled
-       '---other failure / attempts used up--> failed
-    pending | admitted --cancel, trigger deleted or disabled--> cancelled
-    pending --overlap policy `skip`/`buffer_one`, another run in progress--> skipped
+docs/design.md section 6; the statuses and the moves between them are data in
+app/run_status.py (admission, app/admission.py, makes pending runs admitted).
 
 Every transition is a conditional UPDATE (app/queries/runs.py) checked by its row count, so a
 duplicate delivery, the API and the recovery sweep can race the runner safely. A run that
@@ -36,17 +29,9 @@ from app.config import Settings
 from app.models import ONE_AT_A_TIME_POLICIES
 from app.queries import runs as q
 from app.queries.run_queue import Round
+from app.run_status import Delivery, RunStatus
 
 logger = logging.getLogger(__name__)
-
-# Outcomes of execute_run: the run's new status, or what this delivery did instead.
-SUCCEEDED, FAILED, CANCELLED, SKIPPED = "succeeded", "failed", "cancelled", "skipped"
-RETRYING = "retrying"  # back to pending until not_before; admission hands it on then
-DUPLICATE = "duplicate"  # not admitted: another delivery, the API or the sweep got there first
-MISSING = "missing"  # no such run
-LOST = "lost"  # the recovery sweep handed the run to another attempt meanwhile
-RUNNING = "running"  # claimed: the attempt goes ahead
-_NEEDS_LOCK = "needs_lock"  # overlap policy `skip`/`buffer_one`: decide again, locked
 
 
 @dataclass
@@ -71,23 +56,20 @@ class Runtime:
 
     @property
     def limits(self) -> admission.Limits:
-        return admission.Limits(
-            max_running=self.settings.max_running,
-            max_per_tenant=self.settings.max_running_per_tenant,
-        )
+        return admission.Limits.of(self.settings)
 
 
 @dataclass
 class _Start:
-    outcome: str
+    outcome: Delivery
     run: q.RunRow | None = None
     trigger: q.TriggerRow | None = None
     attempt: int = 0
     detail: str | None = None
 
 
-def execute_run(run_id: uuid.UUID | str, runtime: Runtime) -> str:
-    """Deliver one run; return its outcome (one of the constants above).
+def execute_run(run_id: uuid.UUID | str, runtime: Runtime) -> Delivery:
+    """Deliver one run; return what the delivery did.
 
     1. Begin: a run that is not admitted is a duplicate delivery and is left alone; a cancel
        request, a deleted trigger or a disabled recurring trigger cancels it; overlap policy
@@ -103,7 +85,7 @@ def execute_run(run_id: uuid.UUID | str, runtime: Runtime) -> str:
     rid = q.as_uuid(run_id)
     if rid is None:
         logger.warning("malformed run id", extra={"event": "run_missing"})
-        return MISSING
+        return Delivery.MISSING
     chain_until = time.monotonic() + runtime.chain_seconds
     outcome, following = _deliver(rid, None, runtime, chain_until)
     while following is not None:
@@ -113,7 +95,7 @@ def execute_run(run_id: uuid.UUID | str, runtime: Runtime) -> str:
 
 def _deliver(
     rid: uuid.UUID, start: _Start | None, rt: Runtime, chain_until: float, chained: bool = False
-) -> tuple[str, tuple[uuid.UUID, _Start] | None]:
+) -> tuple[Delivery, tuple[uuid.UUID, _Start] | None]:
     """Steps 1-4 for one run (1 is done when `start` is given): its outcome, and the run
     kept to go next (hand-offs before `chain_until`, time.monotonic), begun, or None."""
     with logs.bind(run_id=str(rid)):
@@ -121,14 +103,14 @@ def _deliver(
         run = start.run
         if run is None:
             logger.warning("run not found", extra={"event": "run_missing"})
-            return MISSING, None
+            return Delivery.MISSING, None
         with logs.bind(
             trigger_id=str(run.trigger_id), tenant_id=run.tenant_id, generation=run.generation
         ):
-            if start.outcome != RUNNING:
+            if start.outcome != Delivery.RUNNING:
                 outcome = _not_started(start)
                 keep = time.monotonic() < chain_until
-                return outcome, None if outcome == DUPLICATE else _hand_on(rt, None, keep)
+                return outcome, None if outcome == Delivery.DUPLICATE else _hand_on(rt, None, keep)
             fields = {"attempt": start.attempt, "worker": rt.worker, "chained": chained}
             logger.info("run claimed", extra={"event": "run_claimed", **fields})
             span = tracing.run_span(run_id=rid, trigger_id=run.trigger_id,
@@ -156,7 +138,7 @@ def _hand_on(
         return None
     kept, claimed = done.kept, done.claimed
     if claimed is not None:
-        return kept, _Start(RUNNING, *claimed, attempt=claimed[0].attempt)
+        return kept, _Start(Delivery.RUNNING, *claimed, attempt=claimed[0].attempt)
     try:
         return kept, _begin(kept, rt, conn)
     except Exception:  # this run's outcome is committed; the kept run's lease brings it back
@@ -197,9 +179,9 @@ def _begin(run_id: uuid.UUID, rt: Runtime, conn: Connection | None = None) -> _S
         claimed = q.claim_plain(conn, run_id, worker=rt.worker)
         if claimed is not None:
             run, trigger = claimed
-            return _Start(RUNNING, run, trigger, attempt=run.attempt)
+            return _Start(Delivery.RUNNING, run, trigger, attempt=run.attempt)
         start = _decide(conn, run_id, rt, overlap_locked=False)
-    if start.outcome != _NEEDS_LOCK:
+    if start.outcome != Delivery.NEEDS_LOCK:
         return start
     with db.transaction(rt.engine) as tx:
         assert start.run is not None
@@ -212,35 +194,46 @@ def _decide(
 ) -> _Start:
     found = q.load(conn, run_id)
     if found is None:
-        return _Start(MISSING)
+        return _Start(Delivery.MISSING)
     run, trigger = found
-    if run.status != "admitted":
+    if run.status != RunStatus.ADMITTED:
         # Waiting for a slot (a stray or old message), claimed by another delivery, returned
         # to the queue by the sweep, finished or cancelled: no side effect.
-        return _Start(DUPLICATE, run, detail=run.status)
+        return _Start(Delivery.DUPLICATE, run, detail=run.status)
     reason = _cancel_reason(run, trigger)
     if reason is not None:
-        ended = q.end_admitted(conn, run.id, status="cancelled", error=reason)
-        return _Start(CANCELLED if ended else DUPLICATE, run, trigger, detail=reason)
+        return _end_admitted(conn, run, trigger, RunStatus.CANCELLED, reason)
     assert trigger is not None  # _cancel_reason answers for a deleted trigger
     if run.attempt >= trigger.max_attempts:
         # Taken back by the recovery sweep after its last attempt, or max_attempts lowered.
-        ended = q.end_admitted(conn, run.id, status="failed", error=None)
-        return _Start(FAILED if ended else DUPLICATE, run, trigger, detail="attempts used up")
+        return _end_admitted(conn, run, trigger, RunStatus.FAILED, "attempts used up")
     if trigger.overlap_policy in ONE_AT_A_TIME_POLICIES and run.attempt == 0:
         # Admission admits one fire of such a trigger at a time; this re-check under the
         # trigger's lock covers a run admitted before a policy change.
         if not overlap_locked:
-            return _Start(_NEEDS_LOCK, run, trigger)
+            return _Start(Delivery.NEEDS_LOCK, run, trigger)
         if q.other_run_in_progress(conn, trigger.id, run.id):
             detail = "an earlier run of the trigger was still in progress"
-            ended = q.end_admitted(conn, run.id, status="skipped", error=detail)
-            return _Start(SKIPPED if ended else DUPLICATE, run, trigger, detail=detail)
+            return _end_admitted(conn, run, trigger, RunStatus.SKIPPED, detail)
     claimed = q.claim(conn, run.id, worker=rt.worker)
     if claimed is None:
         # Lost the race to a concurrent delivery (or a cancel) since the read above.
-        return _Start(DUPLICATE, run, trigger, detail="claimed elsewhere")
-    return _Start(RUNNING, run, trigger, attempt=claimed[0])
+        return _Start(Delivery.DUPLICATE, run, trigger, detail="claimed elsewhere")
+    return _Start(Delivery.RUNNING, run, trigger, attempt=claimed[0])
+
+
+def _end_admitted(
+    conn: queries.Executor,
+    run: q.RunRow,
+    trigger: q.TriggerRow | None,
+    status: RunStatus,
+    detail: str,
+) -> _Start:
+    """End an admitted run without running it (its error: `detail`, unless it failed for
+    want of attempts); a duplicate when someone else moved it first."""
+    error = None if status == RunStatus.FAILED else detail
+    ended = q.end_admitted(conn, run.id, status=status, error=error)
+    return _Start(Delivery(status) if ended else Delivery.DUPLICATE, run, trigger, detail=detail)
 
 
 def _cancel_reason(run: q.RunRow, trigger: q.TriggerRow | None) -> str | None:
@@ -256,10 +249,10 @@ def _cancel_reason(run: q.RunRow, trigger: q.TriggerRow | None) -> str | None:
     return None
 
 
-def _not_started(start: _Start) -> str:
+def _not_started(start: _Start) -> Delivery:
     """Log a delivery that ended without running."""
     fields: dict[str, Any] = {"event": f"run_{start.outcome}", "detail": start.detail}
-    if start.outcome == DUPLICATE:
+    if start.outcome == Delivery.DUPLICATE:
         logger.info("duplicate delivery ignored", extra=fields)
     else:
         logger.info(f"run {start.outcome}", extra=fields)
@@ -268,7 +261,7 @@ def _not_started(start: _Start) -> str:
 
 def _finish(
     start: _Start, outcome: actions.Attempt, rt: Runtime, conn: Connection, *, keep: bool
-) -> tuple[str, Round | None]:
+) -> tuple[Delivery, Round | None]:
     """Record the attempt's outcome on `conn`, an autocommit connection (db.statements);
     return it, and the first round of the hand-off when it was done with the finish."""
     run, trigger, attempt = start.run, start.trigger, start.attempt
@@ -283,19 +276,19 @@ def _finish(
             conn, rt.limits, run.id, attempt=attempt, result=q.clip_json(outcome.result),
             keep_worker=rt.worker if keep else None,
         )  # fmt: skip
-        status = SUCCEEDED if ours else LOST
+        status = Delivery.SUCCEEDED if ours else Delivery.LOST
     else:
         with db.transaction(rt.engine) as tx:
             status, retry_at = _after_failure(tx, start, outcome, rt)
     fields: dict[str, Any] = {"event": f"run_{status}", "attempt": attempt}
-    if status == SUCCEEDED:
+    if status == Delivery.SUCCEEDED:
         logger.info("run succeeded", extra=fields)
-    elif status == RETRYING:
+    elif status == Delivery.RETRYING:
         _wake(rt, retry_at)
         not_before = retry_at.isoformat() if retry_at else None
         fields.update(event="run_retry_scheduled", error=outcome.error, not_before=not_before)
         logger.warning("attempt failed; retry scheduled", extra=fields)
-    elif status == LOST:
+    elif status == Delivery.LOST:
         # The recovery sweep judged this attempt dead and handed the run on: whatever this
         # attempt did, the run's state belongs to the newer attempt.
         logger.warning("run taken over; result of this attempt dropped", extra=fields)
@@ -316,13 +309,13 @@ def _wake(rt: Runtime, at: datetime | None) -> None:
 
 def _after_failure(
     session: queries.Executor, start: _Start, outcome: actions.Attempt, rt: Runtime
-) -> tuple[str, datetime | None]:
+) -> tuple[Delivery, datetime | None]:
     """Decide and record what follows a failed attempt: (status, retry time or None)."""
     run, trigger, attempt = start.run, start.trigger, start.attempt
     assert run is not None and trigger is not None
     ours, cancel_requested = q.lock_attempt(session, run.id, attempt=attempt)
     if not ours:
-        return LOST, None
+        return Delivery.LOST, None
     if outcome.retryable and attempt < trigger.max_attempts and not cancel_requested:
         delay = backoff.delay_seconds(
             attempt, trigger.retry_backoff_seconds, rng=rt.rng, retry_after=outcome.retry_after
@@ -335,10 +328,10 @@ def _after_failure(
             result=outcome.result,
             error=outcome.error,
         )
-        return RETRYING, retry_at
+        return Delivery.RETRYING, retry_at
     # A cancel request is honoured here, between attempts: no further attempt starts.
-    status = CANCELLED if cancel_requested else FAILED
+    status = RunStatus.CANCELLED if cancel_requested else RunStatus.FAILED
     q.finish(
         session, run.id, attempt=attempt, status=status, result=outcome.result, error=outcome.error
     )
-    return status, None
+    return Delivery(status), None

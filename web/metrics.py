@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app import activity, admission, db, state
-from app.models import FINISHED_STATUSES
+from app.run_status import FINISHED
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def families(snapshot: dict[str, Any], *, now: datetime) -> Iterator[Metric]:
         f"Runs finished in the last {int(WINDOW.total_seconds())} s, by status",
         labels=["status"],
     )
-    for status in FINISHED_STATUSES:
+    for status in FINISHED:
         finished.add_metric([status], snapshot["finished"].get(status, 0))
     yield finished
 

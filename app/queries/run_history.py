@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, Select, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app import run_status
 from app.models import Run, SchedulerState
 
 # Histogram buckets (seconds) of the lag metrics; the statements count each bucket.
@@ -147,7 +148,8 @@ def count_active(session: Any) -> dict[str, int]:
             "WHERE status IN ('pending', 'admitted', 'running') GROUP BY status"
         )
     )
-    return {"pending": 0, "admitted": 0, "running": 0, **{status: n for status, n in rows}}
+    counts = {str(status): 0 for status in run_status.UNFINISHED}
+    return counts | {status: n for status, n in rows}
 
 
 def count_finished(session: Any, *, since: datetime) -> dict[str, int]:

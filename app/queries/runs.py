@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from app import queries
+from app.run_status import RunStatus, check_move
 
 MAX_ERROR_CHARS = 4000
 MAX_RESULT_CHARS = 16 * 1024
@@ -174,10 +175,11 @@ def other_run_in_progress(
 
 
 def end_admitted(
-    session: queries.Executor, run_id: uuid.UUID, *, status: str, error: str | None
+    session: queries.Executor, run_id: uuid.UUID, *, status: RunStatus, error: str | None
 ) -> bool:
     """admitted -> a final status (cancelled, skipped, failed) without running, giving its
     slot back; False when the run was no longer admitted."""
+    check_move(RunStatus.ADMITTED, status)
     result = session.execute(
         text(
             "UPDATE runs SET status = :status, finished_at = clock_timestamp(), "
@@ -246,11 +248,12 @@ def finish(
     run_id: uuid.UUID,
     *,
     attempt: int,
-    status: str,
+    status: RunStatus,
     result: Any,
     error: str | None,
 ) -> bool:
     """running -> a final status for the attempt that owns the run; False when not ours."""
+    check_move(RunStatus.RUNNING, status)
     updated = session.execute(
         text(
             "UPDATE runs SET status = :status, "

@@ -7,7 +7,7 @@ import json
 from flask import render_template
 
 from app import run_history
-from app.models import FINISHED_STATUSES
+from app.run_status import FINISHED
 from web import context
 from web.console import display
 from web.console.blueprint import bp, parse_id
@@ -21,7 +21,7 @@ def run_page(run_id: str) -> str:
     return render_template(
         "console/run.html",
         run=run,
-        finished=run.status in FINISHED_STATUSES,
+        finished=run.status in FINISHED,
         lag=display.seconds_between(display.due_of(run), run.started_at),
         jitter=display.seconds_between(run.scheduled_for, run.due_at) or 0,
         duration=display.seconds_between(run.started_at, run.finished_at),

@@ -4,6 +4,7 @@
 -- nothing to do (every slot taken, no wake-up since p_seen) or another admitter holds the
 -- lock. VOLATILE: each statement below takes a fresh snapshot (READ COMMITTED), so the
 -- ones after the lock see every admission committed before it was granted.
+-- Moves: pending -> skipped, pending -> admitted
 CREATE OR REPLACE FUNCTION scheduler_admission_round(
     p_max_running bigint, p_max_per_tenant bigint, p_factor bigint, p_seen bigint,
     p_lock_key bigint

@@ -6,6 +6,7 @@
 -- PL/pgSQL, not SQL: it keeps the statement's plan for the session (an SQL function's is
 -- made at every call, a quarter of a millisecond, and the finish's call holds admission's
 -- lock while it claims). A lookup by primary key has one good plan, whatever the statistics.
+-- Moves: admitted -> running
 CREATE OR REPLACE FUNCTION scheduler_claim_plain(p_run_id uuid, p_worker varchar)
 RETURNS TABLE (
     id uuid, trigger_id uuid, tenant_id varchar, scheduled_for timestamptz, kind varchar,

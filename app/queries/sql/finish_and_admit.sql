@@ -10,6 +10,8 @@
 --     the plain claim took it (NULL columns: the caller decides, app/runs.py _decide).
 -- No run is kept while a run admitted more than p_waiting_seconds ago has not started: its
 -- message waits in the broker for a free worker process, and a kept run would go first.
+-- Moves: running -> succeeded
+-- (The functions it calls make their own moves: see their files.)
 CREATE OR REPLACE FUNCTION scheduler_finish_and_admit(
     p_run_id uuid, p_attempt integer, p_result jsonb,
     p_max_running bigint, p_max_per_tenant bigint, p_factor bigint, p_lock_key bigint,
