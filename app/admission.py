@@ -60,6 +60,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from app import db, tracing
+from app.config import Settings
 from app.queries import run_queue
 
 logger = logging.getLogger(__name__)
@@ -87,8 +88,13 @@ WAITING_IN_BROKER_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class Limits:
-    max_running: int
-    max_per_tenant: int
+    max_running: int  # MAX_RUNNING: slots in all
+    max_per_tenant: int  # MAX_RUNNING_PER_TENANT
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        """The limits `settings` set (the one place they are read)."""
+        return cls(max_running=settings.max_running, max_per_tenant=settings.max_running_per_tenant)
 
 
 @dataclass

@@ -70,10 +70,8 @@ class TickOptions:
     tick_seconds: int = 60
     catchup_max_fires: int = 100
     recovery: recovery.RecoveryOptions = field(default_factory=recovery.RecoveryOptions)
-    limits: admission.Limits = field(
-        default_factory=lambda: admission.Limits(max_running=50, max_per_tenant=10)
-    )
-    max_waiting_per_tenant: int = 10_000
+    limits: admission.Limits = field(default_factory=lambda: admission.Limits.of(config.Settings()))
+    max_waiting_per_tenant: int = config.Settings.max_waiting_runs_per_tenant
 
 
 _logged_supersessions: set[tuple[str, str | None]] = set()
@@ -230,8 +228,6 @@ def default_options(settings: config.Settings) -> TickOptions:
             admitted_lease_seconds=settings.slot_lease_seconds,
             batch_size=settings.dispatch_batch_size,
         ),
-        limits=admission.Limits(
-            max_running=settings.max_running, max_per_tenant=settings.max_running_per_tenant
-        ),
+        limits=admission.Limits.of(settings),
         max_waiting_per_tenant=settings.max_waiting_runs_per_tenant,
     )

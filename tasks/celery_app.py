@@ -133,6 +133,9 @@ def _fresh_pool(**_kwargs) -> None:
     # Connections must never be shared across a fork.
     db.dispose_engines()
     _traces()
+    from tasks import composition  # imports this module
+
+    composition.build()
 
 
 @worker_init.connect

@@ -8,8 +8,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from app import config, db, dispatch, logs
-from tasks import celery, publish
+from app import config, logs
+from tasks import celery, composition
 from tasks.celery_app import DISPATCH_TASK
 
 
@@ -18,19 +18,10 @@ def tick(release_id: str | None = None, *, now: datetime | None = None) -> dict[
 
     What is due is decided on PostgreSQL's clock, not this host's (docs/design.md section 15).
     """
-    settings = config.get_settings()
-    release = release_id or settings.release_id
-    engine = db.get_engine()
+    scheduler = composition.scheduler()
+    release = release_id or scheduler.settings.release_id
     with logs.bind(release=release):
-        stats = dispatch.run_tick(
-            engine,
-            now=now or dispatch.database_now(engine),
-            release_id=release,
-            publish=publish.enqueue_runs,
-            options=dispatch.default_options(settings),
-            pass_on=publish.request_hand_off,
-        )
-    return stats.as_dict()
+        return scheduler.tick(release, now=now).as_dict()
 
 
 @celery.task(name=DISPATCH_TASK, acks_late=False, ignore_result=True)

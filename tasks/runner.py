@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 
-from app import config, db, logs, runs
-from tasks import celery, publish
+from app import config, logs, runs
+from tasks import celery, composition
 from tasks.celery_app import HAND_OFF_TASK, RUN_TASK
 
 # One runtime per process, built in the process that uses it: connections and the random
@@ -14,30 +13,12 @@ from tasks.celery_app import HAND_OFF_TASK, RUN_TASK
 _runtimes: dict[tuple[int, str], runs.Runtime] = {}
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _wake(at: datetime) -> None:
-    celery.send_task(HAND_OFF_TASK, eta=at, retry=False)
-
-
 def runtime(worker: str) -> runs.Runtime:
     """This process's runtime for the runner (database, publisher, clock)."""
     key = (os.getpid(), worker)
     found = _runtimes.get(key)
     if found is None:
-        settings = config.get_settings()
-        found = runs.Runtime(
-            engine=db.get_engine(),
-            publish=publish.enqueue_runs,
-            settings=settings,
-            worker=worker,
-            clock=_now,
-            wake=_wake,
-            pass_on=publish.request_hand_off,
-            chain_seconds=float(settings.worker_chain_seconds),
-        )
+        found = composition.scheduler().runtime(worker)
         _runtimes.clear()
         _runtimes[key] = found
     return found

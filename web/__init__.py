@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app import config, logs, tls, tracing
+from app import config, logs, service, tls, tracing
 from web import (
     admin,
     cli,
@@ -50,12 +50,8 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     )
     app.json = json_input.StrictJSONProvider(app)
     app.json.sort_keys = False
-    app.extensions[context.EXTENSION] = context.Services(
-        settings=settings,
-        clock=context.utcnow,
-        publish=context.publish_runs,
-        started_at=context.utcnow(),
-        pass_on=context.request_hand_off,
+    app.extensions[context.EXTENSION] = service.Scheduler(
+        settings=settings, publish=context.publish_runs, pass_on=context.request_hand_off
     )
     middleware.init_app(app)
     ratelimit.init_app(app, settings)

@@ -9,7 +9,7 @@ from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import NotFound, Unauthorized
 
-from app import backlog, errors, state
+from app import errors, state
 from web import auth, context, ops_schemas
 from web.errors import Blueprint, InvalidFields, envelope
 
@@ -70,14 +70,8 @@ class Backlog(MethodView):
         """Whether runs that could start wait for a slot longer than ten tick periods (at
         least 10 minutes), leaving out the tenants held back by a cap of their own
         (admin key); 503 when they do."""
-        settings = context.settings()
         with context.session() as session:
-            report = backlog.report(
-                session,
-                max_per_tenant=settings.max_running_per_tenant,
-                max_waiting=settings.max_waiting_runs_per_tenant,
-                limit=backlog.max_wait(settings.dispatch_interval_seconds),
-            )
+            report = context.services().backlog(session)
         body = {**vars(report), "status": "ok" if report.ok else "unhealthy"}
         if not report.ok:
             body["detail"] = "runs wait for a slot longer than allowed"

@@ -19,7 +19,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from app import backfill, errors, keys, principals, run_history, state, triggers
+from app import errors, keys, principals, state, triggers
 from app.models import PAUSED_NOTE_LENGTH
 from web import context
 from web import fields as wf
@@ -130,13 +130,11 @@ def show_trigger(trigger_id: str, as_json: bool) -> None:
 @_fails_cleanly
 def run_trigger_now(trigger_id: str, as_json: bool) -> None:
     """Create a manual run now and hand it to the workers."""
-    now = context.now()
     with context.session() as session:
-        run, _created = run_history.run_now(
-            session, _trigger_id(trigger_id), scope=None, request_key=None, now=now,
-            max_waiting=context.settings().max_waiting_runs_per_tenant, by=CLI,
-        )  # fmt: skip
-    context.hand_off(run)  # admitted and published at once when a slot is free
+        run, _created = context.services().run_now(
+            session, _trigger_id(trigger_id), scope=None, request_key=None, by=CLI
+        )
+    context.services().hand_off(run)  # admitted and published at once when a slot is free
     data = s.RunOut().dump(run)
     _echo(data, as_json, lambda r: f"run {r['id']} {r['status']} (kind {r['kind']})")
 
@@ -200,12 +198,12 @@ def resume_trigger(trigger_id: str, as_json: bool) -> None:
 def backfill_trigger(trigger_id: str, start: datetime, end: datetime, as_json: bool) -> None:
     """Create a backfill run for every fire in [start, end) that has no run yet."""
     with context.session() as session:
-        result = backfill.backfill(
+        result = context.services().backfill(
             session, _trigger_id(trigger_id), scope=None, start=_aware(start), end=_aware(end),
-            now=context.now(), by=CLI, **context.backfill_limits(),
+            by=CLI,
         )  # fmt: skip
     if result.runs:
-        context.hand_off(*result.runs)
+        context.services().hand_off(*result.runs)
     data = {"created": result.created, "existing": result.existing}
     _echo(data, as_json, lambda d: f"backfill: {d['created']} run(s) created, "
                                    f"{d['existing']} fire(s) already had one")  # fmt: skip
@@ -266,11 +264,10 @@ def demo_setup(port: int, key_file: str | None) -> None:
         )  # fmt: skip
         trigger = triggers.find_by_name(session, DEMO_TENANT, DEMO_TRIGGER)
         if trigger is None:
-            trigger = triggers.create(session, tenant_id=DEMO_TENANT, now=now, values={
+            trigger = context.services().create_trigger(session, tenant_id=DEMO_TENANT, values={
                 "name": DEMO_TRIGGER, "cron": "* * * * *", "timezone": "UTC",
                 "action": {"type": "task", "name": "echo"}, "payload": {"hello": "world"},
-            }, max_triggers=context.settings().max_triggers_per_tenant,
-            by=principals.Actor(DEMO_PRINCIPAL, may_act_for_anyone=True))  # fmt: skip
+            }, by=principals.Actor(DEMO_PRINCIPAL, may_act_for_anyone=True))  # fmt: skip
     saved = Path(key_file) if key_file else None
     if new is not None and saved is not None:
         saved.write_text(new.key + "\n")

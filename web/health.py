@@ -97,7 +97,7 @@ class Metrics(MethodView):
             SchedulerCollector(
                 context.engine,
                 context.services().clock,
-                max_running=settings.max_running,
+                max_running=context.services().limits.max_running,
                 top_tenants=settings.metrics_top_tenants,
                 cache=_caches()["metrics"],
             )

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 
-from app import backfill, errors, idempotency, run_history, triggers
+from app import errors, idempotency, schedule, triggers
 from app.models import Run
 from web import auth, context, pagination, preview_schemas
 from web import schemas as s
@@ -74,10 +74,9 @@ class TriggerCollection(MethodView):
                 claim = idempotency.claim(session, tenant_id=tenant, key=key, request_hash=digest)
                 if claim.is_replay:
                     return _json(claim.body, claim.status, replayed=True)
-            trigger = triggers.create(
-                session, tenant_id=tenant, values=values, now=context.now(),
-                max_triggers=context.settings().max_triggers_per_tenant,
-                by=context.actor(), actor=context.principal().label,
+            trigger = context.services().create_trigger(
+                session, tenant_id=tenant, values=values, by=context.actor(),
+                actor=context.principal().label,
             )  # fmt: skip
             body = s.TriggerOut().dump(triggers.TriggerDetail(trigger, None))
             if key is not None:
@@ -130,13 +129,12 @@ class TriggerRunNow(MethodView):
         """Run now: a `manual` run, committed, then handed to the workers. 409, creating
         nothing, when the tenant already has `MAX_WAITING_RUNS_PER_TENANT` runs waiting."""
         with context.session() as session:
-            run, created = run_history.run_now(
+            run, created = context.services().run_now(
                 session, trigger_id, scope=context.scope(),
-                request_key=headers.get("idempotency_key"), now=context.now(),
-                max_waiting=context.settings().max_waiting_runs_per_tenant, by=context.actor(),
+                request_key=headers.get("idempotency_key"), by=context.actor(),
             )  # fmt: skip
         if created:
-            context.hand_off(run)
+            context.services().hand_off(run)
         return run
 
 
@@ -153,13 +151,12 @@ class TriggerBackfill(MethodView):
         more. 409, creating nothing, when the new runs would take the tenant past
         `MAX_WAITING_RUNS_PER_TENANT` waiting runs."""
         with context.session() as session:
-            result = backfill.backfill(
+            result = context.services().backfill(
                 session, trigger_id, scope=context.scope(), start=body["start"],
-                end=body["end"], now=context.now(), by=context.actor(),
-                **context.backfill_limits(),
+                end=body["end"], by=context.actor(),
             )  # fmt: skip
         if result.runs:
-            context.hand_off(*result.runs)
+            context.services().hand_off(*result.runs)
         return {"created": result.created, "existing": result.existing}
 
 
@@ -170,7 +167,7 @@ class TriggerPreview(MethodView):
     def get(self, query: dict, trigger_id: uuid.UUID) -> dict:
         """The trigger's next fire times in UTC and its local time, inside its window."""
         with context.session() as session:
-            spec = triggers.spec_of(
+            spec = schedule.TriggerSpec.of(
                 triggers.get(session, trigger_id, scope=context.scope()).trigger
             )
         after = query.get("after") or context.now()
@@ -185,7 +182,7 @@ class SchedulePreview(MethodView):
     @blp.response(200, preview_schemas.PreviewOut)
     def post(self, body: dict) -> dict:
         """Next fire times of an unsaved schedule (`cron` + `timezone`, or `run_at`)."""
-        spec = triggers.spec_of(body)
+        spec = schedule.TriggerSpec.of(body)
         after = body.get("after") or context.now()
         return preview_schemas.preview_out(
             spec, triggers.preview(spec, after=after, count=body["count"])

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Response, flash, redirect, render_template, request, url_for
 
-from app import backfill, errors, run_history, triggers
+from app import errors, triggers
 from web import context
 from web import schemas as s
 from web.console import forms
@@ -27,17 +27,16 @@ def run_trigger_now(trigger_id: str) -> Response:
     token = request.form.get("token", "")
     try:
         with context.session() as session:
-            run, created = run_history.run_now(
+            run, created = context.services().run_now(
                 session, tid, scope=context.scope(),
                 request_key=f"console-{token}" if TOKEN.match(token) else None,
-                now=context.now(), max_waiting=context.settings().max_waiting_runs_per_tenant,
                 by=context.actor(),
             )  # fmt: skip
     except (errors.Conflict, errors.PermissionDenied) as exc:
         flash(f"Cannot run now: {_reason(exc)}.", "error")
         return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
     if created:
-        context.hand_off(run)
+        context.services().hand_off(run)
     return redirect(url_for("console.run_page", run_id=run.id), code=303)
 
 
@@ -101,9 +100,9 @@ def backfill_trigger(trigger_id: str) -> Any:
         return pages.render(tid, problems=problems, values=text, status=422)
     try:
         with context.session() as session:
-            result = backfill.backfill(
+            result = context.services().backfill(
                 session, tid, scope=context.scope(), start=values["start"], end=values["end"],
-                now=context.now(), by=context.actor(), **context.backfill_limits(),
+                by=context.actor(),
             )  # fmt: skip
     except errors.InvalidTrigger as exc:
         return pages.render(tid, problems=exc.fields, values=text, status=422)
@@ -111,7 +110,7 @@ def backfill_trigger(trigger_id: str) -> Any:
         flash(f"Cannot backfill: {_reason(exc)}.", "error")
         return redirect(url_for("console.trigger_page", trigger_id=tid), code=303)
     if result.runs:
-        context.hand_off(*result.runs)
+        context.services().hand_off(*result.runs)
     flash(
         f"Backfill: {result.created} run{'' if result.created == 1 else 's'} created, "
         f"{result.existing} fire{'' if result.existing == 1 else 's'} already had a run.",

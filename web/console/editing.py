@@ -105,13 +105,8 @@ def create_trigger() -> Any:
             if claim.is_replay:
                 body = claim.body
             else:
-                trigger = triggers.create(
-                    session,
-                    tenant_id=tenant,
-                    values=values,
-                    now=context.now(),
-                    max_triggers=context.settings().max_triggers_per_tenant,
-                    by=context.actor(),
+                trigger = context.services().create_trigger(
+                    session, tenant_id=tenant, values=values, by=context.actor()
                 )
                 body = s.TriggerOut().dump(triggers.TriggerDetail(trigger, None))
                 idempotency.complete(session, claim, status=201, body=body)

@@ -40,6 +40,6 @@ def scheduler_page() -> str:
         room=room,
         waiting=waiting,
         top=TOP_TENANTS,
-        max_running=context.settings().max_running,
+        max_running=context.services().limits.max_running,
         span=display.span,
     )

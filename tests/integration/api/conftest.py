@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import Engine, text
 
-from app import config, db, keys
+from app import config, db, keys, service
 from web import context, create_app
 
 ECHO = {"type": "task", "name": "echo"}
@@ -62,7 +62,7 @@ def app(settings: config.Settings, engine: Engine, celery_app: object) -> Iterat
 
 
 @pytest.fixture()
-def services(app: Flask) -> context.Services:
+def services(app: Flask) -> service.Scheduler:
     return app.extensions[context.EXTENSION]
 
 
