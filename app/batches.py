@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from app import shares, state, tracing, waiting
 from app.queries import run_queue, run_statistics
 from app.queries import triggers as triggers_q
+from app.run_status import RunStatus
 from app.schedule import planner
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ def _dispatch_batch(
             limit=options.max_waiting_per_tenant, now=now,
         )  # fmt: skip
         if inserted.pending and tracing.enabled():  # each new run's trace starts at its fire
-            keys = [row[3] for row in batch.run_rows if row[4] == "pending"]
+            keys = [r.idempotency_key for r in batch.run_rows if r.status == RunStatus.PENDING]
             tracing.fires(run_queue.new_by_keys(conn, keys, now=now), started=now)
     capped = sum(over_cap.values())
     pending = sum(inserted.pending.values()) - capped
@@ -232,13 +233,12 @@ def _dispatch_batch(
     return len(rows)
 
 
-def _pending_keys(run_rows: list[tuple]) -> dict[str, list[str]]:
-    """The idempotency keys of a batch's pending fires, by tenant (app/schedule/planner.py
-    run rows: trigger_id, tenant_id, scheduled_for, idempotency_key, status, due_at)."""
+def _pending_keys(run_rows: list[planner.NewRun]) -> dict[str, list[str]]:
+    """The idempotency keys of a batch's pending fires, by tenant."""
     keys: dict[str, list[str]] = {}
-    for _trigger, tenant, _fire, key, status, _due in run_rows:
-        if status == "pending":
-            keys.setdefault(tenant, []).append(key)
+    for run in run_rows:
+        if run.status == RunStatus.PENDING:
+            keys.setdefault(run.tenant_id, []).append(run.idempotency_key)
     return keys
 
 

@@ -9,31 +9,29 @@ trigger are left alone: NULL is right for them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine
 
 from app import schedule
 from app.queries import triggers as triggers_q
-from app.schedule import planner
 
 logger = logging.getLogger(__name__)
 
 _failures_logged: set[str] = set()  # a row that cannot be planned is retried every tick
 
 
-def _log_failure_once(row: Sequence) -> None:
+def _log_failure_once(trigger_id: str, tenant_id: str) -> None:
     """Log an unplannable row once per process, not on every tick (it stays for an operator;
     the dispatcher parked it with the same log line's cause)."""
-    if str(row[0]) in _failures_logged:
+    if trigger_id in _failures_logged:
         return
     if len(_failures_logged) > 10_000:  # bounded memory whatever happens
         _failures_logged.clear()
-    _failures_logged.add(str(row[0]))
+    _failures_logged.add(trigger_id)
     logger.exception(
         "trigger without a next run cannot be scheduled",
-        extra={"event": "reconcile_failed", "trigger_id": str(row[0]), "tenant_id": row[1]},
+        extra={"event": "reconcile_failed", "trigger_id": trigger_id, "tenant_id": tenant_id},
     )
 
 
@@ -53,19 +51,19 @@ def reconcile(engine: Engine, *, now: datetime, batch_size: int) -> int:
         updates: list[tuple] = []
         for row in triggers_q.claim_unscheduled(conn, now=now, batch=batch_size):
             try:
-                spec = planner.spec_of_row(row)
+                spec = schedule.TriggerSpec.of(row)
                 fire = schedule.first_fire(spec, now)
             except Exception:
-                _log_failure_once(row)
+                _log_failure_once(str(row.id), row.tenant_id)
                 continue
             if fire is None:
                 continue
             due = schedule.due_at(spec, fire)
-            updates.append((str(row[0]), due, fire))
+            updates.append((str(row.id), due, fire))
             logger.warning(
                 "trigger had no next run; rescheduled",
-                extra={"event": "trigger_reconciled", "trigger_id": str(row[0]),
-                       "tenant_id": row[1], "next_run_at": due.isoformat()},
+                extra={"event": "trigger_reconciled", "trigger_id": str(row.id),
+                       "tenant_id": row.tenant_id, "next_run_at": due.isoformat()},
             )  # fmt: skip
         if updates:
             triggers_q.set_next(conn, updates)

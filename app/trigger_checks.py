@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from app import errors, schedule, triggers
+from app import errors, schedule
 
 SCHEDULE_KINDS = ("cron", "run_at", "interval_seconds")
 # A one-time trigger may be created this far in the past (clock skew, slow clients).
@@ -102,7 +102,7 @@ def validate(
 def _check_spec(values: Mapping[str, Any], *, trigger_id: uuid.UUID | None) -> dict[str, str]:
     """Problems only the whole schedule shows: the interval's range, jitter over its bound."""
     try:
-        spec = triggers.spec_of({**values, "id": trigger_id})
+        spec = schedule.TriggerSpec.of({**values, "id": trigger_id})
     except errors.ScheduleError as exc:
         return {exc.field: exc.message}
     problem = schedule.jitter_problem(spec)

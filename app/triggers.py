@@ -51,23 +51,6 @@ class TriggerDetail:
     last_run: Run | None
 
 
-def spec_of(values: Trigger | Mapping[str, Any]) -> schedule.TriggerSpec:
-    """The schedule part of a trigger (a model or a mapping of its fields)."""
-    get = values.get if isinstance(values, Mapping) else lambda name: getattr(values, name)
-    trigger_id = get("id")
-    return schedule.TriggerSpec(
-        cron=get("cron"),
-        timezone=get("timezone") or "UTC",
-        run_at=get("run_at"),
-        start_at=get("start_at"),
-        end_at=get("end_at"),
-        interval_seconds=get("interval_seconds"),
-        anchor_at=get("anchor_at"),
-        jitter_seconds=get("jitter_seconds") or 0,
-        jitter_key="" if trigger_id is None else str(trigger_id),
-    )
-
-
 def compute_next_run_at(
     spec: schedule.TriggerSpec, *, enabled: bool, now: datetime
 ) -> tuple[datetime | None, datetime | None]:
@@ -79,7 +62,7 @@ def compute_next_run_at(
 
 def _set_next(trigger: Trigger, *, now: datetime) -> None:
     trigger.next_run_at, trigger.next_fire_at = compute_next_run_at(
-        spec_of(trigger), enabled=trigger.enabled, now=now
+        schedule.TriggerSpec.of(trigger), enabled=trigger.enabled, now=now
     )
 
 
@@ -250,7 +233,8 @@ def _reschedule(trigger: Trigger, changed: set[str], *, now: datetime) -> None:
     pending = trigger.next_fire_at or trigger.next_run_at
     if changed == {"jitter_seconds"} and pending is not None:
         trigger.next_fire_at = pending
-        trigger.next_run_at = max(schedule.due_at(spec_of(trigger), pending), now)
+        spec = schedule.TriggerSpec.of(trigger)
+        trigger.next_run_at = max(schedule.due_at(spec, pending), now)
         return
     after = now
     if pending is not None and not (SCHEDULE_FIELDS | {"enabled"}) & changed:

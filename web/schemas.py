@@ -223,7 +223,8 @@ class TriggerOut(ma.Schema):
     def flatten_detail(self, detail: triggers.TriggerDetail, **kwargs: Any) -> dict:
         trigger = detail.trigger
         values = {name: getattr(trigger, name) for name in self.fields if hasattr(trigger, name)}
-        values["schedule_description"] = schedule.describe(triggers.spec_of(trigger))
+        spec = schedule.TriggerSpec.of(trigger)
+        values["schedule_description"] = schedule.describe(spec)
         values["last_run"] = detail.last_run
         return values
 

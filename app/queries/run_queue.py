@@ -20,6 +20,7 @@ from sqlalchemy import Connection, text
 
 from app import queries
 from app.queries.runs import RunRow, TriggerRow
+from app.schedule.planner import NewRun
 
 # Advisory lock key (bigint) of the one admission critical section: ASCII "ADMIT".
 ADMISSION_LOCK = 0x41444D4954
@@ -61,11 +62,10 @@ class Inserted:
 
 
 def insert_scheduled(
-    conn: Connection, rows: Sequence[tuple], *, generation: int, now: datetime
+    conn: Connection, rows: Sequence[NewRun], *, generation: int, now: datetime
 ) -> Inserted:
-    """Insert scheduled runs, (trigger_id, tenant_id, scheduled_for, idempotency_key, status,
-    due_at) each, stamped with `generation` and created at `now` (a skipped one finished then
-    too), in one round trip; return what went in (a fire that had its run already did not)."""
+    """Insert scheduled runs stamped with `generation`, created (a skipped one finished) at
+    `now`, in one round trip; return what went in (not a fire that had its run already)."""
     if not rows:
         return Inserted(pending={}, skipped=0)
     columns = [queries.array_literal(column) for column in zip(*rows, strict=True)]

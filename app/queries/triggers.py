@@ -15,22 +15,34 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, TextClause, func, select, text, true, tuple_
+from sqlalchemy import (
+    Connection,
+    Result,
+    Select,
+    TextClause,
+    func,
+    select,
+    text,
+    true,
+    tuple_,
+)
 from sqlalchemy.orm import Session, aliased
 
 from app import queries
 from app.models import Run, Trigger
+from app.schedule.planner import Advance, ClaimedTrigger
 
 # pg_advisory_xact_lock(int, int) namespace for "trigger count of this tenant": ASCII "TCAP".
 TENANT_CAP_LOCK_NAMESPACE = 0x54434150
 
-# The first ten columns are those app.schedule.planner.spec_of_row reads, in this order.
-# The id comes as text: the batch writes it back as text, and 100,000 uuid.UUID objects
-# made and turned back into strings cost a tenth of a burst's planning.
+# app.schedule.planner.ClaimedTrigger's fields, in its order. The id comes as text: the
+# batch writes it back as text, and 100,000 uuid.UUID objects made and turned back into
+# strings cost a tenth of a burst's planning.
 _CLAIMED_COLUMNS = """
-    CAST(t.id AS text), t.tenant_id, t.cron, t.timezone, t.run_at, t.start_at, t.end_at,
-    t.interval_seconds, t.anchor_at, t.jitter_seconds, COALESCE(t.next_fire_at, t.next_run_at),
-    t.next_run_at, t.catchup_policy, t.catchup_window_seconds
+    CAST(t.id AS text) AS id, t.tenant_id, t.cron, t.timezone, t.run_at, t.start_at,
+    t.end_at, t.interval_seconds, t.anchor_at, t.jitter_seconds,
+    COALESCE(t.next_fire_at, t.next_run_at) AS next_fire_at, t.next_run_at,
+    t.catchup_policy, t.catchup_window_seconds
 """
 _CLAIM_DUE = text(f"""
     SELECT {_CLAIMED_COLUMNS}
@@ -90,11 +102,13 @@ _SET_NEXT = text("""
 """)
 
 
-def claim_due(conn: Connection, *, now: datetime, batch: int) -> list[Any]:
-    """Lock up to `batch` enabled triggers due at `now`, most overdue first (SKIP LOCKED);
-    return (id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds,
-    anchor_at, jitter_seconds, first fire, first due, catchup_policy, window) rows."""
-    return conn.execute(_CLAIM_DUE, {"now": now, "batch": batch}).all()
+def claim_due(conn: Connection, *, now: datetime, batch: int) -> list[ClaimedTrigger]:
+    """Lock up to `batch` enabled triggers due at `now`, most overdue first (SKIP LOCKED)."""
+    return _claimed(conn.execute(_CLAIM_DUE, {"now": now, "batch": batch}))
+
+
+def _claimed(result: Result) -> list[ClaimedTrigger]:
+    return list(map(ClaimedTrigger._make, result))
 
 
 def due_by_tenant(conn: Connection, *, now: datetime) -> list[tuple[str, int, datetime]]:
@@ -106,19 +120,18 @@ def due_by_tenant(conn: Connection, *, now: datetime) -> list[tuple[str, int, da
 
 def claim_shares(
     conn: Connection, *, now: datetime, shares: Sequence[tuple[str, int]]
-) -> list[Any]:
+) -> list[ClaimedTrigger]:
     """Lock, per (tenant, count) share, up to `count` of the tenant's triggers due at `now`,
     earliest first (SKIP LOCKED: a share may come back short); rows as claim_due's."""
     if not shares:
         return []
     tenants, counts = zip(*shares, strict=True)
     params = {"now": now, "tenants": list(tenants), "counts": list(counts)}
-    return conn.execute(_CLAIM_SHARES, params).all()
+    return _claimed(conn.execute(_CLAIM_SHARES, params))
 
 
-def advance(conn: Connection, advances: Sequence[tuple]) -> None:
-    """Write (id, next_run_at, next_fire_at, last_scheduled_for, enabled) per trigger, in one
-    round trip."""
+def advance(conn: Connection, advances: Sequence[Advance]) -> None:
+    """Write each trigger's advance, in one round trip."""
     _write_columns(
         conn, _ADVANCE, ("ids", "next_run_at", "next_fire_at", "last", "enabled"), advances
     )
@@ -126,7 +139,7 @@ def advance(conn: Connection, advances: Sequence[tuple]) -> None:
 
 def claim_unscheduled(conn: Connection, *, now: datetime, batch: int) -> list[Any]:
     """Lock up to `batch` enabled triggers that lack a next fire but should have one; return
-    their first ten schedule columns (as claim_due)."""
+    rows of their id, tenant_id and schedule columns (by the model's names)."""
     return conn.execute(_CLAIM_UNSCHEDULED, {"now": now, "batch": batch}).all()
 
 

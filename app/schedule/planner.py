@@ -1,9 +1,8 @@
 """The batch planner: what a dispatch batch inserts and how its triggers advance. Pure.
 
-Rows come as the dispatcher claims them (app/queries/triggers.py, `claim_due`):
-(id, tenant_id, cron, timezone, run_at, start_at, end_at, interval_seconds, anchor_at,
-jitter_seconds, first fire, first due, catchup_policy, catchup_window_seconds). The planner
-reads no clock and no database: `now` is an argument, so it is tested
+Rows come as the dispatcher claims them (app/queries/triggers.py, `claim_due`), as
+ClaimedTrigger; out go NewRun and Advance rows, typed at the seam by the model's column
+names. The planner reads no clock and no database: `now` is an argument, so it is tested
 without PostgreSQL (tests/unit/schedule/test_planner.py).
 """
 
@@ -13,7 +12,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
+from app.run_status import RunStatus
 from app.schedule.catchup import CatchupPlan, plan_catchup
 from app.schedule.spec import TriggerSpec
 from app.schedule.zones import iso_utc
@@ -22,17 +23,52 @@ from app.schedule.zones import iso_utc
 PLAN_CACHE_SIZE = 10_000
 
 
+class ClaimedTrigger(NamedTuple):
+    """A trigger as the dispatcher's claims return it (app/queries/triggers.py)."""
+
+    id: str  # as text: the batch writes it back as text
+    tenant_id: str
+    cron: str | None
+    timezone: str
+    run_at: datetime | None
+    start_at: datetime | None
+    end_at: datetime | None
+    interval_seconds: int | None
+    anchor_at: datetime | None
+    jitter_seconds: int | None
+    next_fire_at: datetime  # the first nominal fire due (next_run_at when NULL)
+    next_run_at: datetime  # when it is due: the fire plus jitter
+    catchup_policy: str
+    catchup_window_seconds: int
+
+
+class NewRun(NamedTuple):
+    """A run a batch inserts (app/queries/run_queue.py, insert_scheduled)."""
+
+    trigger_id: str
+    tenant_id: str
+    scheduled_for: datetime
+    idempotency_key: str
+    status: RunStatus  # pending, or skipped by the catch-up policy
+    due_at: datetime
+
+
+class Advance(NamedTuple):
+    """How a dispatched trigger moves on (app/queries/triggers.py, advance)."""
+
+    id: str
+    next_run_at: datetime | None
+    next_fire_at: datetime | None
+    last_scheduled_for: datetime | None
+    enabled: bool
+
+
 @dataclass
 class BatchPlan:
-    """Run rows to insert, trigger advances to write, and rows that could not be planned.
+    """Run rows to insert, trigger advances to write, and rows that could not be planned."""
 
-    A run row is (trigger_id, tenant_id, scheduled_for, idempotency_key, status, due_at), as
-    app/queries/run_queue.insert_scheduled takes it; an advance is (trigger_id, next_run_at,
-    next_fire_at, last_scheduled_for, enabled), as app/queries/triggers.advance takes it.
-    """
-
-    run_rows: list[tuple] = field(default_factory=list)
-    advances: list[tuple] = field(default_factory=list)
+    run_rows: list[NewRun] = field(default_factory=list)
+    advances: list[Advance] = field(default_factory=list)
     parked: list[tuple[str, str, Exception]] = field(default_factory=list)
 
 
@@ -42,21 +78,8 @@ def idempotency_key(trigger_id: uuid.UUID | str, scheduled_for: datetime) -> str
     return f"{trigger_id}:{iso_utc(scheduled_for)}"
 
 
-def spec_of_row(row: Sequence) -> TriggerSpec:
-    """The TriggerSpec of a row starting (id, tenant_id, cron, timezone, run_at, start_at,
-    end_at, interval_seconds, anchor_at, jitter_seconds): the columns both claims of
-    app/queries/triggers.py select first, in this order."""
-    trigger_id, _tenant, cron, timezone, run_at, start_at, end_at = row[:7]
-    interval, anchor, jitter = row[7:10]
-    return TriggerSpec(
-        cron=cron, timezone=timezone, run_at=run_at, start_at=start_at, end_at=end_at,
-        interval_seconds=interval, anchor_at=anchor, jitter_seconds=jitter or 0,
-        jitter_key=str(trigger_id),
-    )  # fmt: skip
-
-
 def plan_batch(
-    rows: Sequence[Sequence],
+    rows: Sequence[ClaimedTrigger],
     *,
     now: datetime,
     tick_seconds: int,
@@ -76,8 +99,7 @@ def plan_batch(
     """
     result = BatchPlan()
     for row in rows:
-        trigger_id, tenant_id = row[:2]
-        trigger = str(trigger_id)
+        trigger, tenant_id = str(row.id), row.tenant_id
         schedule_key = _schedule_key(row)
         planned = plans.get(schedule_key)
         if planned is None:
@@ -87,14 +109,14 @@ def plan_batch(
                 plan = _plan(row, now=now, tick_seconds=tick_seconds, max_fires=max_fires)
             except Exception as exc:
                 result.parked.append((trigger, tenant_id, exc))
-                result.advances.append((trigger, None, None, None, True))
+                result.advances.append(Advance(trigger, None, None, None, True))
                 continue
             planned = plans[schedule_key] = _Planned.of(plan, one_time=schedule_key[2] is not None)
         result.run_rows.extend(
-            (trigger, tenant_id, fire, trigger + key_suffix, status, due_at)
+            NewRun(trigger, tenant_id, fire, trigger + key_suffix, status, due_at)
             for fire, key_suffix, status, due_at in planned.fires
         )
-        result.advances.append((trigger, *planned.advance))
+        result.advances.append(Advance(trigger, *planned.advance))
     return result
 
 
@@ -110,7 +132,7 @@ class _Planned:
     def of(cls, plan: CatchupPlan, *, one_time: bool) -> _Planned:
         fires = tuple(
             (fire, idempotency_key("", fire), status, plan.due_at(fire))
-            for status, fires in (("pending", plan.run), ("skipped", plan.skipped))
+            for status, fires in ((RunStatus.PENDING, plan.run), (RunStatus.SKIPPED, plan.skipped))
             for fire in fires
         )
         last = max(plan.run + plan.skipped, default=None)
@@ -124,7 +146,7 @@ class _Planned:
 PlanCache = dict[tuple, _Planned]
 
 
-def _schedule_key(row: Sequence) -> tuple:
+def _schedule_key(row: ClaimedTrigger) -> tuple:
     """The part of a claimed row the plan depends on. The trigger id is in it only for a
     jittered trigger (its delays are its own); others share plans with their lookalikes."""
     trigger_id, _tenant, cron, timezone, run_at, start_at, end_at, *rest = row
@@ -134,15 +156,14 @@ def _schedule_key(row: Sequence) -> tuple:
             first_due_at, policy, window)  # fmt: skip
 
 
-def _plan(row: Sequence, *, now: datetime, tick_seconds: int, max_fires: int) -> CatchupPlan:
-    first, first_due_at, policy, window = row[10:14]
+def _plan(row: ClaimedTrigger, *, now: datetime, tick_seconds: int, max_fires: int) -> CatchupPlan:
     return plan_catchup(
-        spec_of_row(row),
-        policy=policy,
-        window_seconds=window,
-        first_due=first,
+        TriggerSpec.of(row),
+        policy=row.catchup_policy,
+        window_seconds=row.catchup_window_seconds,
+        first_due=row.next_fire_at,
         now=now,
         tick_seconds=tick_seconds,
         max_fires=max_fires,
-        first_due_at=first_due_at,
+        first_due_at=row.next_run_at,
     )

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from app.errors import ScheduleError
 from app.schedule import cron as cron_grammar
@@ -50,6 +51,28 @@ class TriggerSpec:
     anchor_at: datetime | None = None
     jitter_seconds: int = 0
     jitter_key: str = ""
+
+    @classmethod
+    def of(cls, source: Any) -> TriggerSpec:
+        """The schedule of a trigger, read by the trigger model's field names from the model,
+        a row that carries them (an SQLAlchemy Row, a NamedTuple) or a mapping; its `id`
+        keys the jitter (none yet: a trigger being written for the first time)."""
+        if isinstance(source, Mapping):
+            get = source.get
+        else:
+            get = lambda name: getattr(source, name, None)  # noqa: E731 - one of two readers
+        trigger_id = get("id")
+        return cls(
+            cron=get("cron"),
+            timezone=get("timezone") or "UTC",
+            run_at=get("run_at"),
+            start_at=get("start_at"),
+            end_at=get("end_at"),
+            interval_seconds=get("interval_seconds"),
+            anchor_at=get("anchor_at"),
+            jitter_seconds=get("jitter_seconds") or 0,
+            jitter_key="" if trigger_id is None else str(trigger_id),
+        )
 
     def __post_init__(self) -> None:
         kinds = [self.cron, self.run_at, self.interval_seconds]

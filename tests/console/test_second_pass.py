@@ -178,7 +178,7 @@ def test_an_interval_trigger_with_anchor_jitter_and_buffer_one_from_the_form(
     page = client.get(response.headers["Location"]).text
     assert "Every 1 hour 30 minutes" in page and "up to 600 s" in page
     assert "Due (with jitter)" in page
-    spec = triggers.spec_of(trigger)
+    spec = schedule.TriggerSpec.of(trigger)
     first = triggers.preview(spec, after=NOW, count=1)[0]
     due = schedule.due_at(spec, first).astimezone(ZoneInfo(trigger.timezone))
     assert due != first and due.strftime("%Y-%m-%d %H:%M:%S") in page

@@ -59,6 +59,9 @@ def test_a_layer_imports_nothing_above_it(folder: str, forbidden: tuple[str, ...
     assert _offences(folder, forbidden) == []
 
 
+PURE_APP_MODULES = ("app.errors", "app.run_status")
+
+
 def test_the_schedule_engine_imports_only_itself_the_standard_library_and_descriptions() -> None:
     allowed_third_party = {"cron_descriptor"}
     offences = []
@@ -66,11 +69,20 @@ def test_the_schedule_engine_imports_only_itself_the_standard_library_and_descri
         for name in _imports(path):
             top = name.split(".")[0]
             if top == "app":
-                if not (name.startswith("app.schedule") or name == "app.errors"):
+                # app.run_status: the statuses the planner labels fires with (stdlib only).
+                if not (name.startswith("app.schedule") or name in PURE_APP_MODULES):
                     offences.append(f"{path.name} imports {name}")
             elif top not in allowed_third_party and top not in _stdlib():
                 offences.append(f"{path.name} imports {name}")
     assert offences == []
+
+
+@pytest.mark.parametrize("module", PURE_APP_MODULES)
+def test_what_the_schedule_engine_may_import_from_app_is_standard_library_only(
+    module: str,
+) -> None:
+    path = ROOT / (module.replace(".", "/") + ".py")
+    assert {name for name in _imports(path) if name.split(".")[0] not in _stdlib()} == set()
 
 
 def _query_imports(path: Path) -> list[str]:
@@ -214,3 +226,73 @@ def test_the_sql_check_leaves_prose_alone(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert _sql_literals(module) == []
+
+
+def _app_imports(path: Path, known: set[str]) -> set[str]:
+    """The app modules `path` imports at run time (function-level imports included; those
+    under `if TYPE_CHECKING:` are for annotations only and left out). `from app.x import y`
+    is app.x.y when that is a module, else app.x."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for inner in ast.walk(node)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in known:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & known
+            found |= subs or {node.module}
+    return found
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each strongly connected group of more than one module (Tarjan), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                other = stack.pop()
+                group.append(other)
+                if other == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def test_no_import_cycle_in_app() -> None:
+    paths = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in _modules("app")
+    }
+    graph = {name: _app_imports(path, set(paths)) for name, path in paths.items()}
+    assert len(graph) > 40 and sum(map(len, graph.values())) > 100  # the reader reads
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_detector_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
+    assert _cycles(graph) == [["a", "b", "c"]]

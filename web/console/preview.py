@@ -55,7 +55,7 @@ def of_form(form: dict[str, str], *, trigger_id: uuid.UUID | None = None) -> dic
     values, problems = forms.load(s.PreviewIn(), body)
     if values is None:
         return {"errors": problems}
-    spec = triggers.spec_of({**values, "id": trigger_id})
+    spec = schedule.TriggerSpec.of({**values, "id": trigger_id})
     fires = triggers.preview(spec, after=context.now(), count=PREVIEW_COUNT)
     due = (lambda fire: schedule.due_at(spec, fire)) if spec.jitter_seconds else None
     items = []

@@ -52,7 +52,7 @@ def _summary(trigger: Trigger, last_run: Any, now: Any) -> dict[str, Any]:
     )
     return {
         "trigger": trigger,
-        "description": schedule.describe(triggers.spec_of(trigger)),
+        "description": schedule.describe(schedule.TriggerSpec.of(trigger)),
         "next_local": next_local,
         "next_relative": display.relative(trigger.next_run_at, now),
         "last_run": last_run,
@@ -85,7 +85,7 @@ def render(
         )  # fmt: skip
     trigger = detail.trigger
     runs_page = pagination.page(rows, RUNS_PAGE_SIZE, lambda run: (run.created_at, run.id))
-    spec = triggers.spec_of(trigger)
+    spec = schedule.TriggerSpec.of(trigger)
     fires = display.fire_rows(
         triggers.preview(spec, after=now, count=PREVIEW_COUNT), trigger.timezone,
         due=lambda fire: schedule.due_at(spec, fire) if spec.jitter_seconds else None,

@@ -27,7 +27,7 @@ def create(engine, now: datetime, **values) -> dict:
             max_triggers=100,
             by=support.OWNER,
         )
-        return {"id": made.id, "spec": triggers.spec_of(made)}
+        return {"id": made.id, "spec": schedule.TriggerSpec.of(made)}
 
 
 def patch(engine, trigger_id, now: datetime, **changes) -> None:

@@ -12,10 +12,14 @@ NOON = at("2026-01-05T12:00Z")
 
 
 def row(*, cron="*/15 * * * *", zone="UTC", run_at=None, first=NOON, jitter=0, policy="latest",
-        window=3600, trigger_id=None, tenant="acme") -> tuple:  # fmt: skip
+        window=3600, trigger_id=None, tenant="acme") -> planner.ClaimedTrigger:  # fmt: skip
     """A claimed row as app/queries/triggers.claim_due returns it."""
-    return (str(trigger_id or uuid.uuid4()), tenant, cron, zone, run_at, None, None, None,
-            None, jitter, first, first, policy, window)  # fmt: skip
+    return planner.ClaimedTrigger(
+        id=str(trigger_id or uuid.uuid4()), tenant_id=tenant, cron=cron, timezone=zone,
+        run_at=run_at, start_at=None, end_at=None, interval_seconds=None, anchor_at=None,
+        jitter_seconds=jitter, next_fire_at=first, next_run_at=first, catchup_policy=policy,
+        catchup_window_seconds=window,
+    )  # fmt: skip
 
 
 def plan(rows, *, plans=None):
@@ -42,7 +46,7 @@ def test_a_due_cron_trigger_gets_one_pending_run_and_advances_to_its_next_fire()
 
 def test_a_dispatched_one_time_trigger_is_disabled() -> None:
     result = plan([row(cron=None, run_at=NOON)])
-    assert [r[4] for r in result.run_rows] == ["pending"]
+    assert [r.status for r in result.run_rows] == ["pending"]
     [(_id, next_run_at, next_fire, _last, enabled)] = result.advances
     assert (next_run_at, next_fire, enabled) == (None, None, False)
 
