@@ -1,9 +1,8 @@
 """The statements on `runs` that work the queue: batch insert, admission, recovery.
 
 Dispatch inserts a batch of runs (one round trip, each column one array parameter);
-admission moves `pending` runs into free slots (app/admission.py explains the
-lock and the fairness); the recovery sweep gives back the slots of dead workers and lost
-publishes. `enqueued_at` is stamped by one statement, admission's (in the SQL function
+admission moves `pending` runs into free slots (app/admission.py explains the lock and the
+fairness); the recovery sweep gives back the slots of dead workers and lost publishes. `enqueued_at` is stamped by one statement, admission's (in the SQL function
 `scheduler_admission_round`): the publish follows its commit at once, and every statement
 that takes a slot back clears the stamp with it.
 """
@@ -19,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from app import queries
-from app.queries.runs import RunRow, TriggerRow
+from app.queries.run_rows import RunRow, TriggerRow
 from app.schedule.planner import NewRun
 
 # Advisory lock key (bigint) of the one admission critical section: ASCII "ADMIT".
@@ -198,11 +197,12 @@ def finish_and_admit(
             "waiting": waiting_seconds,
         },
     ).one()
-    finished, ticket, skipped, admitted, kept = row[:5]
-    if ticket is None:
-        return bool(finished), None
-    claimed = None if row[5] is None else (RunRow(*row[5:17]), TriggerRow(*row[17:]))
-    return bool(finished), Round(int(ticket), list(admitted), int(skipped), kept, claimed)
+    if row.ticket is None:
+        return bool(row.finished), None
+    trigger = TriggerRow.of(row)  # None unless the plain claim took the kept run
+    claimed = None if trigger is None else (RunRow.of(row), trigger)
+    return bool(row.finished), Round(int(row.ticket), list(row.admitted), int(row.skipped),
+                                     row.kept, claimed)  # fmt: skip
 
 
 _LAST_WAKEUP = text("SELECT last_value FROM admission_wakeups")

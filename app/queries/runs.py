@@ -17,48 +17,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
 
 from app import queries
+from app.queries.run_rows import RUN_COLUMNS, TRIGGER_COLUMNS, RunRow, TriggerRow
 from app.run_status import RunStatus, check_move
 
 MAX_ERROR_CHARS = 4000
 MAX_RESULT_CHARS = 16 * 1024
 # pg_advisory_xact_lock(int, int) namespace for "runs of this trigger": ASCII "RUNS".
 OVERLAP_LOCK_NAMESPACE = 0x52554E53
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: uuid.UUID
-    trigger_id: uuid.UUID
-    tenant_id: str
-    scheduled_for: datetime
-    kind: str
-    idempotency_key: str
-    status: str
-    attempt: int
-    not_before: datetime | None
-    cancel_requested_at: datetime | None
-    generation: int
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class TriggerRow:
-    id: uuid.UUID
-    enabled: bool
-    recurring: bool  # cron or interval (a one-time trigger is disabled once dispatched)
-    action: dict[str, Any]
-    payload: dict[str, Any]
-    overlap_policy: str
-    max_attempts: int
-    retry_backoff_seconds: int
-    timeout_seconds: int
 
 
 def as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
@@ -99,29 +70,18 @@ def clip_json(value: Any, limit: int = MAX_RESULT_CHARS) -> str | None:
     return json.dumps({"truncated": True, "preview": encoded[: limit // 4]})
 
 
-_RUN_COLUMNS = (
-    "r.id, r.trigger_id, r.tenant_id, r.scheduled_for, r.kind, r.idempotency_key, r.status, "
-    "r.attempt, r.not_before, r.cancel_requested_at, r.generation, r.created_at"
-)
-_TRIGGER_COLUMNS = (
-    "t.id, t.enabled, t.run_at IS NULL, t.action, t.payload, t.overlap_policy, "
-    "t.max_attempts, t.retry_backoff_seconds, t.timeout_seconds"
-)
-
-
 def load(session: queries.Executor, run_id: uuid.UUID) -> tuple[RunRow, TriggerRow | None] | None:
     """The run and its trigger (None when deleted) in one round trip; None for no run."""
     row = session.execute(
         text(
-            f"SELECT {_RUN_COLUMNS}, {_TRIGGER_COLUMNS} "
+            f"SELECT {RUN_COLUMNS}, {TRIGGER_COLUMNS} "
             "FROM runs r LEFT JOIN triggers t ON t.id = r.trigger_id WHERE r.id = :id"
         ),
         {"id": run_id},
     ).one_or_none()
     if row is None:
         return None
-    run = RunRow(*row[:12])
-    return run, (TriggerRow(*row[12:]) if row[12] is not None else None)
+    return RunRow.of(row), TriggerRow.of(row)
 
 
 # The common delivery in one statement, the SQL function `scheduler_claim_plain` (migration
@@ -142,7 +102,9 @@ def claim_plain(
     row = session.execute(_CLAIM_PLAIN, {"id": run_id, "worker": worker[:200]}).one_or_none()
     if row is None:
         return None
-    return RunRow(*row[:12]), TriggerRow(*row[12:])
+    trigger = TriggerRow.of(row)
+    assert trigger is not None  # the claim joins the trigger
+    return RunRow.of(row), trigger
 
 
 def lock_trigger_runs(session: queries.Executor, trigger_id: uuid.UUID) -> None:
