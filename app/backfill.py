@@ -88,7 +88,8 @@ def backfill(
     rows = [
         {
             "id": uuid.uuid4(), "trigger_id": trigger.id, "tenant_id": trigger.tenant_id,
-            "scheduled_for": fire, "due_at": schedule.due_at(spec, fire), "kind": "backfill",
+            # Due when asked for: its lag counts from now, not from the past fire.
+            "scheduled_for": fire, "due_at": now, "kind": "backfill",
             "idempotency_key": planner.idempotency_key(trigger.id, fire),
             "status": RunStatus.PENDING, "attempt": 0, "created_at": now, "run_as": trigger.run_as,
         }

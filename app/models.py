@@ -154,7 +154,7 @@ class Run(Base):
     tenant_id: Mapped[str] = mapped_column(String(100), nullable=False)
     scheduled_for: Mapped[datetime] = mapped_column(TZ, nullable=False)
     # When the fire was due: scheduled_for plus the trigger's jitter (null for manual runs).
-    due_at: Mapped[datetime | None] = mapped_column(TZ)
+    due_at: Mapped[datetime | None] = mapped_column(TZ, server_default=func.now())  # lag's origin
     kind: Mapped[str] = mapped_column(String(10), nullable=False, server_default="scheduled")
     idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
     status: Mapped[str] = mapped_column(

@@ -155,8 +155,8 @@ def run_now(
         raise errors.Conflict("trigger is disabled")
     row = {
         "id": uuid.uuid4(), "trigger_id": trigger.id, "tenant_id": trigger.tenant_id,
-        "scheduled_for": now, "kind": "manual", "idempotency_key": key, "status": RunStatus.PENDING,
-        "attempt": 0, "created_at": now, "run_as": trigger.run_as,
+        "scheduled_for": now, "due_at": now, "kind": "manual", "idempotency_key": key,
+        "status": RunStatus.PENDING, "attempt": 0, "created_at": now, "run_as": trigger.run_as,
     }  # fmt: skip
     inserted = run_history.insert_pending(session, [row])
     if not inserted:  # a concurrent request with the same key committed first

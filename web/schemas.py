@@ -148,8 +148,9 @@ class RunOut(ma.Schema):
     due_at = wf.Timestamp(
         required=True,
         allow_none=True,
-        metadata={"description": "When the fire was due: scheduled_for plus the trigger's "
-                                 "jitter (null for manual runs)"},
+        metadata={"description": "When the run was due, what its lag counts from: for a "
+                                 "scheduled run, scheduled_for plus the trigger's jitter; for "
+                                 "a manual or backfill run, when it was asked for"},
     )  # fmt: skip
     idempotency_key = fields.String(required=True)
     attempt = fields.Integer(required=True)

@@ -22,10 +22,8 @@ from app.models import Run, SchedulerState
 # Histogram buckets (seconds) of the lag metrics; the statements count each bucket.
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 
-# Lag from when a run was due: its fire plus jitter (due_at), or, for a backfill of past
-# fires, when it was created (its scheduled_for is the past fire it stands for).
-_DUE = "CASE WHEN kind = 'backfill' THEN created_at ELSE COALESCE(due_at, scheduled_for) END"
-_LAG = f"GREATEST(0, EXTRACT(EPOCH FROM (enqueued_at - {_DUE})))"
+# Lag from when a run was due (`due_at`, written when the run is: docs/design.md section 3).
+_LAG = "GREATEST(0, EXTRACT(EPOCH FROM (enqueued_at - due_at)))"
 # Two indexed halves: unfinished runs (ix_runs_unfinished) and recently finished ones
 # (ix_runs_finished_at). A run enqueued in the window is in exactly one of them.
 _ENQUEUE_LAG_HISTOGRAM = text(
@@ -40,7 +38,7 @@ _ENQUEUE_LAG_HISTOGRAM = text(
 )
 
 
-_START_LAG = f"GREATEST(0, EXTRACT(EPOCH FROM (started_at - {_DUE})))"
+_START_LAG = "GREATEST(0, EXTRACT(EPOCH FROM (started_at - due_at)))"
 # Admission lag: fire to first start, of runs started in the window (running ones and ones
 # finished in the window; a run started in the window is in exactly one of the halves).
 _START_LAG_HISTOGRAM = text(

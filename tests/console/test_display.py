@@ -65,16 +65,3 @@ def test_fire_rows_carry_the_jittered_instant_in_the_zone_when_given() -> None:
         "2026-12-01T09:01:35-05:00",
     ]
     assert all(row.due_local is None for row in display.fire_rows(fires, "UTC"))
-
-
-def test_a_run_is_due_at_its_jittered_fire_and_a_backfill_when_it_was_made() -> None:
-    from types import SimpleNamespace as Run
-
-    fire, created = NOW - timedelta(days=3), NOW
-    jittered = fire + timedelta(seconds=40)
-    assert display.due_of(Run(kind="scheduled", scheduled_for=fire, due_at=jittered,
-                              created_at=created)) == jittered  # fmt: skip
-    assert display.due_of(Run(kind="manual", scheduled_for=fire, due_at=None,
-                              created_at=created)) == fire  # fmt: skip
-    assert display.due_of(Run(kind="backfill", scheduled_for=fire, due_at=jittered,
-                              created_at=created)) == created  # fmt: skip

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 UNITS = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
@@ -40,15 +39,6 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     if start is None or end is None:
         return None
     return (end - start).total_seconds()
-
-
-def due_of(run: Any) -> datetime | None:
-    """When a run was due, as /metrics measures lag from (app.queries.run_history `_DUE`,
-    the same rule in SQL): its fire plus jitter (`due_at`), or for a backfill of a past fire,
-    when the backfill created it."""
-    if run.kind == "backfill":
-        return run.created_at
-    return run.due_at or run.scheduled_for
 
 
 def offset_text(offset: timedelta | None) -> str:

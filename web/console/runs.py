@@ -22,7 +22,7 @@ def run_page(run_id: str) -> str:
         "console/run.html",
         run=run,
         finished=run.status in FINISHED,
-        lag=display.seconds_between(display.due_of(run), run.started_at),
+        lag=display.seconds_between(run.due_at, run.started_at),
         jitter=display.seconds_between(run.scheduled_for, run.due_at) or 0,
         duration=display.seconds_between(run.started_at, run.finished_at),
         span=display.span,

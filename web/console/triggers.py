@@ -94,7 +94,7 @@ def render(
     points = [
         chart.Point(
             label=schedule.iso_utc(run.scheduled_for),
-            lag=display.seconds_between(display.due_of(run), run.started_at),
+            lag=display.seconds_between(run.due_at, run.started_at),
             duration=display.seconds_between(run.started_at, run.finished_at),
         )
         for run in reversed(runs)
@@ -109,7 +109,6 @@ def render(
         runs_page_older=before is not None,
         chart=chart.svg(points),
         seconds_between=display.seconds_between,
-        due_of=display.due_of,
         span=display.span,
         run_token=secrets.token_urlsafe(16),
         problems=problems or {},

@@ -27,9 +27,13 @@ def test_run_now_creates_a_manual_run_and_enqueues_it_after_commit(acme, publish
     assert published() == [uuid.UUID(run["id"])]
     with engine.connect() as conn:
         stored = conn.execute(
-            text("SELECT enqueued_at, scheduled_for FROM runs WHERE id = :id"), {"id": run["id"]}
+            text("SELECT enqueued_at, scheduled_for, due_at, created_at FROM runs WHERE id = :id"),
+            {"id": run["id"]},
         ).one()
     assert stored.enqueued_at is not None and stored.scheduled_for <= datetime.now(UTC)
+    # Due when asked for: written with the run (migration 0016), as the API shows it.
+    assert stored.due_at == stored.scheduled_for == stored.created_at
+    assert run["due_at"] is not None
 
 
 def test_run_now_publishes_a_celery_message_with_the_run_id_as_task_id(acme, redis_client):
