@@ -153,8 +153,8 @@ class Run(Base):
     trigger_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     tenant_id: Mapped[str] = mapped_column(String(100), nullable=False)
     scheduled_for: Mapped[datetime] = mapped_column(TZ, nullable=False)
-    # When the fire was due: scheduled_for plus the trigger's jitter (null for manual runs).
-    due_at: Mapped[datetime | None] = mapped_column(TZ, server_default=func.now())  # lag's origin
+    # When the run was due (lag counts from it): a fire plus jitter, or when it was asked for.
+    due_at: Mapped[datetime | None] = mapped_column(TZ, server_default=func.now())
     kind: Mapped[str] = mapped_column(String(10), nullable=False, server_default="scheduled")
     idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
     status: Mapped[str] = mapped_column(
