@@ -1,4 +1,5 @@
-"""Migration 0013 (issue 30's low findings) on rows made before it."""
+"""Migration 0013 on rows made before it: `paused_by` of an admin key shows the role, not the
+key's prefix, and webhook secrets are encrypted at rest (a downgrade restores them)."""
 
 from __future__ import annotations
 
