@@ -38,9 +38,8 @@ TABLES = (
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    url = support.create_database("sched_test")
+    url = support.database_at("head", "sched_test")
     try:
-        support.migrate(url)
         yield url
     finally:
         db.dispose_engines()

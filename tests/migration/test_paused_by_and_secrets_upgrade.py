@@ -17,10 +17,9 @@ from tests import support
 
 @pytest.fixture()
 def at_0012() -> Iterator[tuple[str, Engine]]:
-    url = support.create_database("sched_migr")
+    url = support.database_at("0012")
     engine = create_engine(support.sqlalchemy_url(url))
     try:
-        support.migrate(url, "0012")
         yield url, engine
     finally:
         engine.dispose()
