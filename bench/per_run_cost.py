@@ -150,7 +150,9 @@ _PRODUCT = f"""
                                           WHERE datname = current_database())
       AND query NOT LIKE '{OWN.strip()}%'
 """
-_STATEMENTS = f"{OWN}SELECT sum(calls), sum(total_exec_time), sum(total_plan_time) {_PRODUCT}"
+_STATEMENTS = f"""{OWN}
+    SELECT sum(calls), sum(total_exec_time), sum(total_plan_time),
+           sum(shared_blks_hit + shared_blks_read), sum(shared_blks_dirtied) {_PRODUCT}"""
 _TOP = f"""{OWN}
     SELECT calls, round(total_exec_time::numeric, 1),
            left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
@@ -221,7 +223,11 @@ def _read(conn, start_lsn: str, cpu0: float | None, n: int, statements: bool) ->
                                        for name, calls, total, own in cur.fetchall()}  # fmt: skip
         if statements:
             cur.execute(_STATEMENTS)
-            calls, exec_ms, plan_ms = cur.fetchone()
+            calls, exec_ms, plan_ms, buffers, dirtied = cur.fetchone()
+            # Buffer accesses: the work of the statements in pages, which other load on the
+            # machine does not change (their time it does).
+            out["buffers_per_run"] = float(buffers) / n
+            out["buffers_dirtied_per_run"] = float(dirtied) / n
             out["statements_per_run"] = float(calls) / n
             out["pg_exec_ms_per_run"] = float(exec_ms) / n
             out["pg_plan_ms_per_run"] = float(plan_ms or 0) / n
@@ -240,7 +246,10 @@ def _wait_finished(conn, due: datetime, count: int, *, timeout: float) -> None:
             if cur.fetchone()[0] >= count:
                 return
         if time.monotonic() > deadline:
-            raise SystemExit(f"{count} runs not finished in {timeout} s")
+            with conn.cursor() as cur:
+                cur.execute(f"{OWN}SELECT status, count(*) FROM runs GROUP BY 1")
+                statuses = dict(cur.fetchall())
+            raise SystemExit(f"{count} runs not finished in {timeout} s: {statuses}")
         time.sleep(0.25)
 
 
