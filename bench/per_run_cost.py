@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--port", type=int, default=PORT, help="the private cluster's port")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--redis-url", default=common.bench_redis_url())
+    parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     client = __import__("redis").Redis.from_url(args.redis_url)
     common.clean_redis(client)
@@ -345,6 +346,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         common.clean_redis(client)
     figures["private_cluster"] = not args.server
     print(json.dumps(figures, default=str), flush=True)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(figures, out, default=str)
     return figures
 
 
