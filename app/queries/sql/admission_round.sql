@@ -296,7 +296,8 @@ BEGIN
         chosen AS (
             -- A tenant's turns past its cap are left (`eligible` may hold more of its runs:
             -- as many first attempts, and as many due retries, as it can take).
-            SELECT id FROM ranked WHERE turn <= p_max_per_tenant
+            SELECT id, row_number() OVER (ORDER BY turn, scheduled_for, id) AS place
+            FROM ranked WHERE turn <= p_max_per_tenant
             ORDER BY turn, scheduled_for, id
             LIMIT (SELECT free FROM capacity)
         ),
@@ -319,13 +320,16 @@ BEGIN
         -- scheduler_claim_plain's conditions say, goes from pending straight to running:
         -- one row version (and an entry in each of the table's indexes) fewer than admitted
         -- then claimed (migration 0015).
+        -- The first in the order of the turns, as the run published first would be.
         kept AS (
-            SELECT r.id FROM runs AS r JOIN triggers AS t ON t.id = r.trigger_id
+            SELECT r.id FROM chosen AS c
+            JOIN runs AS r ON r.id = c.id
+            JOIN triggers AS t ON t.id = r.trigger_id
             WHERE r.id = ANY(ARRAY(SELECT id FROM grabbed))
               AND COALESCE(current_setting('scheduler.keep_for', true), '') <> ''
               AND (t.enabled OR t.run_at IS NOT NULL) AND r.attempt < t.max_attempts
               AND (t.overlap_policy NOT IN ('skip', 'buffer_one') OR r.attempt > 0)
-            ORDER BY r.scheduled_for, r.id
+            ORDER BY c.place
             LIMIT 1
         ),
         admitted AS (
@@ -346,7 +350,11 @@ BEGIN
             WHERE r.id = ANY(ARRAY(SELECT id FROM grabbed)) AND r.id = grabbed.id
             RETURNING r.id
         )
-        SELECT v_ticket, a.id, v_skipped FROM admitted AS a;
+        -- In the order of the turns: the order the runs are published in, so the order
+        -- the workers take them in.
+        SELECT v_ticket, a.id, v_skipped
+        FROM admitted AS a JOIN chosen AS c ON c.id = a.id
+        ORDER BY c.place;
     IF NOT FOUND THEN
         RETURN QUERY SELECT v_ticket, NULL::uuid, v_skipped;
     END IF;
