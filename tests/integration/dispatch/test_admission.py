@@ -197,6 +197,29 @@ def test_ties_on_the_fire_time_are_broken_by_id_and_nothing_is_admitted_twice(ro
     assert room.admit(max_running=2, max_per_tenant=2) == []
 
 
+def test_a_chosen_run_someone_else_holds_is_left_out_of_the_round_and_never_waited_for(
+    room,
+) -> None:
+    # A round locks only the runs it chose (migration 0015). One held by another
+    # transaction (a cancel) is skipped, not waited for while the round holds admission's
+    # lock, and not replaced in that round; once let go, the next round admits it.
+    trigger = room.trigger("a")
+    oldest, newer = room.runs(trigger, 2)
+    admitted: list[list[uuid.UUID]] = []
+    with room.engine.connect() as holder:
+        holder.execute(text("SELECT 1 FROM runs WHERE id = :id FOR UPDATE"), {"id": oldest})
+        round_ = threading.Thread(
+            target=lambda: admitted.append(room.admit(max_running=1, max_per_tenant=1))
+        )
+        round_.start()
+        round_.join(timeout=10)
+        assert not round_.is_alive(), "the round waited for the row lock"
+        holder.rollback()
+    assert admitted == [[]]
+    assert room.admit(max_running=1, max_per_tenant=1) == [oldest]
+    assert room.status(newer) == "pending"
+
+
 def test_buffer_one_keeps_one_fire_waiting_and_skips_the_later_ones(room) -> None:
     trigger = room.trigger("a", overlap_policy="buffer_one")
     [long_run] = room.runs(trigger, status="running", attempt=1)
