@@ -3,6 +3,7 @@ delivery of a run did (docs/design.md section 6).
 
     (insert) ---------------------------------------------> pending | skipped
     pending --admission: a slot is free--> admitted --claim--> running
+    pending --the round of a finish, for the worker that keeps the run--> running
     running --success--> succeeded
        |---retryable failure, attempts left; the sweep takes a stale run back--> pending
        |---cancel requested--> cancelled
@@ -49,6 +50,7 @@ TRANSITIONS: frozenset[tuple[RunStatus | None, RunStatus]] = frozenset(
         (None, P),
         (None, RunStatus.SKIPPED),
         (P, A),
+        (P, R),  # the run a finishing worker keeps, started by its round (migration 0015)
         (P, RunStatus.CANCELLED),
         (P, RunStatus.SKIPPED),
         (A, R),

@@ -19,16 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
 import redis
-from psycopg2.extras import execute_values
+from sqlalchemy import text
 
 from bench import common
+from tests import factories
 
 ROOT = Path(__file__).resolve().parent.parent
 CELERY = str(Path(sys.executable).parent / "celery")
@@ -45,33 +45,22 @@ def insert_due(
     if not with_runs:
         return []
     key = due.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            # What a dispatch leaves behind: the runs, and the one-time triggers disabled.
-            cur.execute("SELECT id, tenant_id FROM triggers WHERE run_at = %s", (due,))
-            rows = [
-                (str(uuid.uuid4()), str(tid), tenant, due, f"{tid}:{key}") for tid, tenant in cur
-            ]
-            execute_values(
-                cur,
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, idempotency_key) "
-                "VALUES %s",
-                rows,
-                page_size=1000,
-            )
-            cur.execute(
-                "UPDATE triggers SET enabled = false, next_run_at = NULL WHERE run_at = %s", (due,)
-            )
-        conn.commit()
-        # A tick that commits this many runs refreshes their statistics (app/dispatch.py,
-        # _refresh_statistics): so does this stand-in for it.
+    with factories.transaction(url) as conn:
+        # What a dispatch leaves behind: the runs, and the one-time triggers disabled.
+        run_ids = factories.make_runs_for_triggers(
+            conn, scheduled_for=due, key_suffix=key, where="t.run_at = :due", due=due
+        )
+        conn.execute(
+            text("UPDATE triggers SET enabled = false, next_run_at = NULL WHERE run_at = :due"),
+            {"due": due},
+        )
+    # A tick that commits this many runs refreshes their statistics (app/dispatch.py,
+    # _refresh_statistics): so does this stand-in for it.
+    with closing(psycopg2.connect(url)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("ANALYZE runs")
-    finally:
-        conn.close()
-    return [row[0] for row in rows]
+    return [str(run_id) for run_id in run_ids]
 
 
 def finished(conn, due: datetime) -> int:

@@ -15,13 +15,12 @@ import json
 import os
 import statistics
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
-from psycopg2.extras import execute_values
 
 from bench import common
+from tests import factories
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -32,16 +31,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with common.fresh_database("sched_bench_handoff") as url:
         due = datetime.now(UTC) - timedelta(seconds=1)
         common.insert_triggers(url, args.waiting, next_run_at=due, cron=None, run_at=due)
+        with factories.transaction(url) as conn:
+            factories.make_runs_for_triggers(conn, scheduled_for=due, key_suffix="x")
         conn = psycopg2.connect(url)
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT id, tenant_id FROM triggers")
-            rows = [(str(uuid.uuid4()), str(t), tenant, due, f"{t}:x") for t, tenant in cur]
-            execute_values(
-                cur,
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, idempotency_key) "
-                "VALUES %s",
-                rows,
-            )
         os.environ["DATABASE_URL"] = url
         from app import admission, config, db
 

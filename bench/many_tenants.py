@@ -28,16 +28,15 @@ import argparse
 import json
 import statistics
 import time
-import uuid
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg2
-from psycopg2.extras import execute_values
 
 from bench import common, e2e_lag
+from tests import factories
 
 TENANTS = (10, 100, 1000, 10_000)
 WAITING_RUNS = 20_000
@@ -83,16 +82,9 @@ def _load(url: str, tenants: int) -> None:
             cur.execute("TRUNCATE runs, triggers CASCADE")
         common.insert_triggers(url, WAITING_RUNS, next_run_at=None, cron=None, run_at=due,
                                tenants=tenants)  # fmt: skip
+        with factories.transaction(url) as runs:
+            factories.make_runs_for_triggers(runs, scheduled_for=due, key_suffix="x")
         with conn.cursor() as cur:
-            cur.execute("SELECT id, tenant_id FROM triggers")
-            rows = [(str(uuid.uuid4()), t, tenant, due, f"{t}:x") for t, tenant in cur]
-            execute_values(
-                cur,
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, idempotency_key) "
-                "VALUES %s",
-                rows,
-                page_size=5000,
-            )
             # Tenants with a run in progress: their oldest fire becomes running.
             cur.execute(
                 "UPDATE runs SET status = 'running', attempt = 1, started_at = now(), "
@@ -213,13 +205,14 @@ def _pile(url: str, retries: int) -> None:
         conn.autocommit = True
         cur.execute("SELECT id FROM triggers LIMIT 1")
         (trigger_id,) = cur.fetchone()
-        cur.execute(
-            "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, idempotency_key, "
-            "attempt, not_before) SELECT gen_random_uuid(), %s, 'pile', "
-            "now() - interval '2 days' + n * interval '10 ms', 'pile:' || n, 1, "
-            "now() - interval '1 day' + n * interval '10 ms' FROM generate_series(1, %s) AS n",
-            (trigger_id, retries),
-        )
+        with factories.transaction(url) as runs:
+            factories.make_runs(
+                runs, retries, returning=False, trigger_id=trigger_id, tenant_id="pile",
+                kind="scheduled",
+                scheduled_for=factories.sql("now() - interval '2 days' + n * interval '10 ms'"),
+                idempotency_key=factories.sql("'pile:' || n"), attempt=1,
+                not_before=factories.sql("now() - interval '1 day' + n * interval '10 ms'"),
+            )  # fmt: skip
         cur.execute("VACUUM ANALYZE runs")
 
 

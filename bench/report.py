@@ -383,7 +383,7 @@ def _schedule_section(results: dict[str, Any]) -> list[str]:
 
 
 def render(results: dict[str, Any], images: list[str]) -> str:
-    from bench import report_admission
+    from bench import report_admission, report_cost
 
     lines = [
         "# Benchmark report",
@@ -398,6 +398,7 @@ def render(results: dict[str, Any], images: list[str]) -> str:
         headline_markdown(results),
         "",
         *report_admission.sections(results, images),
+        *report_cost.sections(results),
         *_dispatch_section(results, images),
         *_peers_section(results, images),
         *_e2e_section(results, images),

@@ -12,7 +12,9 @@
 9. Admission with many tenants waiting, before and after migration 0010 (bench.many_tenants).
 10. Small tenants due at the same instant as a burst, with fair dispatch and before it
    (bench.noisy_neighbour --same-instant, the old code checked out in a worktree).
-11. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
+11. What PostgreSQL pays per run over a 10,000-run drain (bench.per_run_cost, `cost`), and
+   admission's ceiling with 1-8 finishers and no Celery (bench.finishers, `finishers`).
+12. bench/results/results.json, REPORT.md and the PNG plots (bench.report, bench.plots).
 
 Every figure is the median of the runs with their min and max. Redis traffic goes to
 logical database BENCH_REDIS_DB (15) of REDIS_URL; databases are created on DATABASE_URL's
@@ -59,6 +61,8 @@ FULL = {
     "peers_e2e": {"counts": [1000, 10_000], "repeat": 1, "ceiling_repeat": 3, "timeout": 150},
     "tenants": {"runs": 5000},
     "fair": [1000, 10_000, 100_000],
+    "cost": 10_000,
+    "finishers": {"counts": [1, 2, 4, 8], "runs": 3000},
 }
 QUICK = {
     "schedule_runs": 1,
@@ -71,6 +75,8 @@ QUICK = {
     "peers_e2e": {"counts": [500], "repeat": 1, "ceiling_repeat": 1, "timeout": 60},
     "tenants": {"runs": 1000},
     "fair": [1000],
+    "cost": 1000,
+    "finishers": {"counts": [1, 8], "runs": 500},
 }
 # The pre-admission code (issue 12's "before"): main just before admission landed.
 PRE_ADMISSION_COMMIT = "293e245"
@@ -314,6 +320,24 @@ def many_tenants(plan: dict[str, int]) -> dict[str, Any]:
     return result
 
 
+def per_run_cost(runs: int) -> dict[str, Any]:
+    row = _json_run("bench.per_run_cost", "--runs", str(runs))
+    say(f"per run, {runs:,} runs: {row['wal_bytes_per_run']:.0f} WAL bytes, "
+        f"{row['index_entries_per_run']:.1f} index entries, "
+        f"{row.get('statements_per_run', 0):.1f} statements, "
+        f"{row.get('pg_exec_ms_per_run', 0):.2f} ms of statements, "
+        f"{row.get('pg_cpu_ms_per_run', 0):.2f} ms of PostgreSQL CPU")  # fmt: skip
+    return row
+
+
+def finishers(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    counts = [str(n) for n in plan["counts"]]
+    rows = _json_run("bench.finishers", "--finishers", *counts, "--runs", str(plan["runs"]))
+    for row in rows:
+        say(f"finish_and_admit, {row['finishers']} finishers: {row['runs_per_second']} runs/s")
+    return rows
+
+
 def run(quick: bool, pre: Path | None = None, only: list[str] | None = None) -> dict[str, Any]:
     plan = QUICK if quick else FULL
     redis_url = common.bench_redis_url()
@@ -354,6 +378,8 @@ def run(quick: bool, pre: Path | None = None, only: list[str] | None = None) -> 
         ("peers_e2e", lambda: peers_e2e(plan["peers_e2e"])),
         ("tenants", lambda: many_tenants(plan["tenants"])),
         ("fair", lambda: fair(plan["fair"])),
+        ("cost", lambda: per_run_cost(plan["cost"])),
+        ("finishers", lambda: finishers(plan["finishers"])),
     )
     for name, step in steps:
         if only and name not in only:

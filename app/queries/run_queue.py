@@ -2,9 +2,10 @@
 
 Dispatch inserts a batch of runs (one round trip, each column one array parameter);
 admission moves `pending` runs into free slots (app/admission.py explains the lock and the
-fairness); the recovery sweep gives back the slots of dead workers and lost publishes. `enqueued_at` is stamped by one statement, admission's (in the SQL function
-`scheduler_admission_round`): the publish follows its commit at once, and every statement
-that takes a slot back clears the stamp with it.
+fairness); the recovery sweep gives back the slots of dead workers and lost publishes.
+`enqueued_at` is stamped by one statement, admission's (in `scheduler_admission_round`):
+the publish follows its commit at once, and every statement that takes a slot back clears
+the stamp with it.
 """
 
 from __future__ import annotations
@@ -241,8 +242,7 @@ _LOOK_AFTER_ROUND = text(
 def look_after_round(conn: Connection, *, waiting_seconds: float) -> tuple[int, bool]:
     """(The last wake-up number taken, whether a run admitted more than `waiting_seconds`
     ago has not started): such a run's message waits in the broker for a free worker
-    process (or was lost, and waits for its lease). `enqueued_at`, stamped with
-    `admitted_at` by the round, as ix_runs_unfinished has it."""
+    process (or was lost, and waits for its lease). By `enqueued_at`: ix_runs_unfinished."""
     params = {"seconds": f"{waiting_seconds} seconds"}
     last, waiting = conn.execute(_LOOK_AFTER_ROUND, params).one()
     return int(last), bool(waiting)

@@ -7,7 +7,8 @@ Create Date: 2026-11-30
 Backfill (docs/design.md section 3): the dispatcher now plans from `next_fire_at` (the nominal next
 fire) and claims by `next_run_at` (when it is due). Existing triggers have no jitter, so both
 are the same instant: `next_fire_at` is copied from `next_run_at` in this migration, and every
-existing trigger keeps firing across the upgrade (tests/migration/test_schedules_upgrade.py).
+existing trigger keeps firing across the upgrade
+(tests/migration/test_interval_schedules_upgrade.py).
 Existing scheduled runs were due at their `scheduled_for`.
 """
 

@@ -1,7 +1,8 @@
 """The app as a Heroku-style platform runs it (section 16), on Redis and on RabbitMQ.
 
-1. Build: a fresh virtualenv gets the locked runtime requirements (`requirements.txt`,
-   hashes checked) and nothing else, as the Python buildpack installs them.
+1. Build: a virtualenv of its own gets the locked runtime requirements (`requirements.txt`,
+   hashes checked) and nothing else, as the Python buildpack installs them (kept between
+   runs by the lock's hash, as a platform keeps its build cache).
 2. Release: the Procfile's `release` with the platform's variables (PORT, DATABASE_URL as
    `postgres://`, REDIS_URL, WEB_CONCURRENCY=2, DYNO, HEROKU_RELEASE_VERSION, the secrets
    app.json generates).
@@ -13,9 +14,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,15 +44,28 @@ ACCESS_LOG = re.compile(r"^pid=<?(\d+)>? (\S+) (\S+) (\d{3})$", re.M)
 
 
 @pytest.fixture(scope="module")
-def slug(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fresh virtualenv of step 1; its bin/ goes first on the processes' PATH."""
-    venv = tmp_path_factory.mktemp("slug") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--quiet", "--require-hashes",
-         "-r", str(ROOT / "requirements.txt")],
-        check=True, timeout=900,
-    )  # fmt: skip
+def slug() -> Path:
+    """The virtualenv of step 1; its bin/ goes first on the processes' PATH.
+
+    A build is a function of the lock and the interpreter, so, as a platform keeps its
+    build cache, it is kept under .devdata/ by the hash of both and made again when either
+    changes (about 40 s of pip). A build in progress holds a lock; one cut short has no
+    `built` mark and is made again."""
+    lock = ROOT / "requirements.txt"
+    key = hashlib.sha256(lock.read_bytes() + sys.version.encode()).hexdigest()[:16]
+    venv = ROOT / ".devdata" / f"slug-{key}"
+    venv.parent.mkdir(exist_ok=True)
+    with (venv.parent / f"slug-{key}.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not (venv / "built").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "--quiet", "--require-hashes",
+                 "-r", str(lock)],
+                check=True, timeout=900,
+            )  # fmt: skip
+            (venv / "built").touch()
     return venv
 
 

@@ -2,11 +2,16 @@
 
 Issue "Operations", docs/design.md section 8.
 
-Release A (web, worker and beat with 2-second ticks) runs one-time triggers spaced a second
-apart; release B's web, worker, scheduler and beat start beside it (the overlap of a deploy); B's
-restart hook hands dispatching over; A is stopped with SIGTERM. Every fire must have exactly
-one run, every run created after the hook carries B's generation, A's ticks were refused,
-and nothing is left pending or running. It runs on each broker: Redis and RabbitMQ.
+Release A (web, worker and beat with 1-second ticks) runs; a one-time trigger is created
+through the API every half second, due two seconds later, for as long as the deploy lasts,
+so fires fall due in every phase of it. A dispatches fires alone; release B's web, worker,
+scheduler and beat start beside it (the overlap of a deploy) and B's ticks are refused; B's
+restart hook hands dispatching over; once B has dispatched and A's ticks are refused, A is
+stopped with SIGTERM and B dispatches alone. Each phase lasts until the test sees, in the
+database or the logs, the state the next one needs (a wait with a deadline, never a fixed
+sleep). Every fire must have exactly one run, every run created after the hook carries B's
+generation, and nothing is left pending or running. It runs on each broker: Redis and
+RabbitMQ.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,15 +33,16 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from app import config
+from app import config, db, keys
 from tests.integration.runner import brokers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-restart-secret-0123456789"
-TRIGGERS = 36
-SPACING = timedelta(seconds=1)
+# A one-time trigger is created every SPACING, due LEAD after its creation.
+SPACING = timedelta(seconds=0.5)
+LEAD = timedelta(seconds=2)
 
 
 def procfile() -> dict[str, str]:
@@ -134,7 +141,7 @@ def stack_env(
         "BROKER_URL": broker,
         "SCHEDULER_RESTART_SECRET": SECRET,
         "SECRET_KEY": "deploy-tests-secret-key-0123456789abcdef",
-        "DISPATCH_INTERVAL_SECONDS": "2",
+        "DISPATCH_INTERVAL_SECONDS": "1",
         "HEARTBEAT_SECONDS": "1",
         "HEARTBEAT_TIMEOUT_SECONDS": "10",
         "LOG_FORMAT": "json",
@@ -142,13 +149,12 @@ def stack_env(
     }
 
 
-def make_key(env: dict[str, str]) -> str:
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "flask"), "--app", "web", "keys", "create",
-         "--tenant", "e2e", "--principal", "e2e", "--role", "admin", "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return json.loads(result.stdout.strip().splitlines()[-1])["key"]
+def make_key(settings: config.Settings) -> str:
+    engine = db.get_engine(settings.sqlalchemy_url)
+    with db.session_scope(engine) as session:
+        return keys.create(
+            session, tenant_id="e2e", principal="e2e", role="admin", now=datetime.now(UTC)
+        ).key
 
 
 def restart_hook(release: Release, *, deployed: str | None = None, status: int = 200) -> dict:
@@ -163,34 +169,101 @@ def restart_hook(release: Release, *, deployed: str | None = None, status: int =
     return response.json()
 
 
-def test_a_deploy_overlap_loses_and_duplicates_nothing(stack_env, engine, tmp_path) -> None:
+class Feeder(threading.Thread):
+    """Creates a one-time trigger through `release`'s API every SPACING, each firing LEAD
+    later, until stopped: whatever each phase of the deploy lasts, fires fall due in it.
+    The release it calls may be changed while it runs."""
+
+    def __init__(self, release: Release, key: str) -> None:
+        super().__init__(daemon=True)
+        self.release, self.key = release, key
+        self.fires: list[datetime] = []
+        self.errors: list[str] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            fire = datetime.now(UTC) + LEAD
+            n = len(self.fires)
+            try:
+                response = requests.post(
+                    self.release.url("/api/v1/triggers"),
+                    headers={"Authorization": f"Bearer {self.key}"},
+                    json={"name": f"e2e-{n}", "run_at": fire.isoformat(),
+                          "action": {"type": "task", "name": "echo"}, "payload": {"n": n}},
+                    timeout=10,
+                )  # fmt: skip
+            except requests.RequestException as exc:
+                self.errors.append(repr(exc))
+                return
+            if response.status_code != 201:
+                self.errors.append(response.text)
+                return
+            self.fires.append(fire)
+            self.stopped.wait(SPACING.total_seconds())
+
+    def stop(self) -> list[datetime]:
+        """Stop creating; return the fire instants of the triggers created."""
+        self.stopped.set()
+        self.join(timeout=15)
+        assert not self.errors, self.errors
+        return self.fires
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """Poll `condition` every 0.2 s until it is true; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        time.sleep(0.2)
+
+
+def runs_of_generation(engine, generation: int) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT count(*) FROM runs WHERE generation = :g"), {"g": generation}
+        ).scalar_one()
+
+
+def dispatched_since(engine, moment: datetime) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT EXISTS (SELECT FROM runs WHERE created_at > :at)"), {"at": moment}
+        ).scalar_one()
+
+
+def refused(releases: tuple[Release, ...], release: str, deployment_id: str) -> bool:
+    """Whether a worker of `releases` logged a tick of `release` refused under
+    `deployment_id`."""
+    return any(
+        e.get("event") == "tick_superseded"
+        and (e.get("release"), e.get("deployment_id")) == (release, deployment_id)
+        for r in releases for kind in r.procs for e in r.log_events(kind)
+    )  # fmt: skip
+
+
+def test_a_deploy_overlap_loses_and_duplicates_nothing(stack_env, settings, engine, tmp_path):
     started = time.monotonic()
     a = Release("A", stack_env, tmp_path)
     # B also runs the optional `scheduler` process: both layouts hand over the same way.
     b = Release("B", stack_env, tmp_path, kinds=("web", "worker", "scheduler", "beat"))
+    feeder = None
     try:
         a.start()
+        key = make_key(settings)
         a.wait_until_serving()
         first = restart_hook(a)  # A's release phase
         assert first["deployment_id"] == "A"
+        feeder = Feeder(a, key)
+        feeder.start()
 
-        key = make_key(stack_env)
-        t0 = datetime.now(UTC) + timedelta(seconds=6)
-        fires = [t0 + n * SPACING for n in range(TRIGGERS)]
-        for n, fire in enumerate(fires):
-            response = requests.post(
-                a.url("/api/v1/triggers"),
-                headers={"Authorization": f"Bearer {key}"},
-                json={"name": f"e2e-{n}", "run_at": fire.isoformat(),
-                      "action": {"type": "task", "name": "echo"}, "payload": {"n": n}},
-                timeout=10,
-            )  # fmt: skip
-            assert response.status_code == 201, response.text
-
-        time.sleep(8)  # A dispatches the first fires alone
+        wait_until(lambda: runs_of_generation(engine, first["generation"]) > 0,
+                   "A dispatches fires alone")  # fmt: skip
         b.start()
         b.wait_until_serving()
-        time.sleep(3)  # A and B overlap; B's ticks are refused until the hook
+        # A and B overlap; B's ticks are refused until the hook.
+        wait_until(lambda: refused((a, b), "B", "A"), "a tick of B is refused")
         # B's hook call reaching one of A's web processes is refused and changes nothing.
         stale = restart_hook(a, deployed="B", status=409)
         assert stale["error"]["code"] == "release_mismatch"
@@ -198,22 +271,30 @@ def test_a_deploy_overlap_loses_and_duplicates_nothing(stack_env, engine, tmp_pa
         hooked_at = datetime.now(UTC)
         assert (hook["deployment_id"], hook["generation"]) == ("B", first["generation"] + 1)
 
-        time.sleep(6)  # both run; only B dispatches now
+        # Both run; only B dispatches now.
+        wait_until(lambda: runs_of_generation(engine, hook["generation"]) > 0,
+                   "B dispatches")  # fmt: skip
+        wait_until(lambda: refused((a, b), "A", "B"), "a tick of A is refused")
+        feeder.release = b  # A's web goes away with A: new triggers come in through B
         codes = a.stop(signal.SIGTERM)
         assert set(codes) == {"web", "worker", "beat"}
+        a_stopped_at = datetime.now(UTC)
+        wait_until(lambda: dispatched_since(engine, a_stopped_at), "B dispatches alone")
+        fires = feeder.stop()
 
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline:
+        def settled() -> bool:
             with engine.connect() as conn:
-                counts = conn.execute(text(
+                done, made = conn.execute(text(
                     "SELECT count(*) FILTER "
                     "(WHERE status NOT IN ('pending', 'admitted', 'running')), "
                     "count(*) FROM runs"
                 )).one()  # fmt: skip
-            if datetime.now(UTC) > fires[-1] and counts[0] == counts[1] >= TRIGGERS:
-                break
-            time.sleep(0.5)
+            return datetime.now(UTC) > fires[-1] and done == made >= len(fires)
+
+        wait_until(settled, "every fire's run has finished", timeout=45)
     finally:
+        if feeder is not None:
+            feeder.stopped.set()
         a.stop(signal.SIGKILL, timeout=5)
         b.stop(signal.SIGTERM)
 
@@ -226,18 +307,12 @@ def test_a_deploy_overlap_loses_and_duplicates_nothing(stack_env, engine, tmp_pa
             "SELECT count(*) FROM triggers WHERE enabled AND next_run_at IS NOT NULL"
         )).scalar()  # fmt: skip
 
-    assert len(runs) == TRIGGERS, "every fire exactly one run"
-    assert len({r.trigger_id for r in runs}) == TRIGGERS
+    assert len(runs) == len(fires), "every fire exactly one run"
+    assert len({r.trigger_id for r in runs}) == len(fires)
     assert all(r.scheduled_for == r.run_at for r in runs)
     assert due_left == 0
     assert {r.status for r in runs} == {"succeeded"}, "nothing pending, running or failed"
     after_hook = [r for r in runs if r.created_at > hooked_at]
     assert after_hook, "some fires were dispatched after the hook"
     assert {r.generation for r in after_hook} == {hook["generation"]}
-
-    refused = [
-        e for release in (a, b) for kind in release.kinds for e in release.log_events(kind)
-        if e.get("event") == "tick_superseded"
-    ]  # fmt: skip
-    assert any(e.get("release") == "A" and e.get("deployment_id") == "B" for e in refused)
     assert time.monotonic() - started < 120

@@ -28,9 +28,18 @@ def empty_database() -> Iterator[str]:
         support.drop_database(url)
 
 
-def test_models_and_migrations_agree(empty_database: str) -> None:
-    support.migrate(empty_database)
-    engine = create_engine(support.sqlalchemy_url(empty_database))
+@pytest.fixture()
+def migrated_database() -> Iterator[str]:
+    """A database at head: a copy of one the migrations built (support.database_at)."""
+    url = support.database_at("head")
+    try:
+        yield url
+    finally:
+        support.drop_database(url)
+
+
+def test_models_and_migrations_agree(migrated_database: str) -> None:
+    engine = create_engine(support.sqlalchemy_url(migrated_database))
     try:
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), models.Base.metadata)
@@ -60,10 +69,9 @@ def _facts(url: str) -> dict[str, set[tuple]]:
         engine.dispose()
 
 
-def test_indexes_constraints_and_defaults_match_the_models_exactly(empty_database: str) -> None:
+def test_indexes_constraints_and_defaults_match_the_models_exactly(migrated_database: str) -> None:
     # autogenerate's comparison cannot see CHECK constraints, partial-index predicates or
     # server defaults; PostgreSQL's own definitions of both schemas can.
-    support.migrate(empty_database)
     from_models = support.create_database("sched_models")
     try:
         engine = create_engine(support.sqlalchemy_url(from_models))
@@ -71,7 +79,7 @@ def test_indexes_constraints_and_defaults_match_the_models_exactly(empty_databas
             models.Base.metadata.create_all(engine)
         finally:
             engine.dispose()
-        migrated, modelled = _facts(empty_database), _facts(from_models)
+        migrated, modelled = _facts(migrated_database), _facts(from_models)
     finally:
         support.drop_database(from_models)
     for kind in SCHEMA_FACTS:
@@ -114,7 +122,6 @@ def _admission_scene(url: str) -> Iterator[tuple[Any, Callable[[], int]]]:
     (an autocommit cursor to set the scene with, a function that runs one admission round
     in a session of its own, which keeps its plans, and returns the tuples of `runs` it
     read)."""
-    support.migrate(url)
     admin, session = psycopg2.connect(url), psycopg2.connect(url)
     admin.autocommit = session.autocommit = True
     cur, own = admin.cursor(), session.cursor()
@@ -151,14 +158,14 @@ def _wait(cur: Any, count: int) -> None:
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["never analyzed", "analyzed tiny"])
 def test_an_admission_round_planned_before_a_burst_reads_a_few_runs_after_it(
-    empty_database: str, analyzed: bool
+    migrated_database: str, analyzed: bool
 ) -> None:
     """The round keeps its plan for the session (migration 0008), made here while 20 runs
     waited. After a burst it must read a few runs, not the waiting room: 0006's statement,
     with such a plan, read a tenant's waiting runs for each candidate (4,054 tuples here;
     5 ms a candidate with 20,000 waiting), and with statistics of the tiny table the plan
     scanned the whole table three times (6,072)."""
-    with _admission_scene(empty_database) as (cur, round_reads):
+    with _admission_scene(migrated_database) as (cur, round_reads):
 
         def round_() -> int:
             cur.execute(
@@ -182,14 +189,14 @@ def test_an_admission_round_planned_before_a_burst_reads_a_few_runs_after_it(
 
 
 def test_an_admission_round_skips_the_dead_entries_of_runs_that_went_through(
-    empty_database: str,
+    migrated_database: str,
 ) -> None:
     """Runs pass through `admitted` and `running` in moments, and each leaves dead index
     entries until VACUUM. The round counts the runs in progress at every call: by bitmap
     scans it visited every dead entry's heap page at every call (8,000 tuples here, at each
     of them); by plain index scans (migration 0009) the first scan marks them dead and the
     next ones skip them."""
-    with _admission_scene(empty_database) as (cur, round_reads):
+    with _admission_scene(migrated_database) as (cur, round_reads):
         _wait(cur, 2000)
         for status in ("admitted", "running", "succeeded"):  # 2,000 runs went through
             cur.execute("UPDATE runs SET status = %s", (status,))
@@ -207,14 +214,14 @@ def test_an_admission_round_skips_the_dead_entries_of_runs_that_went_through(
 
 
 def test_an_admission_round_planned_on_a_new_table_probes_one_at_a_time_triggers(
-    empty_database: str,
+    migrated_database: str,
 ) -> None:
     """A round planned before the table's first ANALYZE, then 20,000 fires of 2,000
     `buffer_one` triggers waiting. With ix_runs_pending_fire in place (migration 0010), such
     a plan ran the test "another fire of the trigger waits ahead" as a hashed subplan over
     every waiting run, for every candidate run (millions of index entries, 3 s a round);
     OFFSET 0 keeps it a probe of the trigger's own line."""
-    with _admission_scene(empty_database) as (cur, round_reads):
+    with _admission_scene(migrated_database) as (cur, round_reads):
         cur.execute("DELETE FROM triggers")
         round_reads()  # planned now: nothing waits, and no statistics
         cur.execute(
@@ -238,14 +245,14 @@ def test_an_admission_round_planned_on_a_new_table_probes_one_at_a_time_triggers
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["planned before", "analyzed"])
 def test_an_admission_round_reads_what_a_retry_pile_can_use_not_the_pile(
-    empty_database: str, analyzed: bool
+    migrated_database: str, analyzed: bool
 ) -> None:
     """One tenant's 50,000 retries whose backoff has passed (failing runs, a backfill) and
     ten tenants with 2,000 fires each waiting. The round holds the global admission lock: it used
     to read every due retry of every tenant (195 ms at 200,000, 800 ms at 1,000,000). Now it
     reads, per tenant, what its free slots could use times the factor (migration 0012), and
     the others still get their turns."""
-    with _admission_scene(empty_database) as (cur, round_reads):
+    with _admission_scene(migrated_database) as (cur, round_reads):
         if not analyzed:
             round_reads()  # planned now: nothing waits, and no statistics
         _wait(cur, 20_000)  # statistics where no one tenant's runs stand out
@@ -285,13 +292,12 @@ def test_an_admission_round_reads_what_a_retry_pile_can_use_not_the_pile(
         assert reads < 2000, reads  # 450,963 when each tenant walked every due retry
 
 
-def test_each_database_function_is_its_file_in_app_queries_sql(empty_database: str) -> None:
+def test_each_database_function_is_its_file_in_app_queries_sql(migrated_database: str) -> None:
     """What runs in production is what app/queries/sql/ says: every function of the
     migrated schema has a file there, and running the file changes nothing of its
     definition (body, arguments, results, SET options)."""
-    support.migrate(empty_database)
     folder = Path(__file__).resolve().parents[2] / "app" / "queries" / "sql"
-    with closing(psycopg2.connect(empty_database)) as conn, conn.cursor() as cur:
+    with closing(psycopg2.connect(migrated_database)) as conn, conn.cursor() as cur:
         conn.autocommit = True
 
         def definitions() -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,18 +23,23 @@ NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture()
-def database() -> Iterator[str]:
-    url = support.create_database("sched_principals")
-    try:
-        yield url
-    finally:
+def database_at() -> Iterator[Callable[[str], str]]:
+    """A new database at the revision asked for (support.database_at), dropped after."""
+    made: list[str] = []
+
+    def make(revision: str) -> str:
+        made.append(support.database_at(revision, "sched_principals"))
+        return made[-1]
+
+    yield make
+    for url in made:
         support.drop_database(url)
 
 
 def test_existing_keys_and_triggers_keep_working_across_the_upgrade(
-    database: str, redis_url: str
+    database_at: Callable[[str], str], redis_url: str
 ) -> None:
-    support.migrate(database, "0012")
+    database = database_at("0012")
     engine = create_engine(support.sqlalchemy_url(database))
     trigger_id, run_id, key = uuid.uuid4(), uuid.uuid4(), keys.generate()
     try:
@@ -105,8 +110,8 @@ def test_existing_keys_and_triggers_keep_working_across_the_upgrade(
         engine.dispose()
 
 
-def test_the_downgrade_removes_principals_and_run_as(database: str) -> None:
-    support.migrate(database, "head")
+def test_the_downgrade_removes_principals_and_run_as(database_at: Callable[[str], str]) -> None:
+    database = database_at("head")
     command.downgrade(support.alembic_config(database), "0012")
     engine = create_engine(support.sqlalchemy_url(database))
     try:

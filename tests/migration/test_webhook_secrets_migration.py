@@ -16,9 +16,8 @@ from tests import support
 
 @pytest.fixture()
 def at_0001() -> Iterator[str]:
-    url = support.create_database("sched_migr")
+    url = support.database_at("0001")
     try:
-        support.migrate(url, "0001")
         yield url
     finally:
         support.drop_database(url)

@@ -4,7 +4,8 @@
 -- nothing to do (every slot taken, no wake-up since p_seen) or another admitter holds the
 -- lock. VOLATILE: each statement below takes a fresh snapshot (READ COMMITTED), so the
 -- ones after the lock see every admission committed before it was granted.
--- Moves: pending -> skipped, pending -> admitted
+-- Moves: pending -> skipped, pending -> admitted, pending -> running
+-- (pending -> running: the run a finishing worker keeps, started by the round itself.)
 CREATE OR REPLACE FUNCTION scheduler_admission_round(
     p_max_running bigint, p_max_per_tenant bigint, p_factor bigint, p_seen bigint,
     p_lock_key bigint
@@ -94,7 +95,7 @@ BEGIN
             WHERE r.id = ANY(ARRAY(SELECT id FROM doomed)) AND r.id = d.id;
         GET DIAGNOSTICS v_skipped = ROW_COUNT;
     END IF;
-    -- 3. Count, choose, lock, mark admitted.
+    -- 3. Count, choose, lock the chosen, mark admitted (and start the kept run).
     RETURN QUERY
         WITH RECURSIVE busy AS (
             SELECT tenant_id, count(*) AS n FROM runs
@@ -232,8 +233,9 @@ BEGIN
         -- Each candidate's oldest runs that can start, first attempts and due retries
         -- apart (each from its own index, so that neither kind is read past what the
         -- tenant can take: a pile of retries in their backoff is not walked to reach a
-        -- first attempt), up to what it can take; `ranked` puts them in fire order.
-        locked AS MATERIALIZED (
+        -- first attempt), up to what it can take; `ranked` puts them in fire order. Read,
+        -- not locked: only the runs chosen are locked, below (migration 0015).
+        eligible AS MATERIALIZED (
             SELECT c.tenant_id, c.n, x.id, x.scheduled_for
             FROM candidates AS c
             CROSS JOIN LATERAL (
@@ -260,7 +262,6 @@ BEGIN
                                ORDER BY o.scheduled_for, o.id LIMIT 1) IS NOT NULL)))
                 ORDER BY r.scheduled_for, r.id
                 LIMIT LEAST((SELECT free FROM capacity), p_max_per_tenant - c.n)
-                FOR UPDATE OF r SKIP LOCKED
             ) AS x
             UNION ALL
             -- Due retries, the oldest fires first: all of them when there are few (`due`
@@ -271,8 +272,8 @@ BEGIN
             CROSS JOIN LATERAL (
                 SELECT r.id, r.scheduled_for FROM runs AS r
                 -- By primary key: as an IN, a plan made before the table's first ANALYZE
-                -- read every waiting run to find these. The status is checked (again, after
-                -- the lock) by an expression no partial index is defined by: as a plain
+                -- read every waiting run to find these. The status is checked (again) by
+                -- an expression no partial index is defined by: as a plain
                 -- `status = 'pending'`, such a plan scanned ix_runs_pending_trigger whole.
                 WHERE r.id = ANY(ARRAY(
                         SELECT d.id FROM runs AS d
@@ -286,33 +287,76 @@ BEGIN
                   AND r.status || '' = 'pending' AND r.cancel_requested_at IS NULL
                 ORDER BY r.scheduled_for, r.id
                 LIMIT LEAST((SELECT free FROM capacity), p_max_per_tenant - c.n)
-                FOR UPDATE OF r SKIP LOCKED
             ) AS x
         ),
         ranked AS (
             SELECT id, n + row_number() OVER (
                        PARTITION BY tenant_id ORDER BY scheduled_for, id) AS turn,
                    scheduled_for
-            FROM locked
+            FROM eligible
         ),
         chosen AS (
-            -- A tenant's turns past its cap are left (`locked` may hold more of its runs:
+            -- A tenant's turns past its cap are left (`eligible` may hold more of its runs:
             -- as many first attempts, and as many due retries, as it can take).
-            SELECT id FROM ranked WHERE turn <= p_max_per_tenant
+            SELECT id, row_number() OVER (ORDER BY turn, scheduled_for, id) AS place
+            FROM ranked WHERE turn <= p_max_per_tenant
             ORDER BY turn, scheduled_for, id
             LIMIT (SELECT free FROM capacity)
         ),
+        -- The chosen runs, locked, and still pending and not cancelled as locked (the lock
+        -- reads the row's latest version): one that another transaction holds or has just
+        -- changed (a cancel) is left out of this round, not replaced. Locking only these,
+        -- not every eligible run read (about four row locks, each written to the WAL, per
+        -- run admitted, measured by bench.per_run_cost).
+        grabbed AS MATERIALIZED (
+            SELECT r.id FROM runs AS r
+            -- By primary key, the status by an expression no partial index is defined by
+            -- (as below).
+            WHERE r.id = ANY(ARRAY(SELECT id FROM chosen))
+              AND r.status || '' = 'pending' AND r.cancel_requested_at IS NULL
+            FOR UPDATE OF r SKIP LOCKED
+        ),
+        -- The run a finishing worker keeps, started here for it: scheduler_finish_and_admit
+        -- names the worker in the transaction's setting `scheduler.keep_for` (empty or unset:
+        -- keep none). One chosen run that nothing needs deciding about, as
+        -- scheduler_claim_plain's conditions say, goes from pending straight to running:
+        -- one row version (and an entry in each of the table's indexes) fewer than admitted
+        -- then claimed (migration 0015).
+        -- The first in the order of the turns, as the run published first would be.
+        kept AS (
+            SELECT r.id FROM chosen AS c
+            JOIN runs AS r ON r.id = c.id
+            JOIN triggers AS t ON t.id = r.trigger_id
+            WHERE r.id = ANY(ARRAY(SELECT id FROM grabbed))
+              AND COALESCE(current_setting('scheduler.keep_for', true), '') <> ''
+              AND (t.enabled OR t.run_at IS NOT NULL) AND r.attempt < t.max_attempts
+              AND (t.overlap_policy NOT IN ('skip', 'buffer_one') OR r.attempt > 0)
+            ORDER BY c.place
+            LIMIT 1
+        ),
         admitted AS (
             UPDATE runs AS r
-            SET status = 'admitted', admitted_at = clock_timestamp(),
-                enqueued_at = clock_timestamp()
-            FROM chosen
-            -- By primary key only: `locked` holds these rows, still pending. A condition on the
-            -- status would tempt the planner into scanning the whole waiting room.
-            WHERE r.id = ANY(ARRAY(SELECT id FROM chosen)) AND r.id = chosen.id
+            SET status = CASE WHEN k.id IS NULL THEN 'admitted' ELSE 'running' END,
+                admitted_at = clock_timestamp(), enqueued_at = clock_timestamp(),
+                attempt = r.attempt + CASE WHEN k.id IS NULL THEN 0 ELSE 1 END,
+                started_at = CASE WHEN k.id IS NULL THEN r.started_at
+                                  ELSE COALESCE(r.started_at, clock_timestamp()) END,
+                heartbeat_at = CASE WHEN k.id IS NULL THEN r.heartbeat_at
+                                    ELSE clock_timestamp() END,
+                worker = CASE WHEN k.id IS NULL THEN r.worker
+                              ELSE current_setting('scheduler.keep_for', true) END,
+                not_before = CASE WHEN k.id IS NULL THEN r.not_before END
+            FROM grabbed LEFT JOIN kept AS k ON k.id = grabbed.id
+            -- By primary key only: `grabbed` holds these rows, still pending. A condition on
+            -- the status would tempt the planner into scanning the whole waiting room.
+            WHERE r.id = ANY(ARRAY(SELECT id FROM grabbed)) AND r.id = grabbed.id
             RETURNING r.id
         )
-        SELECT v_ticket, a.id, v_skipped FROM admitted AS a;
+        -- In the order of the turns: the order the runs are published in, so the order
+        -- the workers take them in.
+        SELECT v_ticket, a.id, v_skipped
+        FROM admitted AS a JOIN chosen AS c ON c.id = a.id
+        ORDER BY c.place;
     IF NOT FOUND THEN
         RETURN QUERY SELECT v_ticket, NULL::uuid, v_skipped;
     END IF;

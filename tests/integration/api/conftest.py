@@ -19,6 +19,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import Engine, text
 
 from app import config, db, keys, service
+from tests import factories
 from web import context, create_app
 
 ECHO = {"type": "task", "name": "echo"}
@@ -184,23 +185,21 @@ def add_run(engine: Engine) -> Callable[..., uuid.UUID]:
         result: Any = None,
     ) -> uuid.UUID:
         run_id = uuid.uuid4()
-        when = scheduled_for or datetime.now(UTC) - timedelta(minutes=1)
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                    "idempotency_key, status, created_at, enqueued_at, finished_at, result) "
-                    "VALUES (:id, :tid, :tenant, :sf, :kind, :key, :status, :created, "
-                    ":enq, :fin, CAST(:result AS jsonb))"
-                ),
-                {
-                    "id": run_id, "tid": trigger["id"], "tenant": trigger["tenant_id"],
-                    "sf": when, "kind": kind, "key": f"{trigger['id']}:{run_id}",
-                    "status": status, "created": created_at or datetime.now(UTC),
-                    "enq": enqueued_at, "fin": finished_at,
-                    "result": None if result is None else json.dumps(result),
-                },
-            )  # fmt: skip
+            factories.make_run(
+                conn,
+                id=run_id,
+                trigger_id=trigger["id"],
+                tenant_id=trigger["tenant_id"],
+                scheduled_for=scheduled_for or datetime.now(UTC) - timedelta(minutes=1),
+                kind=kind,
+                idempotency_key=f"{trigger['id']}:{run_id}",
+                status=status,
+                created_at=created_at or datetime.now(UTC),
+                enqueued_at=enqueued_at,
+                finished_at=finished_at,
+                result=result,
+            )
         return run_id
 
     return add

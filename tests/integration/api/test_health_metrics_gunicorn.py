@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -17,25 +16,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 
-from tests import gunicorn
+from tests import factories, gunicorn
 
 pytestmark = pytest.mark.slow
 TOKEN = "metrics-token-of-the-tests-0123456789"
 
 
 def add_run(engine, tenant: str, *, status: str = "pending", waited: timedelta = timedelta()):
+    at = datetime.now(UTC) - waited
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                "idempotency_key, status, generation, created_at) VALUES (:id, :trigger, "
-                ":tenant, :at, 'manual', :key, :status, 0, :at)"
-            ),
-            {"id": uuid.uuid4(), "trigger": uuid.uuid4(), "tenant": tenant, "key": uuid.uuid4().hex,
-             "status": status, "at": datetime.now(UTC) - waited},
-        )  # fmt: skip
+        factories.make_run(conn, tenant_id=tenant, status=status, scheduled_for=at, created_at=at)
 
 
 def scrape(base: str, **headers: str) -> dict[str, dict[tuple, float]]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from tests import support
+from tests import factories, support
 from tests.integration.api.conftest import Caller, assert_error
 from web import context, create_app
 
@@ -56,13 +56,7 @@ def window(minutes: int, *, ending: datetime = NOON) -> dict[str, str]:
 def fill_slot(engine) -> None:
     """Take the one slot, so that no run the API creates is admitted at once."""
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                "idempotency_key, status, generation, created_at) VALUES (gen_random_uuid(), "
-                "gen_random_uuid(), 'other', now(), 'manual', 'busy', 'running', 0, now())"
-            )
-        )
+        factories.occupy_slot(conn)
 
 
 def test_run_now_past_the_cap_is_409_naming_it_and_stores_nothing(capped, engine, snapshot):

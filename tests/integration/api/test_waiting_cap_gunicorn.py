@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from tests import gunicorn
+from tests import factories, gunicorn
 
 pytestmark = pytest.mark.slow
 LIMIT = 100
@@ -19,13 +19,7 @@ LIMIT = 100
 @pytest.fixture()
 def server(settings, engine, redis_client, tmp_path) -> Iterator[str]:
     with engine.begin() as conn:  # the one slot is taken: every new run stays pending
-        conn.execute(
-            text(
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                "idempotency_key, status, generation, created_at) VALUES (gen_random_uuid(), "
-                "gen_random_uuid(), 'other', now(), 'manual', 'busy', 'running', 0, now())"
-            )
-        )
+        factories.occupy_slot(conn)
     with gunicorn.serve(
         settings, tmp_path / "gunicorn.log", MAX_WAITING_RUNS_PER_TENANT=str(LIMIT),
         MAX_RUNNING="1", MAX_RUNNING_PER_TENANT="1",

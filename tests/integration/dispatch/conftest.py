@@ -1,4 +1,5 @@
-"""Factories for the dispatcher tests: triggers inserted in bulk, queued messages read back."""
+"""Fixtures for the dispatcher tests: triggers inserted in bulk (tests/factories.py), queued
+messages read back, a tick."""
 
 from __future__ import annotations
 
@@ -9,18 +10,11 @@ from datetime import datetime
 
 import pytest
 import redis
-from psycopg2.extras import execute_values
 from sqlalchemy import Engine, text
 
 from app import admission, dispatch
 from tasks.celery_app import RUNS_QUEUE
-
-INSERT = """
-    INSERT INTO triggers (id, tenant_id, name, cron, timezone, run_at, action, next_run_at,
-                          catchup_policy, catchup_window_seconds, enabled)
-    VALUES %s
-"""
-
+from tests import factories
 
 UNLIMITED = admission.Limits(max_running=1_000_000, max_per_tenant=1_000_000)
 
@@ -39,31 +33,20 @@ def make_triggers(engine: Engine) -> Callable[..., list[uuid.UUID]]:
         tenant_id: str = "tenant-a",
         enabled: bool = True,
     ) -> list[uuid.UUID]:
-        ids = [uuid.uuid4() for _ in range(count)]
-        rows = [
-            (
-                str(i),
-                tenant_id,
-                f"t{n}",
-                cron,
-                timezone,
-                run_at,
-                json.dumps({"type": "task", "name": "echo"}),
-                next_run_at,
-                catchup_policy,
-                catchup_window_seconds,
-                enabled,
+        with engine.begin() as conn:
+            return factories.make_triggers(
+                conn,
+                count,
+                tenant_id=tenant_id,
+                name=factories.sql("'t' || (n - 1)"),
+                cron=cron,
+                timezone=timezone,
+                run_at=run_at,
+                next_run_at=next_run_at,
+                catchup_policy=catchup_policy,
+                catchup_window_seconds=catchup_window_seconds,
+                enabled=enabled,
             )
-            for n, i in enumerate(ids)
-        ]
-        raw = engine.raw_connection()
-        try:
-            with raw.cursor() as cur:
-                execute_values(cur, INSERT, rows, page_size=1000)
-            raw.commit()
-        finally:
-            raw.close()
-        return ids
 
     return make
 

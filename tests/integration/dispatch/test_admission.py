@@ -7,7 +7,6 @@ separate connections released together by a barrier.
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections import Counter
@@ -19,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from app import admission
+from tests import factories
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -30,21 +30,10 @@ class Room:
         self.engine = engine
 
     def trigger(self, tenant: str = "a", *, overlap_policy: str = "allow") -> uuid.UUID:
-        trigger_id = uuid.uuid4()
         with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO triggers (id, tenant_id, name, cron, action, overlap_policy) "
-                    "VALUES (:id, :tenant, 't', '* * * * *', CAST(:action AS jsonb), :policy)"
-                ),
-                {
-                    "id": trigger_id,
-                    "tenant": tenant,
-                    "action": json.dumps({"type": "task", "name": "echo"}),
-                    "policy": overlap_policy,
-                },
+            return factories.make_trigger(
+                conn, tenant_id=tenant, name="t", overlap_policy=overlap_policy
             )
-        return trigger_id
 
     def runs(
         self,
@@ -56,30 +45,20 @@ class Room:
         attempt: int = 0,
         not_before: str | None = None,
     ) -> list[uuid.UUID]:
-        ids = [uuid.uuid4() for _ in range(count)]
+        running = factories.sql("now()") if status == "running" else None
         with self.engine.begin() as conn:
-            for n, run_id in enumerate(ids):
-                conn.execute(
-                    text(
-                        "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, "
-                        "idempotency_key, status, attempt, not_before, started_at, "
-                        "heartbeat_at) SELECT :id, t.id, t.tenant_id, :at, :key, :status, "
-                        ":attempt, now() + CAST(:nb AS interval), "
-                        "CASE WHEN :status = 'running' THEN now() END, "
-                        "CASE WHEN :status = 'running' THEN now() END "
-                        "FROM triggers t WHERE t.id = :tid"
-                    ),
-                    {
-                        "id": run_id,
-                        "tid": trigger_id,
-                        "at": start + timedelta(seconds=n),
-                        "key": str(run_id),
-                        "status": status,
-                        "attempt": attempt,
-                        "nb": not_before,
-                    },
-                )
-        return ids
+            return factories.make_runs(
+                conn,
+                count,
+                trigger_id=trigger_id,
+                scheduled_for=factories.every(start, timedelta(seconds=1)),
+                kind="scheduled",
+                status=status,
+                attempt=attempt,
+                not_before=factories.sql("now() + CAST(:nb AS interval)", nb=not_before),
+                started_at=running,
+                heartbeat_at=running,
+            )
 
     def admit(self, max_running: int, max_per_tenant: int) -> list[uuid.UUID]:
         limits = admission.Limits(max_running=max_running, max_per_tenant=max_per_tenant)
@@ -216,6 +195,29 @@ def test_ties_on_the_fire_time_are_broken_by_id_and_nothing_is_admitted_twice(ro
     room.finish(first)
     assert set(room.admit(max_running=2, max_per_tenant=2)) == set(sorted(ids)[2:])
     assert room.admit(max_running=2, max_per_tenant=2) == []
+
+
+def test_a_chosen_run_someone_else_holds_is_left_out_of_the_round_and_never_waited_for(
+    room,
+) -> None:
+    # A round locks only the runs it chose (migration 0015). One held by another
+    # transaction (a cancel) is skipped, not waited for while the round holds admission's
+    # lock, and not replaced in that round; once let go, the next round admits it.
+    trigger = room.trigger("a")
+    oldest, newer = room.runs(trigger, 2)
+    admitted: list[list[uuid.UUID]] = []
+    with room.engine.connect() as holder:
+        holder.execute(text("SELECT 1 FROM runs WHERE id = :id FOR UPDATE"), {"id": oldest})
+        round_ = threading.Thread(
+            target=lambda: admitted.append(room.admit(max_running=1, max_per_tenant=1))
+        )
+        round_.start()
+        round_.join(timeout=10)
+        assert not round_.is_alive(), "the round waited for the row lock"
+        holder.rollback()
+    assert admitted == [[]]
+    assert room.admit(max_running=1, max_per_tenant=1) == [oldest]
+    assert room.status(newer) == "pending"
 
 
 def test_buffer_one_keeps_one_fire_waiting_and_skips_the_later_ones(room) -> None:

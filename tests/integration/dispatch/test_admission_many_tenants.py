@@ -9,7 +9,6 @@ rooms with due retries, cancel requests and one-at-a-time triggers.
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections import Counter
@@ -22,6 +21,7 @@ from sqlalchemy import Engine, text
 
 from app import admission
 from app.queries.run_queue import ADMISSION_LOCK
+from tests import factories
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -41,39 +41,32 @@ def _load(engine: Engine, runs: list[Run]) -> None:
     """One trigger per tenant, then the runs (manual ones: a tenant may have several at one
     instant), in two statements."""
     tenants = sorted({run.tenant for run in runs})
-    action = json.dumps({"type": "task", "name": "echo"})
+    pseudo = [run.status for run in runs]
+
+    def when(case: str) -> factories.Sql:
+        return factories.sql(f"CASE (CAST(:pseudo AS text[]))[n] {case} END", pseudo=pseudo)
+
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO triggers (id, tenant_id, name, cron, action) "
-                "SELECT gen_random_uuid(), t, 't', '* * * * *', CAST(:action AS jsonb) "
-                "FROM unnest(CAST(:tenants AS text[])) AS t"
-            ),
-            {"tenants": tenants, "action": action},
+        trigger_ids = factories.make_triggers(
+            conn, tenant_id=factories.each(tenants), name="t", cron="* * * * *"
         )
-        conn.execute(
-            text(
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                "idempotency_key, status, attempt, not_before, started_at, heartbeat_at) "
-                "SELECT r.id, t.id, r.tenant, r.at, 'manual', CAST(r.id AS text), "
-                "CASE WHEN r.status IN ('retrying', 'due', 'taken back') THEN 'pending' "
-                "ELSE r.status END, "
-                "CASE WHEN r.status = 'pending' THEN 0 ELSE 1 END, "
-                "CASE r.status WHEN 'retrying' THEN now() + interval '1 hour' "
-                "WHEN 'due' THEN now() - interval '1 hour' END, "
-                "CASE WHEN r.status = 'running' THEN now() END, "
-                "CASE WHEN r.status = 'running' THEN now() END "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:tenants AS text[]), "
-                "CAST(:ats AS timestamptz[]), CAST(:statuses AS text[])) "
-                "AS r (id, tenant, at, status) JOIN triggers AS t ON t.tenant_id = r.tenant"
-            ),
-            {
-                "ids": [run.id for run in runs],
-                "tenants": [run.tenant for run in runs],
-                "ats": [run.at for run in runs],
-                "statuses": [run.status for run in runs],
-            },
-        )
+        trigger_of = dict(zip(tenants, trigger_ids, strict=True))
+        factories.make_runs(
+            conn,
+            id=factories.each(run.id for run in runs),
+            trigger_id=factories.each(trigger_of[run.tenant] for run in runs),
+            tenant_id=factories.each(run.tenant for run in runs),
+            scheduled_for=factories.each(run.at for run in runs),
+            kind="manual",
+            idempotency_key=factories.each(str(run.id) for run in runs),
+            status=when("WHEN 'retrying' THEN 'pending' WHEN 'due' THEN 'pending' "
+                        "WHEN 'taken back' THEN 'pending' ELSE (CAST(:pseudo AS text[]))[n]"),
+            attempt=when("WHEN 'pending' THEN 0 ELSE 1"),
+            not_before=when("WHEN 'retrying' THEN now() + interval '1 hour' "
+                            "WHEN 'due' THEN now() - interval '1 hour'"),
+            started_at=when("WHEN 'running' THEN now()"),
+            heartbeat_at=when("WHEN 'running' THEN now()"),
+        )  # fmt: skip
         conn.execute(text("ANALYZE runs"))
 
 
@@ -287,27 +280,31 @@ def _mixed_room(engine: Engine, rng: random.Random) -> None:
                     "cancel": datetime.now(UTC) if status == "pending" and rng.random() < 0.1
                     else None,
                 })  # fmt: skip
-    action = json.dumps({"type": "task", "name": "echo"})
     with engine.begin() as conn:
-        for trigger, tenant, policy in triggers:
-            conn.execute(
-                text(
-                    "INSERT INTO triggers (id, tenant_id, name, cron, action, overlap_policy) "
-                    "VALUES (:id, :tenant, 't', '* * * * *', CAST(:action AS jsonb), :policy)"
-                ),
-                {"id": trigger, "tenant": tenant, "action": action, "policy": policy},
-            )
-        for run in runs:
-            conn.execute(
-                text(
-                    "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                    "idempotency_key, status, attempt, not_before, cancel_requested_at, "
-                    "started_at, heartbeat_at, admitted_at) VALUES (:id, :trigger, :tenant, "
-                    ":at, 'manual', CAST(:id AS text), :status, :attempt, :nb, :cancel, now(), "
-                    "now(), now())"
-                ),
-                run,
-            )
+        factories.make_triggers(
+            conn,
+            id=factories.each(trigger for trigger, _, _ in triggers),
+            tenant_id=factories.each(tenant for _, tenant, _ in triggers),
+            name="t",
+            cron="* * * * *",
+            overlap_policy=factories.each(policy for _, _, policy in triggers),
+        )
+        factories.make_runs(
+            conn,
+            id=factories.each(run["id"] for run in runs),
+            trigger_id=factories.each(run["trigger"] for run in runs),
+            tenant_id=factories.each(run["tenant"] for run in runs),
+            scheduled_for=factories.each(run["at"] for run in runs),
+            kind="manual",
+            idempotency_key=factories.each(str(run["id"]) for run in runs),
+            status=factories.each(run["status"] for run in runs),
+            attempt=factories.each(run["attempt"] for run in runs),
+            not_before=factories.each(run["nb"] for run in runs),
+            cancel_requested_at=factories.each(run["cancel"] for run in runs),
+            started_at=factories.sql("now()"),
+            heartbeat_at=factories.sql("now()"),
+            admitted_at=factories.sql("now()"),
+        )
         conn.execute(text("ANALYZE runs"))
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from app import batches, db, dispatch, state
 from tasks import publish
 from tasks.celery_app import use_broker
+from tests import factories
 from tests.integration.dispatch.conftest import UNLIMITED, runs, trigger
 
 NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -433,17 +434,14 @@ def test_a_stale_running_run_is_retried_or_failed_by_its_attempts(
     make_triggers, tick, engine, queued
 ) -> None:
     [trigger_id] = make_triggers(next_run_at=NOON + timedelta(days=1), cron="0 0 * * *")
+    thirty_seconds_ago = factories.sql("now() - interval '30 s'")
     with engine.begin() as conn:
-        for attempt, key in ((1, "retry"), (3, "exhausted")):
-            conn.execute(
-                text(
-                    "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                    "idempotency_key, status, attempt, started_at, heartbeat_at, enqueued_at) "
-                    "VALUES (gen_random_uuid(), :t, 'tenant-a', :at, 'manual', :key, 'running', "
-                    ":attempt, now() - interval '30 s', now() - interval '30 s', :at)"
-                ),
-                {"t": trigger_id, "at": NOON, "key": key, "attempt": attempt},
-            )
+        factories.make_runs(
+            conn, trigger_id=trigger_id, tenant_id="tenant-a", scheduled_for=NOON,
+            idempotency_key=factories.each(["retry", "exhausted"]), status="running",
+            attempt=factories.each([1, 3]), started_at=thirty_seconds_ago,
+            heartbeat_at=thirty_seconds_ago, enqueued_at=NOON,
+        )  # fmt: skip
 
     # The tick's own clock is two hours fast: heartbeats are judged on PostgreSQL's.
     tick(NOON + timedelta(hours=2))  # heartbeat 30 s old: still alive
@@ -554,15 +552,11 @@ def runs_statistics(engine, make_triggers):
 
     [finished] = make_triggers(next_run_at=None, enabled=False)
     with db.statements(engine) as conn:
-        conn.execute(
-            text(
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                "idempotency_key, status, finished_at) SELECT gen_random_uuid(), :t, "
-                "'tenant-a', :at, 'manual', gen_random_uuid()::text, 'succeeded', :at "
-                "FROM generate_series(1, :n)"
-            ),
-            {"t": finished, "at": NOON - timedelta(days=1), "n": FINISHED},
-        )
+        factories.make_runs(
+            conn, FINISHED, trigger_id=finished, tenant_id="tenant-a",
+            scheduled_for=NOON - timedelta(days=1), status="succeeded",
+            finished_at=NOON - timedelta(days=1),
+        )  # fmt: skip
         conn.execute(text("SELECT pg_stat_force_next_flush()"))  # counted before the ANALYZE
         conn.execute(text("ALTER TABLE runs SET (autovacuum_enabled = false)"))
         conn.execute(text("ANALYZE runs"))
@@ -587,15 +581,10 @@ def _runs_added_by_hand(engine, make_triggers, count: int) -> None:
     counted by the statistics system at once."""
     [trigger_id] = make_triggers(next_run_at=None, enabled=False)
     with db.statements(engine) as conn:
-        conn.execute(
-            text(
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                "idempotency_key) SELECT gen_random_uuid(), :t, 'tenant-a', "
-                "clock_timestamp(), 'manual', gen_random_uuid()::text "
-                "FROM generate_series(1, :n)"
-            ),
-            {"t": trigger_id, "n": count},
-        )
+        factories.make_runs(
+            conn, count, trigger_id=trigger_id, tenant_id="tenant-a",
+            scheduled_for=factories.sql("clock_timestamp()"),
+        )  # fmt: skip
         conn.execute(text("SELECT pg_stat_force_next_flush()"))
 
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from app import admission, errors, waiting
+from tests import factories
 
 NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 _NO_SLOTS = admission.Limits(max_running=1, max_per_tenant=1)
@@ -18,13 +19,7 @@ _NO_SLOTS = admission.Limits(max_running=1, max_per_tenant=1)
 def no_free_slot(engine):
     """The one slot is taken: every run the tick creates stays pending."""
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                "idempotency_key, status, generation, created_at) VALUES (gen_random_uuid(), "
-                "gen_random_uuid(), 'other', now(), 'manual', 'busy', 'running', 0, now())"
-            )
-        )
+        factories.occupy_slot(conn)
 
 
 def statuses(engine, tenant: str) -> dict[str, int]:
@@ -91,15 +86,7 @@ def test_runs_in_progress_are_counted_they_come_back_as_retries(engine) -> None:
     tenant had 4 pending runs (5 with one more call). Runs in progress count."""
 
     def create(conn, count: int) -> None:
-        conn.execute(
-            text(
-                "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                "idempotency_key, status, generation, created_at) SELECT gen_random_uuid(), "
-                "gen_random_uuid(), 't', now(), 'manual', gen_random_uuid()::text, "
-                "'pending', 0, now() FROM generate_series(1, :n)"
-            ),
-            {"n": count},
-        )
+        factories.make_runs(conn, count, tenant_id="t")
         waiting.hold(conn, "t", created=count, limit=3)
 
     with engine.begin() as conn:

@@ -6,34 +6,23 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from app import retention
+from tests import factories
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def _run(conn, *, status: str, finished_at: datetime | None) -> None:
-    conn.execute(
-        text(
-            "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, idempotency_key,"
-            " status, finished_at) VALUES (:id, :t, 'a', :at, 'manual', :key, :status, :fin)"
-        ),
-        {
-            "id": uuid.uuid4(),
-            "t": uuid.uuid4(),
-            "at": NOW,
-            "key": str(uuid.uuid4()),
-            "status": status,
-            "fin": finished_at,
-        },
+def _runs(conn, count: int = 1, *, status: str, finished_at: datetime | None) -> None:
+    factories.make_runs(
+        conn, count, tenant_id="a", scheduled_for=NOW, status=status, finished_at=finished_at
     )
 
 
 def test_old_finished_runs_are_pruned_in_batches_and_the_rest_kept(engine) -> None:
     old = NOW - timedelta(days=31)
     with engine.begin() as conn:
-        for _ in range(25):
-            _run(conn, status="succeeded", finished_at=old)
-        _run(conn, status="failed", finished_at=NOW - timedelta(days=29))
-        _run(conn, status="pending", finished_at=None)
+        _runs(conn, 25, status="succeeded", finished_at=old)
+        _runs(conn, status="failed", finished_at=NOW - timedelta(days=29))
+        _runs(conn, status="pending", finished_at=None)
         conn.execute(
             text(
                 "INSERT INTO idempotency_records (tenant_id, key, request_hash, created_at) "
@@ -56,8 +45,7 @@ def test_old_finished_runs_are_pruned_in_batches_and_the_rest_kept(engine) -> No
 
 def test_a_bounded_prune_reports_that_work_remains(engine) -> None:
     with engine.begin() as conn:
-        for _ in range(5):
-            _run(conn, status="succeeded", finished_at=NOW - timedelta(days=40))
+        _runs(conn, 5, status="succeeded", finished_at=NOW - timedelta(days=40))
     result = retention.prune(
         engine,
         now=NOW,

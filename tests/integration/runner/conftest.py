@@ -4,7 +4,6 @@ in-process with a recording publisher, a real local HTTP receiver."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from app import admission, config, runs
+from tests import factories
 from tests.integration.runner import brokers
 from tests.integration.runner.receiver import Receiver
 from tests.support import FakeClock
@@ -96,32 +96,22 @@ class Harness:
         retry_backoff_seconds: int = 10,
         timeout_seconds: int = 30,
     ) -> uuid.UUID:
-        trigger_id = uuid.uuid4()
         with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO triggers (id, tenant_id, name, cron, run_at, interval_seconds, "
-                    "enabled, action, payload, overlap_policy, max_attempts, "
-                    "retry_backoff_seconds, timeout_seconds) VALUES (:id, :tenant, 'test', "
-                    ":cron, :run_at, :interval, :enabled, CAST(:action AS jsonb), "
-                    "CAST(:payload AS jsonb), :overlap, :attempts, :backoff, :timeout)"
-                ),
-                {
-                    "id": trigger_id,
-                    "tenant": tenant_id,
-                    "cron": None if run_at or interval_seconds else cron,
-                    "run_at": run_at,
-                    "interval": interval_seconds,
-                    "enabled": enabled,
-                    "action": json.dumps(action or ECHO),
-                    "payload": json.dumps(payload or {}),
-                    "overlap": overlap_policy,
-                    "attempts": max_attempts,
-                    "backoff": retry_backoff_seconds,
-                    "timeout": timeout_seconds,
-                },
+            return factories.make_trigger(
+                conn,
+                tenant_id=tenant_id,
+                name="test",
+                cron=None if run_at or interval_seconds else cron,
+                run_at=run_at,
+                interval_seconds=interval_seconds,
+                enabled=enabled,
+                action=action or ECHO,
+                payload=payload or {},
+                overlap_policy=overlap_policy,
+                max_attempts=max_attempts,
+                retry_backoff_seconds=retry_backoff_seconds,
+                timeout_seconds=timeout_seconds,
             )
-        return trigger_id
 
     def run(
         self,
@@ -135,30 +125,25 @@ class Harness:
     ) -> uuid.UUID:
         run_id = uuid.uuid4()
         moment = scheduled_for or self.clock.now()
+        # PostgreSQL's clock, as the runner stamps it: a fresh heartbeat.
+        started = datetime.now(UTC) if status == "running" else None
+        in_progress = status in ("admitted", "running")
         with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                    "idempotency_key, status, attempt, generation, created_at, started_at, "
-                    "heartbeat_at, admitted_at) "
-                    "SELECT :id, t.id, COALESCE(:tenant, t.tenant_id), :at, :kind, "
-                    ":key, :status, :attempt, 7, :now, :started, :started, "
-                    "CASE WHEN :status IN ('admitted', 'running') THEN now() END "
-                    "FROM triggers t WHERE t.id = :tid"
-                ),
-                {
-                    "id": run_id,
-                    "tid": trigger_id,
-                    "tenant": tenant_id,
-                    "at": moment,
-                    "kind": kind,
-                    "key": f"{trigger_id}:{iso(moment)}:{run_id.hex[:6]}",
-                    "status": status,
-                    "attempt": attempt,
-                    "now": self.clock.now(),
-                    # PostgreSQL's clock, as the runner stamps it: a fresh heartbeat.
-                    "started": datetime.now(UTC) if status == "running" else None,
-                },
+            factories.make_run(
+                conn,
+                id=run_id,
+                trigger_id=trigger_id,
+                **({"tenant_id": tenant_id} if tenant_id else {}),
+                scheduled_for=moment,
+                kind=kind,
+                idempotency_key=f"{trigger_id}:{iso(moment)}:{run_id.hex[:6]}",
+                status=status,
+                attempt=attempt,
+                generation=7,
+                created_at=self.clock.now(),
+                started_at=started,
+                heartbeat_at=started,
+                admitted_at=factories.sql("now()") if in_progress else None,
             )
         return run_id
 

@@ -195,6 +195,63 @@ def test_a_finish_claims_the_run_it_keeps_in_the_same_transaction(harness, monke
     assert (row["status"], row["attempt"], row["worker"]) == ("succeeded", 1, "test-worker")
 
 
+_RECORD_STATUSES = """
+    CREATE TABLE status_changes (id uuid, old varchar, new varchar);
+    CREATE FUNCTION record_status_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO status_changes VALUES (NEW.id, OLD.status, NEW.status);
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER record_status_change AFTER UPDATE ON runs
+        FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+        EXECUTE FUNCTION record_status_change();
+"""
+
+
+def test_the_round_of_a_finish_starts_the_run_it_keeps_without_admitting_it_first(
+    harness,
+) -> None:
+    # One row version fewer per kept run (migration 0015): each run this process keeps goes
+    # from pending straight to running, in the round of the finish before it.
+    first, later = one_slot(harness, 2)
+    with harness.engine.begin() as conn:
+        conn.exec_driver_sql(_RECORD_STATUSES)
+
+    assert harness.execute(first, chain_seconds=60) == "succeeded"
+
+    with harness.engine.connect() as conn:
+        changes = conn.execute(text("SELECT id, old, new FROM status_changes")).all()
+    for run_id in later:
+        steps = [(old, new) for changed, old, new in changes if changed == run_id]
+        assert steps == [("pending", "running"), ("running", "succeeded")]
+        row = harness.row(run_id)
+        assert (row["attempt"], row["worker"]) == (1, "test-worker")
+        assert row["admitted_at"] is not None and row["enqueued_at"] is not None
+    assert harness.published == []
+
+
+def test_a_round_with_nobody_keeping_admits_even_on_a_connection_that_kept_before(
+    harness,
+) -> None:
+    # The finish names the worker it keeps for in a setting of its own transaction: a
+    # later round on the same connection (the hand-off after a finish) starts nothing.
+    first, [second, third] = one_slot(harness, 2)
+    harness.configure(max_running=2, max_running_per_tenant=2)
+    with harness.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(text("UPDATE runs SET status = 'running', attempt = 1 WHERE id = :id"),
+                     {"id": first})  # fmt: skip
+        ours, done = run_queue.finish_and_admit(
+            conn, first, attempt=1, result=None, max_running=1, max_per_tenant=1, factor=2,
+            keep_worker="test-worker", waiting_seconds=0.5,
+        )  # fmt: skip
+        assert ours and done is not None and done.kept == second and done.claimed is not None
+        again = run_queue.admission_round(conn, max_running=2, max_per_tenant=2, factor=2,
+                                          seen=None)  # fmt: skip
+    assert again is not None and again.admitted == [third]
+    assert (harness.row(second)["status"], harness.row(third)["status"]) == ("running", "admitted")
+
+
 _FINISH_ALIKE = text(
     "SELECT set_config('synchronous_commit', 'off', true); "
     "UPDATE runs SET result = CAST('{}' AS jsonb) WHERE id = :id"

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from app.schedule import jitter
+from tests import factories
 from tests.integration.api.conftest import assert_error, trigger_body
 
 NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -160,12 +160,10 @@ def test_backfill_creates_a_run_per_fire_and_never_runs_a_fire_twice(
     body = acme.create(cron="0 * * * *")
     # 09:00 already ran as a scheduled fire (its key is the dispatcher's)
     with engine.begin() as conn:
-        conn.execute(
-            text("INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, kind, "
-                 "idempotency_key, status) VALUES (:id, :t, 'acme', :at, 'scheduled', :k, "
-                 "'succeeded')"),
-            {"id": uuid.uuid4(), "t": body["id"], "at": NOON - timedelta(hours=3),
-             "k": f"{body['id']}:2026-01-05T09:00:00Z"},
+        factories.make_run(
+            conn, trigger_id=body["id"], tenant_id="acme", scheduled_for=NOON - timedelta(hours=3),
+            kind="scheduled", idempotency_key=f"{body['id']}:2026-01-05T09:00:00Z",
+            status="succeeded",
         )  # fmt: skip
     window = {"start": "2026-01-05T08:00:00Z", "end": "2026-01-05T12:00:00Z"}
     first = acme.post(f"/triggers/{body['id']}/backfill", json=window)
@@ -292,13 +290,11 @@ def test_dispatch_lag_counts_from_when_a_run_was_due(acme, client, services, eng
             ("scheduled", now - timedelta(minutes=21), now - timedelta(minutes=1)),
             ("backfill", now - timedelta(days=1), now - timedelta(days=1)),
         ):
-            conn.execute(
-                text("INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, due_at, kind, "
-                     "idempotency_key, created_at, enqueued_at) VALUES (:id, :t, 'acme', :sf, "
-                     ":due, :kind, :key, :created, :enq)"),
-                {"id": uuid.uuid4(), "t": made["id"], "sf": scheduled_for, "due": due_at,
-                 "kind": kind, "key": f"{made['id']}:{kind}", "created": now - timedelta(minutes=1),
-                 "enq": now - timedelta(minutes=1) + timedelta(seconds=1)},
+            factories.make_run(
+                conn, trigger_id=made["id"], tenant_id="acme", scheduled_for=scheduled_for,
+                due_at=due_at, kind=kind, idempotency_key=f"{made['id']}:{kind}",
+                created_at=now - timedelta(minutes=1),
+                enqueued_at=now - timedelta(minutes=1) + timedelta(seconds=1),
             )  # fmt: skip
     text_body = client.get("/metrics").get_data(as_text=True)
     assert 'scheduler_dispatch_lag_seconds_bucket{le="1.0"} 2.0' in text_body

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,16 +21,23 @@ NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture()
-def database() -> Iterator[str]:
-    url = support.create_database("sched_upg")
-    try:
-        yield url
-    finally:
+def database_at() -> Iterator[Callable[[str], str]]:
+    """A new database at the revision asked for (support.database_at), dropped after."""
+    made: list[str] = []
+
+    def make(revision: str) -> str:
+        made.append(support.database_at(revision, "sched_upg"))
+        return made[-1]
+
+    yield make
+    for url in made:
         support.drop_database(url)
 
 
-def test_an_existing_trigger_keeps_firing_across_the_upgrade(database: str) -> None:
-    support.migrate(database, "0001")
+def test_an_existing_trigger_keeps_firing_across_the_upgrade(
+    database_at: Callable[[str], str],
+) -> None:
+    database = database_at("0001")
     engine = create_engine(support.sqlalchemy_url(database))
     trigger_id = uuid.uuid4()
     try:
@@ -66,9 +73,9 @@ def test_an_existing_trigger_keeps_firing_across_the_upgrade(database: str) -> N
 
 
 def test_downgrade_keeps_backfill_runs_jittered_fires_and_refuses_to_drop_interval_triggers(
-    database: str,
+    database_at: Callable[[str], str],
 ) -> None:
-    support.migrate(database, "head")
+    database = database_at("head")
     cfg = support.alembic_config(database)
     engine = create_engine(support.sqlalchemy_url(database))
     try:

@@ -1,4 +1,5 @@
-"""Migration 0013 (issue 30's low findings) on rows made before it."""
+"""Migration 0013 on rows made before it: `paused_by` of an admin key shows the role, not the
+key's prefix, and webhook secrets are encrypted at rest (a downgrade restores them)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,9 @@ from tests import support
 
 @pytest.fixture()
 def at_0012() -> Iterator[tuple[str, Engine]]:
-    url = support.create_database("sched_migr")
+    url = support.database_at("0012")
     engine = create_engine(support.sqlalchemy_url(url))
     try:
-        support.migrate(url, "0012")
         yield url, engine
     finally:
         engine.dispose()
