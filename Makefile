@@ -37,8 +37,10 @@ run: $(STAMP)
 
 ## Run the whole test suite against real PostgreSQL and Redis (embedded when none is up),
 ## in TEST_WORKERS processes (pytest-xdist; each its own database, Redis database and
-## RabbitMQ virtual host). TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 2
+## RabbitMQ virtual host). Much of a test's time is spent waiting on the processes it
+## started, so there is a worker more than this machine's two cores. TEST_WORKERS=0 runs it
+## in one process.
+TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(PY) scripts/devstack.py -- $(VENV)/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 

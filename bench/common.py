@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -16,14 +14,10 @@ from importlib import metadata
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg2
-from psycopg2.extras import execute_values
 
 from app import dbadmin
+from tests import factories
 
-INSERT_TRIGGERS = """
-    INSERT INTO triggers (id, tenant_id, name, cron, timezone, run_at, action, next_run_at)
-    VALUES %s
-"""
 # Benchmarks keep to their own Redis logical database, away from the test runs' ones.
 BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "15"))
 
@@ -87,30 +81,24 @@ def insert_triggers(
     tenants: int = 10,
     expressions: tuple[str, ...] | None = None,
 ) -> None:
-    """Insert `count` enabled triggers, all due at `next_run_at`, in pages of 5,000, and
-    ANALYZE the table."""
-    action = json.dumps({"type": "task", "name": "echo"})
+    """Insert `count` enabled triggers of `tenants` tenants, all due at `next_run_at`, in one
+    statement (tests/factories.py), and ANALYZE the table."""
+    cron_of_n = factories.sql(
+        "(CAST(:expressions AS text[]))[(n - 1) % :kinds + 1]",
+        expressions=list(expressions or (cron,)),
+        kinds=len(expressions or (cron,)),
+    )
+    with factories.transaction(url) as conn:
+        factories.make_triggers(
+            conn, count, returning=False,
+            tenant_id=factories.sql("'tenant-' || (n - 1) % :tenants", tenants=tenants),
+            name=factories.sql("'bench-' || (n - 1)"),
+            cron=cron_of_n, timezone="UTC", run_at=run_at, next_run_at=next_run_at,
+        )  # fmt: skip
+    # What autovacuum does within a minute of such a load in any deployment; a tick a
+    # second after it would otherwise be planned against an empty table's statistics.
     conn = psycopg2.connect(url)
     try:
-        with conn.cursor() as cur:
-            for start in range(0, count, 5000):
-                rows = [
-                    (
-                        str(uuid.uuid4()),
-                        f"tenant-{n % tenants}",
-                        f"bench-{n}",
-                        expressions[n % len(expressions)] if expressions else cron,
-                        "UTC",
-                        run_at,
-                        action,
-                        next_run_at,
-                    )
-                    for n in range(start, min(count, start + 5000))
-                ]
-                execute_values(cur, INSERT_TRIGGERS, rows, page_size=5000)
-        conn.commit()
-        # What autovacuum does within a minute of such a load in any deployment; a tick a
-        # second after it would otherwise be planned against an empty table's statistics.
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("ANALYZE triggers")

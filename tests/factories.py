@@ -81,10 +81,12 @@ def make_trigger(conn: Connection, **columns: Any) -> uuid.UUID:
     return trigger_id
 
 
-def make_triggers(conn: Connection, count: int = 1, **columns: Any) -> list[uuid.UUID]:
+def make_triggers(
+    conn: Connection, count: int = 1, *, returning: bool = True, **columns: Any
+) -> list[uuid.UUID]:
     """`count` triggers of tenant `tenant-a` named t1, t2, ..., running the echo task every
     minute unless the columns say otherwise (a `run_at` or an `interval_seconds` replaces the
-    cron). Returns their ids."""
+    cron). Returns their ids (none when not `returning`)."""
     defaults: dict[str, Any] = {
         "tenant_id": "tenant-a",
         "name": sql("'t' || n"),
@@ -92,7 +94,7 @@ def make_triggers(conn: Connection, count: int = 1, **columns: Any) -> list[uuid
     }
     if columns.get("run_at") is None and columns.get("interval_seconds") is None:
         defaults["cron"] = "* * * * *"
-    return _insert(conn, "triggers", count, {**defaults, **columns})
+    return _insert(conn, "triggers", count, {**defaults, **columns}, returning=returning)
 
 
 def make_run(conn: Connection, **columns: Any) -> uuid.UUID:

@@ -40,6 +40,7 @@ def app(
     app = create_app(settings)
     app.config["TESTING"] = True
     app.extensions[context.EXTENSION].clock = clock.now
+    app.jinja_env.bytecode_cache = support.COMPILED_TEMPLATES
     yield app
 
 

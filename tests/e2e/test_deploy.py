@@ -3,7 +3,7 @@
 Issue "Operations", docs/design.md section 8.
 
 Release A (web, worker and beat with 1-second ticks) runs; a one-time trigger is created
-through the API every half second, due two seconds later, for as long as the deploy lasts,
+through the API every half second, due three seconds later, for as long as the deploy lasts,
 so fires fall due in every phase of it. A dispatches fires alone; release B's web, worker,
 scheduler and beat start beside it (the overlap of a deploy) and B's ticks are refused; B's
 restart hook hands dispatching over; once B has dispatched and A's ticks are refused, A is
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-restart-secret-0123456789"
 # A one-time trigger is created every SPACING, due LEAD after its creation.
 SPACING = timedelta(seconds=0.5)
-LEAD = timedelta(seconds=2)
+LEAD = timedelta(seconds=3)  # a run_at already past when the API reads it is refused
 
 
 def procfile() -> dict[str, str]:
