@@ -107,8 +107,9 @@ def make_runs(
     conn: Connection, count: int = 1, *, returning: bool = True, **columns: Any
 ) -> list[uuid.UUID]:
     """`count` runs, `pending` and `manual` (several may share an instant), of a made-up
-    trigger of tenant `tenant-a`, due now (PostgreSQL's clock), each with its own
-    idempotency key, unless the columns say otherwise. Given a `trigger_id` alone, the runs
+    trigger of tenant `tenant-a`, scheduled for now (PostgreSQL's clock) and due then (the
+    `due_at` the product writes with every run: its `scheduled_for` unless given), each with
+    its own idempotency key, unless the columns say otherwise. Given a `trigger_id` alone, the runs
     are of that trigger's tenant. Returns their ids (none when not `returning`: a million
     rows need not come back)."""
     defaults: dict[str, Any] = {
@@ -118,6 +119,7 @@ def make_runs(
         "kind": "manual",
         "idempotency_key": sql("gen_random_uuid()::text"),
     }
+    defaults["due_at"] = columns.get("scheduled_for", defaults["scheduled_for"])
     if "trigger_id" in columns and "tenant_id" not in columns:
         defaults["tenant_id"] = sql(
             "(SELECT tenant_id FROM triggers WHERE id = :of_trigger)",
@@ -140,8 +142,9 @@ def make_runs_for_triggers(
     the number of triggers; returns the runs' ids."""
     rows = conn.execute(
         text(
-            "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, idempotency_key) "
-            "SELECT gen_random_uuid(), t.id, t.tenant_id, :for_at, t.id || ':' || :key_suffix "
+            "INSERT INTO runs (id, trigger_id, tenant_id, scheduled_for, due_at, idempotency_key) "
+            "SELECT gen_random_uuid(), t.id, t.tenant_id, :for_at, :for_at, "
+            "t.id || ':' || :key_suffix "
             f"FROM triggers t WHERE {where} RETURNING id"
         ),
         {"for_at": scheduled_for, "key_suffix": key_suffix, **params},

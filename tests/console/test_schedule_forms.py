@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from app import db, schedule, triggers
 from app.models import Run, Trigger
+from tests import factories
 from tests.console.conftest import NOW, new_form
 
 HOURLY = {"name": "hourly", "cron": "0 * * * *", "timezone": "UTC"}
@@ -143,12 +145,21 @@ def test_the_preview_button_without_scripts_shows_the_jittered_instant(client, s
 def test_the_run_page_shows_when_a_jittered_fire_was_due(client, sign_in, engine) -> None:
     token = sign_in()
     location = create(client, **HOURLY, jitter_seconds="1800").headers["Location"]
+    trigger_id = location.rsplit("/", 1)[1]
+    fire = NOW.replace(minute=0, second=0, microsecond=0)
+    with engine.begin() as conn:  # a fire the dispatcher delayed by its jitter
+        run_id = factories.make_run(
+            conn, trigger_id=trigger_id, kind="scheduled", scheduled_for=fire,
+            due_at=fire + timedelta(seconds=1234), idempotency_key=f"{trigger_id}:fire",
+        )  # fmt: skip
+    page = client.get(f"/console/runs/{run_id}").text
+    due = (fire + timedelta(seconds=1234)).strftime("%Y-%m-%d %H:%M:%S")
+    assert "<dt>Due at</dt>" in page and due in page
+    assert "its fire plus 20 min of jitter" in page
+    # A backfill of a past fire is due when it is asked for: no jitter on its page.
     form = {"csrf_token": token, "start": "2026-11-30T08:00:00Z", "end": "2026-11-30T09:00:00Z"}
     client.post(f"{location}/backfill", data=form)
-    (run,) = runs_of(engine, "backfill")
-    assert run.due_at != run.scheduled_for
-    page = client.get(f"/console/runs/{run.id}").text
-    assert "<dt>Due at</dt>" in page and run.due_at.strftime("%Y-%m-%d %H:%M:%S") in page
-    jitter = int((run.due_at - run.scheduled_for).total_seconds())
-    assert "of jitter" in page and run.status in ("admitted", "pending")
-    assert jitter > 0
+    (backfill,) = runs_of(engine, "backfill")
+    assert backfill.due_at == backfill.created_at
+    page = client.get(f"/console/runs/{backfill.id}").text
+    assert "(when it was asked for)" in page and "of jitter" not in page

@@ -148,7 +148,8 @@ def test_the_openapi_document_has_the_new_fields_and_the_backfill_route(anonymou
 def _runs(engine, trigger_id):
     with engine.connect() as conn:
         return conn.execute(
-            text("SELECT kind, scheduled_for, idempotency_key, status, due_at FROM runs "
+            text("SELECT kind, scheduled_for, idempotency_key, status, due_at, created_at "
+                 "FROM runs "
                  "WHERE trigger_id = :id ORDER BY scheduled_for"),
             {"id": trigger_id},
         ).all()  # fmt: skip
@@ -176,7 +177,7 @@ def test_backfill_creates_a_run_per_fire_and_never_runs_a_fire_twice(
     assert rows[0].idempotency_key == f"{body['id']}:2026-01-05T08:00:00Z"
     # handed to admission like any run: admitted at once while slots are free; due when
     # asked for (its lag counts from then), not at the past fire it stands for
-    assert rows[0].due_at == NOON and rows[0].status == "admitted"
+    assert rows[0].due_at == rows[0].created_at and rows[0].status == "admitted"
     assert len(published()) == 3  # handed to the broker like any pending run
     again = acme.post(f"/triggers/{body['id']}/backfill", json=window)
     assert again.get_json() == {"created": 0, "existing": 4}
@@ -281,14 +282,15 @@ def test_cli_list_shows_an_interval_schedule(runner, acme, at_noon):
 
 def test_dispatch_lag_counts_from_when_a_run_was_due(acme, client, services, engine):
     # A run delayed 20 minutes by its jitter and a backfill of a fire from yesterday, both
-    # enqueued a second after they were due / created: neither is a 20 min or 1 day lag.
+    # enqueued a second after they were due: neither is a 20 min or 1 day lag. A backfill is
+    # due when it is made, and the product writes so (app/backfill.py).
     now = datetime.now(UTC).replace(microsecond=0)
     services.clock = lambda: now
     made = acme.create()
     with engine.begin() as conn:
         for kind, scheduled_for, due_at in (
             ("scheduled", now - timedelta(minutes=21), now - timedelta(minutes=1)),
-            ("backfill", now - timedelta(days=1), now - timedelta(days=1)),
+            ("backfill", now - timedelta(days=1), now - timedelta(minutes=1)),
         ):
             factories.make_run(
                 conn, trigger_id=made["id"], tenant_id="acme", scheduled_for=scheduled_for,
