@@ -17,7 +17,8 @@ By default the measurement runs on a private PostgreSQL cluster started for it (
 the `postgres` user when run as root), so that nothing else writes WAL meanwhile and
 pg_stat_statements is loaded; `--server URL` measures on an existing server instead (its
 WAL delta then counts whatever else writes there, and statements need pg_stat_statements
-in shared_preload_libraries). Prints one JSON object.
+in shared_preload_libraries). The broker is a private redis-server too, when installed
+(`--redis-url` for another). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -105,6 +106,36 @@ def private_cluster(port: int = PORT) -> Iterator[str]:
             _as_postgres([pg_ctl, "-D", data, "-m", "fast", "-w", "stop"]), capture_output=True
         )
         shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
+def private_redis(port: int) -> Iterator[str]:
+    """A throwaway redis-server on `port`, when one is installed (else BENCH_REDIS_DB of the
+    shared one): another process reading the `runs` queue of a shared logical database
+    (a test run) takes this drain's messages, and its runs never start."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield common.bench_redis_url()
+        return
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = __import__("redis").Redis.from_url(url)
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except Exception:
+                time.sleep(0.05)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _postgres_cpu_seconds(conn) -> float | None:
@@ -332,17 +363,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--server", help="measure on this server (default: a private cluster)")
     parser.add_argument("--port", type=int, default=PORT, help="the private cluster's port")
     parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--redis-url", default=common.bench_redis_url())
+    parser.add_argument(
+        "--redis-url", help="the broker (default: a private redis-server, else BENCH_REDIS_DB)"
+    )
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
-    client = __import__("redis").Redis.from_url(args.redis_url)
-    common.clean_redis(client)
-    with closing(client):
-        if args.server:
-            figures = drain(args.server, args.runs, args.redis_url, timeout=args.timeout)
-        else:
-            with private_cluster(args.port) as server:
-                figures = drain(server, args.runs, args.redis_url, timeout=args.timeout)
+    with ExitStack() as stack:
+        redis_url = args.redis_url or stack.enter_context(private_redis(args.port + 1))
+        client = stack.enter_context(closing(__import__("redis").Redis.from_url(redis_url)))
+        common.clean_redis(client)
+        server = args.server or stack.enter_context(private_cluster(args.port))
+        figures = drain(server, args.runs, redis_url, timeout=args.timeout)
         common.clean_redis(client)
     figures["private_cluster"] = not args.server
     print(json.dumps(figures, default=str), flush=True)
