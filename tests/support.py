@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import secrets
+import signal
+import subprocess
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -95,3 +99,39 @@ class FakeClock:
     def advance(self, **delta: float) -> datetime:
         self.current = self.current + timedelta(**delta)
         return self.current
+
+
+def group_alive(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group `pgid` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def stop_group(proc: subprocess.Popen, *, timeout: float, sig: int = signal.SIGTERM) -> int:
+    """Stop a process started with `start_new_session=True` and everything it started: `sig`
+    to its group, then SIGKILL to what is left after `timeout`. Returns once no process of
+    the group is alive (a worker left consuming after its test takes the next tests'
+    messages); returns the leader's exit code."""
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not group_alive(proc.pid):
+            return proc.returncode
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    code = proc.wait()
+    while group_alive(proc.pid) and time.monotonic() < deadline + 10:
+        time.sleep(0.1)
+    return code

@@ -8,6 +8,7 @@ CI (CI=true), where a missing browser is a failure (.ci/run installs it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -28,6 +29,7 @@ import requests
 from sqlalchemy import text
 
 from app import config, db, keys
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / ".artifacts" / "screenshots"
@@ -113,14 +115,10 @@ class Stack:
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            support.stop_group(proc, timeout=30)
 
     def tail(self, kind: str, lines: int = 40) -> str:
         path = self.logs / f"{kind}.log"

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests import support
 from tests.console.conftest import csrf_of
 from tests.e2e.test_deploy import procfile
 from tests.gunicorn import free_port
@@ -128,14 +130,11 @@ def dynos(platform_env, tmp_path) -> Iterator[dict[str, str]]:
         _wait_for(lambda: requests.get(f"{base}/healthz", timeout=5).status_code == 200, 60)
         yield {**platform_env, "APP_URL": base}
     finally:
+        for proc in procs:  # SIGTERM to every dyno first, as a platform stops a release
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            support.stop_group(proc, timeout=40)
 
 
 def test_the_locked_build_runs_the_procfile_as_a_platform_does(dynos, tmp_path) -> None:

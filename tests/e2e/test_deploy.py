@@ -16,6 +16,7 @@ RabbitMQ.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ import requests
 from sqlalchemy import text
 
 from app import config, db, keys
+from tests import support
 from tests.integration.runner import brokers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -103,16 +105,12 @@ class Release:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> dict[str, int]:
         for proc in self.procs.values():
-            if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
-        codes = {}
-        for kind, proc in self.procs.items():
-            try:
-                codes[kind] = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                codes[kind] = proc.wait()
-        return codes
+        return {
+            kind: support.stop_group(proc, timeout=timeout, sig=sig)
+            for kind, proc in self.procs.items()
+        }
 
     def log_events(self, kind: str) -> list[dict]:
         events = []

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests import support
 from tests.gunicorn import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -93,12 +93,7 @@ def stack(checkout: Path, shell_env: dict[str, str]) -> Iterator[tuple[str, str]
             time.sleep(0.3)
         yield base, key
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        support.stop_group(proc, timeout=40)
 
 
 def test_the_vm_deploy_runs_as_the_readme_says(stack, checkout, shell_env, tmp_path) -> None:

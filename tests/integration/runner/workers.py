@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app import admission, config, recovery
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[3]
 CELERY = str(Path(sys.executable).parent / "celery")
@@ -69,9 +70,7 @@ class Workers:
         return proc if proc and proc.poll() is None else self.start("shared", concurrency=2)
 
     def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        support.stop_group(self.procs.pop(name), timeout=10, sig=signal.SIGKILL)
 
     def terminate(self, name: str, *, timeout: float) -> float:
         """SIGTERM to the worker's whole process group, as a platform stops a dyno; return
@@ -82,20 +81,17 @@ class Workers:
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise AssertionError(f"worker {name} ignored SIGTERM for {timeout} s")
-        return time.monotonic() - started
+            support.stop_group(proc, timeout=0, sig=signal.SIGKILL)
+            raise AssertionError(f"worker {name} ignored SIGTERM for {timeout} s") from None
+        took = time.monotonic() - started
+        support.stop_group(proc, timeout=10)  # its pool processes too, if any outlived it
+        return took
 
     def stop_all(self) -> None:
+        """Stop every worker and whatever it started: one left consuming after its test
+        would take the next tests' messages."""
         for name, proc in list(self.procs.items()):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            support.stop_group(proc, timeout=10)
             del self.procs[name]
 
 
