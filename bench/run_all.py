@@ -234,8 +234,9 @@ def _git(where: Path, *args: str) -> str:
 
 def _pre_noisy(pre: Path, args: list[str], drain: bool = True) -> list[dict[str, Any]]:
     """bench.noisy_neighbour, this checkout's copy, run from an older checkout."""
-    for name in ("noisy_neighbour.py", "common.py"):
-        (pre / "bench" / name).write_text((ROOT / "bench" / name).read_text())
+    # With what they import that the older checkout may lack (the shared row factories).
+    for name in ("bench/noisy_neighbour.py", "bench/common.py", "tests/factories.py"):
+        (pre / name).write_text((ROOT / name).read_text())
     env = {**os.environ, "PYTHONPATH": str(pre)}
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         done = subprocess.run(
