@@ -233,3 +233,16 @@ def test_the_spelling_check_sees_a_status_spelled() -> None:
         'if run.status == "admitted": pass\nq.end(status="failed")\nrow = {"status": "pending"}'
     )
     assert [_spelled(node) for node in _status_uses(tree)] == [False, True, True, True]
+
+
+def test_no_template_compares_a_status_with_a_spelled_word() -> None:
+    """The console's templates compare with RunStatus (passed in), never a quoted status."""
+    spelled = re.compile(r"status\s*(?:==|!=|in)\s*['\"(]")
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in sorted((ROOT / "web" / "templates").rglob("*.html"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if spelled.search(line)
+    ]
+    assert found == []
+    assert spelled.search("{% if run.status == 'pending' %}")  # the check can fail

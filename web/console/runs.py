@@ -7,7 +7,7 @@ import json
 from flask import render_template
 
 from app import run_history
-from app.run_status import FINISHED
+from app.run_status import FINISHED, RunStatus
 from web import context
 from web.console import display
 from web.console.blueprint import bp, parse_id
@@ -22,6 +22,7 @@ def run_page(run_id: str) -> str:
         "console/run.html",
         run=run,
         finished=run.status in FINISHED,
+        RunStatus=RunStatus,
         lag=display.seconds_between(run.due_at, run.started_at),
         jitter=display.seconds_between(run.scheduled_for, run.due_at) or 0,
         duration=display.seconds_between(run.started_at, run.finished_at),
