@@ -22,10 +22,6 @@ from app import config, db, keys, principals, service
 EXTENSION = "scheduler"
 
 
-def utcnow() -> datetime:
-    return service.utcnow()
-
-
 def publish_runs(run_ids: Iterable[uuid.UUID]) -> Any:
     """Hand runs to Celery (web imports nothing from tasks but this)."""
     from tasks import publish  # built on first use: a web process may never enqueue

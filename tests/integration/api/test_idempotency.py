@@ -13,8 +13,8 @@ import requests
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
+from app import service
 from tests.integration.api.conftest import assert_error, trigger_body
-from web import context
 
 
 def count(engine, table: str) -> int:
@@ -111,7 +111,7 @@ def server(app) -> Iterator[str]:
 def test_parallel_creates_with_one_key_make_one_trigger(server, acme, services, engine):
     # Hold each transaction open a moment after it has claimed the key, so the racers
     # really meet on the unique index instead of arriving one after the other.
-    services.clock = lambda: (time.sleep(0.2), context.utcnow())[1]
+    services.clock = lambda: (time.sleep(0.2), service.utcnow())[1]
     racers = 8
     barrier = threading.Barrier(racers)
     results: list[requests.Response] = []
