@@ -81,8 +81,10 @@ def _python_statements() -> list[tuple[str, str, str]]:
         owners = {}
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef):
+                # Once per function: each call splits the whole file's lines again.
+                segment = ast.get_source_segment(source, node) or ""
                 for inner in ast.walk(node):
-                    owners[id(inner)] = ast.get_source_segment(source, node) or ""
+                    owners[id(inner)] = segment
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 for statement in updates(node.value):
