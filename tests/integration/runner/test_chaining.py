@@ -122,7 +122,7 @@ def test_a_kept_run_that_cannot_be_claimed_is_left_to_its_lease(
     # so the worker decides it itself, and loses the database there.
     [second] = waiting(harness, harness.trigger(enabled=False), 1)
     claims = []
-    real_claim = runs.q.claim_plain
+    real_claim = runs.q.claim
 
     def claim_then_lose_the_database(conn, run_id, **kwargs):
         claims.append(run_id)
@@ -130,7 +130,7 @@ def test_a_kept_run_that_cannot_be_claimed_is_left_to_its_lease(
             raise OperationalError("UPDATE runs", {}, Exception("server closed the connection"))
         return real_claim(conn, run_id, **kwargs)
 
-    monkeypatch.setattr(runs.q, "claim_plain", claim_then_lose_the_database)
+    monkeypatch.setattr(runs.q, "claim", claim_then_lose_the_database)
 
     assert harness.execute(first, chain_seconds=60) == "succeeded"  # its outcome stands
 
@@ -180,13 +180,13 @@ def test_a_finish_whose_round_found_admission_taken_hands_off_again_once_committ
 def test_a_finish_claims_the_run_it_keeps_in_the_same_transaction(harness, monkeypatch) -> None:
     first, [second] = one_slot(harness, 1)
     separate_claims = []
-    claim_plain = runs.q.claim_plain
+    claim = runs.q.claim
 
     def recorded(conn, run_id, **kwargs):
         separate_claims.append(run_id)
-        return claim_plain(conn, run_id, **kwargs)
+        return claim(conn, run_id, **kwargs)
 
-    monkeypatch.setattr(runs.q, "claim_plain", recorded)
+    monkeypatch.setattr(runs.q, "claim", recorded)
 
     assert harness.execute(first, chain_seconds=60) == "succeeded"
 
