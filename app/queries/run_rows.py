@@ -1,5 +1,5 @@
 """The rows the runner claims, typed at the seam: a run and its trigger, as the SQL
-functions `scheduler_claim_v2` (app/queries/runs.py, claim) and `scheduler_finish_and_admit`
+functions `scheduler_claim_v2` (app/queries/runs.py, claim) and `scheduler_finish_and_admit_v2`
 return them (columns by the model's names; the trigger's prefixed `t_`)."""
 
 from __future__ import annotations

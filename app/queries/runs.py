@@ -173,7 +173,7 @@ def schedule_retry(
         text(
             "UPDATE runs SET status = 'pending', "
             "not_before = clock_timestamp() + make_interval(secs => :delay), "
-            "enqueued_at = NULL, admitted_at = NULL, heartbeat_at = NULL, worker = NULL, "
+            "enqueued_at = NULL, heartbeat_at = NULL, worker = NULL, "
             "result = CAST(:result AS jsonb), error = :error "
             "WHERE id = :id AND status = 'running' AND attempt = :attempt "
             "RETURNING not_before"

@@ -19,12 +19,12 @@ two releases' runners exclude each other during a deploy's overlap. A new name, 
 text for the old one: its result has two more columns, and an older release still calls
 `scheduler_claim_plain` during the overlap and reads its columns by position.
 
-`scheduler_claim_plain` stays, unchanged: the older release's runner calls it, and
-`scheduler_finish_and_admit` still calls it for the run a finishing worker keeps (only the
-plain case, so that no decision, and no wait for a trigger's lock, happens inside
-admission's critical section; when it declines, the runner calls scheduler_claim_v2 after
-the commit). It can be dropped by the migration that replaces the finish with one that no
-longer calls it, once no release older than this one runs.
+`scheduler_claim_plain` stays, unchanged: the older release's runner calls it, and so does
+`scheduler_finish_and_admit` for the run a finishing worker keeps. Migration 0018's
+`scheduler_finish_and_admit_v2` claims that run itself (only the plain case, so that no
+decision, and no wait for a trigger's lock, happens inside admission's critical section;
+when it declines, the runner calls scheduler_claim_v2 after the commit), so nothing of the
+new code calls it; migration 0019 drops it with the other functions of the older release.
 
 Functions only: no table changes. The whole text is frozen below; the current one is
 app/queries/sql/claim_v2.sql.

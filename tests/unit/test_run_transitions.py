@@ -116,6 +116,8 @@ def test_the_reader_finds_the_statements_it_checks() -> None:
         "claim_plain.sql",
         "claim_v2.sql",
         "finish_and_admit.sql",
+        "admission_round_v2.sql",
+        "finish_and_admit_v2.sql",
     }
 
 

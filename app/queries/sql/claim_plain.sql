@@ -1,6 +1,6 @@
 -- The plain claim: its current definition; migration 0007 made it. The runner claims with
 -- scheduler_claim_v2 since migration 0017; this one stays for an older release's runner
--- and for scheduler_finish_and_admit's kept run (0017's docstring says until when).
+-- and for the older release's scheduler_finish_and_admit (migration 0019 drops it).
 -- admitted -> running in one statement when nothing needs deciding: the run is not
 -- cancelled, its trigger exists, is enabled (or is a one-time trigger, disabled by its own
 -- dispatch), has attempts left and does not run one fire at a time. No row otherwise: the
