@@ -552,7 +552,10 @@ BEGIN
                 started_at = COALESCE(r.started_at, clock_timestamp()),
                 heartbeat_at = clock_timestamp(), worker = p_keep_worker, not_before = NULL
             FROM triggers AS t
-            WHERE r.id = v_kept AND r.status = 'admitted' AND r.cancel_requested_at IS NULL
+            -- By primary key: the status by an expression no partial index is defined by
+            -- (as in scheduler_claim_v2).
+            WHERE r.id = v_kept AND r.status || '' = 'admitted'
+              AND r.cancel_requested_at IS NULL
               AND t.id = r.trigger_id AND (t.enabled OR t.run_at IS NOT NULL)
               AND r.attempt < t.max_attempts
               AND (t.overlap_policy NOT IN ('skip', 'buffer_one') OR r.attempt > 0)

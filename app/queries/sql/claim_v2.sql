@@ -29,7 +29,9 @@
 -- to Python (app/runs.py `_decide`, until migration 0017).
 -- PL/pgSQL: its plans are kept for the session; each statement finds the run by primary
 -- key (the look for another run in progress probes ix_runs_in_progress by tenant and
--- ix_runs_retrying by trigger).
+-- ix_runs_retrying by trigger). The moves check the status by an expression no partial
+-- index is defined by (`status || ''`): as `status = 'admitted'`, a plan made while few
+-- runs were in progress walked ix_runs_in_progress, every run in progress, at each claim.
 -- Moves: admitted -> running, admitted -> cancelled, admitted -> failed, admitted -> skipped
 CREATE OR REPLACE FUNCTION scheduler_claim_v2(p_run_id uuid, p_worker varchar)
 RETURNS TABLE (
@@ -65,7 +67,7 @@ BEGIN
         started_at = COALESCE(r.started_at, clock_timestamp()),
         heartbeat_at = clock_timestamp(), worker = p_worker, not_before = NULL
     FROM triggers AS t
-    WHERE r.id = p_run_id AND r.status = 'admitted' AND r.cancel_requested_at IS NULL
+    WHERE r.id = p_run_id AND r.status || '' = 'admitted' AND r.cancel_requested_at IS NULL
       AND t.id = r.trigger_id AND (t.enabled OR t.run_at IS NOT NULL)
       AND r.attempt < t.max_attempts
       AND (t.overlap_policy NOT IN ('skip', 'buffer_one') OR r.attempt > 0)
@@ -144,7 +146,7 @@ BEGIN
             started_at = COALESCE(r.started_at, clock_timestamp()),
             heartbeat_at = clock_timestamp(), worker = p_worker, not_before = NULL
         FROM triggers AS t
-        WHERE r.id = p_run_id AND r.status = 'admitted' AND r.cancel_requested_at IS NULL
+        WHERE r.id = p_run_id AND r.status || '' = 'admitted' AND r.cancel_requested_at IS NULL
           AND t.id = r.trigger_id
         RETURNING CAST('running' AS varchar), CAST(NULL AS text),
                   r.id, r.trigger_id, r.tenant_id, r.scheduled_for, r.kind,
@@ -165,7 +167,7 @@ BEGIN
                           WHEN v_decision = 'skipped' THEN 'skipped' ELSE 'cancelled' END,
             finished_at = clock_timestamp(), worker = NULL,
             error = CASE WHEN v_decision = 'failed' THEN r.error ELSE v_detail END
-        WHERE r.id = p_run_id AND r.status = 'admitted';
+        WHERE r.id = p_run_id AND r.status || '' = 'admitted';
         IF NOT FOUND THEN
             v_decision := 'duplicate';
         END IF;
