@@ -121,9 +121,9 @@ def _rounds(
     caller gets the lock and someone took a wake-up number since its last round (see the
     module docstring). The caller publishes each round's runs before the next round.
 
-    A round is one call of the SQL function `scheduler_admission_round` (migrations 0006,
-    0008, 0009 and 0010), in autocommit so that the round is one transaction and the lock
-    goes with its commit:
+    A round is one call of the SQL function `scheduler_admission_round_v2`
+    (app/queries/sql/admission_round_v2.sql), in autocommit so that the round is one
+    transaction and the lock goes with its commit:
     1. stop when every slot is taken (no lock, nothing more: a dispatch of 100,000 fires
        hands off after each of its 200 batches and pays only this) or, after a first
        round, when no one came by since; else take a wake-up number and try the

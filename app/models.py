@@ -166,8 +166,8 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(TZ)
     finished_at: Mapped[datetime | None] = mapped_column(TZ)
     heartbeat_at: Mapped[datetime | None] = mapped_column(TZ)
-    # When admission gave the run a slot (PostgreSQL's clock): the lease of an admitted run
-    # that no worker has started yet.
+    # Unused since migration 0018 (`enqueued_at` is the same fact); kept for an older
+    # release's writes during a deploy, dropped by migration 0019.
     admitted_at: Mapped[datetime | None] = mapped_column(TZ)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(TZ)
     worker: Mapped[str | None] = mapped_column(String(200))

@@ -92,4 +92,3 @@ class Delivery(enum.StrEnum):
     MISSING = "missing"  # no such run
     LOST = "lost"  # the recovery sweep handed the run to another attempt meanwhile
     RUNNING = "running"  # claimed: the attempt goes ahead
-    NEEDS_LOCK = "needs_lock"  # overlap policy `skip`/`buffer_one`: decide again, locked

@@ -26,7 +26,6 @@ from sqlalchemy import Connection, Engine
 
 from app import actions, admission, attempts, backoff, db, logs, queries, tracing
 from app.config import Settings
-from app.models import ONE_AT_A_TIME_POLICIES
 from app.queries import runs as q
 from app.queries.run_queue import Round
 from app.run_status import Delivery, RunStatus
@@ -74,7 +73,7 @@ def execute_run(run_id: uuid.UUID | str, runtime: Runtime) -> Delivery:
     1. Begin: a run that is not admitted is a duplicate delivery and is left alone; a cancel
        request, a deleted trigger or a disabled recurring trigger cancels it; overlap policy
        `skip`/`buffer_one` skips it when another run of the trigger is in progress; else it
-       is claimed (attempt + 1) by a conditional UPDATE.
+       is claimed (attempt + 1). One call decides and does it (`scheduler_claim_v2`).
     2. Attempt: the action runs within the trigger's timeout while a heartbeat thread stamps
        `heartbeat_at` (PostgreSQL's clock).
     3. Finish, fenced by the attempt number: succeeded, cancelled, back to pending for a
@@ -168,85 +167,15 @@ def hand_off(
 
 
 def _begin(run_id: uuid.UUID, rt: Runtime, conn: Connection | None = None) -> _Start:
-    """Decide what this delivery does and, when it runs, claim the run.
-
-    The common case is one statement (`claim_plain`: nothing to decide). Otherwise every
-    step but one is a single conditional statement, so they run in autocommit (a round trip
-    each, no BEGIN/COMMIT). The exception is an overlap policy that runs one fire at a time:
-    checking that no other run is in progress and claiming must be one transaction, under a
-    lock. `conn`: an autocommit connection to use (default: one from the pool)."""
+    """Decide what this delivery does and do it: one call of the SQL function
+    `scheduler_claim_v2` (app/queries/runs.py, claim), which claims the run, ends it without
+    running it (cancelled, failed, skipped) or leaves it (duplicate, missing), and says
+    which. `conn`: an autocommit connection to use (default: one from the pool)."""
     with nullcontext(conn) if conn is not None else db.statements(rt.engine) as conn:
-        claimed = q.claim_plain(conn, run_id, worker=rt.worker)
-        if claimed is not None:
-            run, trigger = claimed
-            return _Start(Delivery.RUNNING, run, trigger, attempt=run.attempt)
-        start = _decide(conn, run_id, rt, overlap_locked=False)
-    if start.outcome != Delivery.NEEDS_LOCK:
-        return start
-    with db.transaction(rt.engine) as tx:
-        assert start.run is not None
-        q.lock_trigger_runs(tx, start.run.trigger_id)
-        return _decide(tx, run_id, rt, overlap_locked=True)
-
-
-def _decide(
-    conn: queries.Executor, run_id: uuid.UUID, rt: Runtime, *, overlap_locked: bool
-) -> _Start:
-    found = q.load(conn, run_id)
-    if found is None:
-        return _Start(Delivery.MISSING)
-    run, trigger = found
-    if run.status != RunStatus.ADMITTED:
-        # Waiting for a slot (a stray or old message), claimed by another delivery, returned
-        # to the queue by the sweep, finished or cancelled: no side effect.
-        return _Start(Delivery.DUPLICATE, run, detail=run.status)
-    reason = _cancel_reason(run, trigger)
-    if reason is not None:
-        return _end_admitted(conn, run, trigger, RunStatus.CANCELLED, reason)
-    assert trigger is not None  # _cancel_reason answers for a deleted trigger
-    if run.attempt >= trigger.max_attempts:
-        # Taken back by the recovery sweep after its last attempt, or max_attempts lowered.
-        return _end_admitted(conn, run, trigger, RunStatus.FAILED, "attempts used up")
-    if trigger.overlap_policy in ONE_AT_A_TIME_POLICIES and run.attempt == 0:
-        # Admission admits one fire of such a trigger at a time; this re-check under the
-        # trigger's lock covers a run admitted before a policy change.
-        if not overlap_locked:
-            return _Start(Delivery.NEEDS_LOCK, run, trigger)
-        if q.other_run_in_progress(conn, trigger.id, run.id):
-            detail = "an earlier run of the trigger was still in progress"
-            return _end_admitted(conn, run, trigger, RunStatus.SKIPPED, detail)
-    claimed = q.claim(conn, run.id, worker=rt.worker)
-    if claimed is None:
-        # Lost the race to a concurrent delivery (or a cancel) since the read above.
-        return _Start(Delivery.DUPLICATE, run, trigger, detail="claimed elsewhere")
-    return _Start(Delivery.RUNNING, run, trigger, attempt=claimed[0])
-
-
-def _end_admitted(
-    conn: queries.Executor,
-    run: q.RunRow,
-    trigger: q.TriggerRow | None,
-    status: RunStatus,
-    detail: str,
-) -> _Start:
-    """End an admitted run without running it (its error: `detail`, unless it failed for
-    want of attempts); a duplicate when someone else moved it first."""
-    error = None if status == RunStatus.FAILED else detail
-    ended = q.end_admitted(conn, run.id, status=status, error=error)
-    return _Start(Delivery(status) if ended else Delivery.DUPLICATE, run, trigger, detail=detail)
-
-
-def _cancel_reason(run: q.RunRow, trigger: q.TriggerRow | None) -> str | None:
-    if run.cancel_requested_at is not None:
-        return "cancel requested"
-    if trigger is None:
-        return "trigger deleted"
-    # A one-time trigger is disabled by the dispatcher in the transaction that creates its
-    # run, so only a recurring trigger's disabled flag means "disabled since dispatch" (the
-    # API cancels a one-time trigger's pending runs itself when a user disables it).
-    if not trigger.enabled and trigger.recurring:
-        return "trigger disabled"
-    return None
+        claim = q.claim(conn, run_id, worker=rt.worker)
+    run = claim.run
+    attempt = run.attempt if claim.decision == Delivery.RUNNING and run is not None else 0
+    return _Start(claim.decision, run, claim.trigger, attempt=attempt, detail=claim.detail)
 
 
 def _not_started(start: _Start) -> Delivery:

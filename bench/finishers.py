@@ -7,7 +7,7 @@ as a worker does (`admission.finish_succeeded`: the finish, an admission round a
 kept run started, one round trip), then, as the runner does, hands off again when the
 round did not serve it (`admission.hand_off`, keeping a run); runs admitted for others
 go to an in-process queue that stands in for the broker, from which an idle finisher
-claims (`scheduler_claim_plain`). MAX_RUNNING = MAX_RUNNING_PER_TENANT = the finishers;
+claims (`scheduler_claim_v2`). MAX_RUNNING = MAX_RUNNING_PER_TENANT = the finishers;
 `--runs` pending runs of ten tenants, on a fresh database of a private cluster (as
 bench.per_run_cost's; `--server URL` for an existing server). Prints runs per second for
 each number of finishers, from the first hand-off to the last finish.
@@ -31,6 +31,7 @@ from bench import common, e2e_lag, per_run_cost
 def _finisher(engine, limits, inbox: queue.Queue, done: list[int], total: int, name: str):
     from app import admission, db
     from app.queries import runs as q
+    from app.run_status import Delivery
 
     def publish(ids) -> None:
         for run_id in ids:
@@ -44,10 +45,10 @@ def _finisher(engine, limits, inbox: queue.Queue, done: list[int], total: int, n
                     run_id = inbox.get(timeout=0.05)
                 except queue.Empty:
                     continue
-                claimed = q.claim_plain(conn, run_id, worker=name)
-                if claimed is None:
+                claim = q.claim(conn, run_id, worker=name)
+                if claim.decision != Delivery.RUNNING:
                     continue
-                current = claimed[0]
+                current = claim.run
             _, first = admission.finish_succeeded(
                 conn, limits, current.id, attempt=current.attempt, result="{}",
                 keep_worker=name,
@@ -59,8 +60,8 @@ def _finisher(engine, limits, inbox: queue.Queue, done: list[int], total: int, n
                 if handed.claimed is not None:
                     current = handed.claimed[0]
                 else:
-                    claimed = q.claim_plain(conn, handed.kept, worker=name)
-                    current = claimed[0] if claimed else None
+                    claim = q.claim(conn, handed.kept, worker=name)
+                    current = claim.run if claim.decision == Delivery.RUNNING else None
 
 
 def measure(url: str, finishers: int, runs: int) -> dict[str, Any]:

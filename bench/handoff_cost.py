@@ -4,7 +4,7 @@ Why: end to end, every finishing run pays one hand-off (app/admission.py) before
 next run can start; this times it alone. A fresh database with `--waiting` pending runs of
 ten tenants, MAX_RUNNING = MAX_RUNNING_PER_TENANT = 8, slots full; each round finishes one
 admitted run (an UPDATE, as a worker's finish does) and times `admission.admit`: one call of
-the SQL function `scheduler_admission_round` that admits, and one that finds nobody came by
+the SQL function `scheduler_admission_round_v2` that admits, and one that finds nobody came by
 since. Prints milliseconds per hand-off: median, p90, max.
 """
 

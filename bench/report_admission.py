@@ -342,7 +342,7 @@ def _tenants_section(results: dict[str, Any], images: list[str]) -> list[str]:
         "Admission chooses among the tenants with a waiting run. Migration 0010 finds them by "
         "a walk of the waiting room in fire order that stops once it has met as many tenants "
         "as the free slots can use; before it (0009), a round listed every waiting tenant, one "
-        "index probe each. *Round*: one call of `scheduler_admission_round` with "
+        "index probe each. *Round*: one call of `scheduler_admission_round` (head's: its _v2) with "
         f"{t['rounds'][0]['waiting_runs']:,} runs waiting over N tenants, six of them with a "
         "run in progress, eight slots free; both definitions on the same rows, in turn, "
         f"{t['rounds'][0]['rounds']} calls each. *End to end*: `bench.e2e_lag` (one worker, "

@@ -3,9 +3,10 @@
 Dispatch inserts a batch of runs (one round trip, each column one array parameter);
 admission moves `pending` runs into free slots (app/admission.py explains the lock and the
 fairness); the recovery sweep gives back the slots of dead workers and lost publishes.
-`enqueued_at` is stamped by one statement, admission's (in `scheduler_admission_round`):
+`enqueued_at` is stamped by one statement, admission's (in `scheduler_admission_round_v2`):
 the publish follows its commit at once, and every statement that takes a slot back clears
-the stamp with it.
+the stamp with it. It is also the lease of an admitted run (`admitted_at`, the same fact,
+is no longer written or read: migration 0018).
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ def new_by_keys(conn: Connection, keys: Sequence[str], *, now: datetime) -> list
     return [tuple(row) for row in conn.execute(_NEW_BY_KEYS, {"keys": list(keys), "now": now})]
 
 
-# One admission round is the SQL function `scheduler_admission_round` (its whole current
-# text: app/queries/sql/admission_round.sql): the wake-up number (sequence
+# One admission round is the SQL function `scheduler_admission_round_v2` (its whole current
+# text: app/queries/sql/admission_round_v2.sql): the wake-up number (sequence
 # `admission_wakeups`) and the try-lock, the overlap statement, the admitting statement, in
 # one round trip (their plans kept for the session). The caller's transaction (autocommit:
 # the call's own) holds the lock until it ends.
@@ -105,7 +106,7 @@ def new_by_keys(conn: Connection, keys: Sequence[str], *, now: datetime) -> list
 # so the round also holds it for less time.
 _ADMISSION_ROUND = text(
     "SELECT set_config('synchronous_commit', 'off', true); "
-    "SELECT ticket, run_id, skipped FROM scheduler_admission_round("
+    "SELECT ticket, run_id, skipped FROM scheduler_admission_round_v2("
     "CAST(:max_running AS bigint), CAST(:max_per_tenant AS bigint), CAST(:factor AS bigint), "
     "CAST(:seen AS bigint), CAST(:key AS bigint))"
 )
@@ -147,7 +148,7 @@ def admission_round(
 
 
 # A successful finish, an admission round and the kept run's claim: one transaction, one
-# round trip (the SQL function `scheduler_finish_and_admit`, migration 0007).
+# round trip (the SQL function `scheduler_finish_and_admit_v2`, migration 0018).
 #
 # Its commit does not wait for the WAL flush either: the round holds admission's lock until
 # the commit, and a flush inside the lock made every finisher collide with the holder more
@@ -160,7 +161,7 @@ def admission_round(
 # its heartbeat times out.
 _FINISH_AND_ADMIT = text(
     "SELECT set_config('synchronous_commit', 'off', true); "
-    "SELECT * FROM scheduler_finish_and_admit("
+    "SELECT * FROM scheduler_finish_and_admit_v2("
     "CAST(:run_id AS uuid), CAST(:attempt AS integer), CAST(:result AS jsonb), "
     "CAST(:max_running AS bigint), CAST(:max_per_tenant AS bigint), CAST(:factor AS bigint), "
     "CAST(:key AS bigint), CAST(:keep_worker AS varchar), CAST(:waiting AS double precision))"
@@ -249,7 +250,7 @@ def look_after_round(conn: Connection, *, waiting_seconds: float) -> tuple[int, 
 
 
 _UNADMIT = text(
-    "UPDATE runs SET status = 'pending', admitted_at = NULL, enqueued_at = NULL "
+    "UPDATE runs SET status = 'pending', enqueued_at = NULL "
     "WHERE id = ANY(:ids) AND status = 'admitted'"
 )
 
@@ -305,7 +306,6 @@ _RECOVER_STALE_RUNNING = text("""
             THEN 'worker lost: no heartbeat for ' || :timeout || ' s; attempts used up'
             ELSE r.error END,
         enqueued_at = NULL,
-        admitted_at = NULL,
         not_before = NULL,
         worker = NULL
     FROM (
@@ -331,12 +331,12 @@ def recover_stale_running(conn: Connection, *, timeout_seconds: int, batch: int)
 
 
 _RETURN_STALE_ADMITTED = text("""
-    UPDATE runs SET status = 'pending', admitted_at = NULL, enqueued_at = NULL
+    UPDATE runs SET status = 'pending', enqueued_at = NULL
     WHERE id IN (
         SELECT id FROM runs
         WHERE status = 'admitted'
-          AND admitted_at < clock_timestamp() - make_interval(secs => :lease)
-        ORDER BY admitted_at
+          AND enqueued_at < clock_timestamp() - make_interval(secs => :lease)
+        ORDER BY enqueued_at
         LIMIT :batch
         FOR UPDATE SKIP LOCKED
     )

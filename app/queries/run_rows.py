@@ -1,5 +1,5 @@
-"""The rows the runner reads and claims, typed at the seam: a run and its trigger, as
-app/queries/runs.py's `load`, `scheduler_claim_plain` and `scheduler_finish_and_admit`
+"""The rows the runner claims, typed at the seam: a run and its trigger, as the SQL
+functions `scheduler_claim_v2` (app/queries/runs.py, claim) and `scheduler_finish_and_admit_v2`
 return them (columns by the model's names; the trigger's prefixed `t_`)."""
 
 from __future__ import annotations
@@ -9,21 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-RUN_COLUMNS = (
-    "r.id, r.trigger_id, r.tenant_id, r.scheduled_for, r.kind, r.idempotency_key, r.status, "
-    "r.attempt, r.not_before, r.cancel_requested_at, r.generation, r.created_at"
-)
-TRIGGER_COLUMNS = (
-    "t.id AS t_id, t.enabled AS t_enabled, t.run_at IS NULL AS t_recurring, "
-    "t.action AS t_action, t.payload AS t_payload, t.overlap_policy AS t_overlap_policy, "
-    "t.max_attempts AS t_max_attempts, t.retry_backoff_seconds AS t_retry_backoff_seconds, "
-    "t.timeout_seconds AS t_timeout_seconds"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
-    """A run as the runner reads and claims it (RUN_COLUMNS, `scheduler_claim_plain`)."""
+    """A run as the runner claims it (the claim functions' run columns)."""
 
     id: uuid.UUID
     trigger_id: uuid.UUID

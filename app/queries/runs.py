@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
 
 from app import queries
-from app.queries.run_rows import RUN_COLUMNS, TRIGGER_COLUMNS, RunRow, TriggerRow
-from app.run_status import RunStatus, check_move
+from app.queries.run_rows import RunRow, TriggerRow
+from app.run_status import Delivery, RunStatus, check_move
 
 MAX_ERROR_CHARS = 4000
 MAX_RESULT_CHARS = 16 * 1024
-# pg_advisory_xact_lock(int, int) namespace for "runs of this trigger": ASCII "RUNS".
-OVERLAP_LOCK_NAMESPACE = 0x52554E53
 
 
 def as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
@@ -70,109 +69,33 @@ def clip_json(value: Any, limit: int = MAX_RESULT_CHARS) -> str | None:
     return json.dumps({"truncated": True, "preview": encoded[: limit // 4]})
 
 
-def load(session: queries.Executor, run_id: uuid.UUID) -> tuple[RunRow, TriggerRow | None] | None:
-    """The run and its trigger (None when deleted) in one round trip; None for no run."""
-    row = session.execute(
-        text(
-            f"SELECT {RUN_COLUMNS}, {TRIGGER_COLUMNS} "
-            "FROM runs r LEFT JOIN triggers t ON t.id = r.trigger_id WHERE r.id = :id"
-        ),
-        {"id": run_id},
-    ).one_or_none()
-    if row is None:
-        return None
-    return RunRow.of(row), TriggerRow.of(row)
+# The claim, the SQL function `scheduler_claim_v2` (app/queries/sql/claim_v2.sql, migration
+# 0017): it decides what a delivery does (claim, or end the run without running it, or
+# nothing), does it and returns the decision, in one call. The call is its own transaction
+# (autocommit): a one-fire-at-a-time trigger's lock, taken inside, is held until it commits.
+_CLAIM = text("SELECT * FROM scheduler_claim_v2(CAST(:id AS uuid), CAST(:worker AS varchar))")
 
 
-# The common delivery in one statement, the SQL function `scheduler_claim_plain` (migration
-# 0007, where a finish's hand-off claims with it too): an admitted run, not cancelled, whose
-# trigger exists, is enabled (or is a one-time trigger, disabled by its own dispatch), has
-# attempts left and does not run one fire at a time. Anything else takes the slow path
-# (app/runs.py: _decide).
-_CLAIM_PLAIN = text(
-    "SELECT * FROM scheduler_claim_plain(CAST(:id AS uuid), CAST(:worker AS varchar))"
-)
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What the claim decided for one delivery, and the rows it read or claimed."""
+
+    decision: Delivery  # running, duplicate, cancelled, failed, skipped or missing
+    detail: str | None  # why (a duplicate: the status it found, or the decision it lost)
+    run: RunRow | None  # as claimed (`attempt` is the new attempt), else as after the call
+    trigger: TriggerRow | None  # None when deleted (or the run is missing)
 
 
-def claim_plain(
-    session: queries.Executor, run_id: uuid.UUID, *, worker: str
-) -> tuple[RunRow, TriggerRow] | None:
-    """admitted -> running in one round trip when nothing needs deciding (see above); return
-    the run (as claimed: `attempt` is the new attempt) and its trigger, else None."""
-    row = session.execute(_CLAIM_PLAIN, {"id": run_id, "worker": worker[:200]}).one_or_none()
-    if row is None:
-        return None
-    trigger = TriggerRow.of(row)
-    assert trigger is not None  # the claim joins the trigger
-    return RunRow.of(row), trigger
-
-
-def lock_trigger_runs(session: queries.Executor, trigger_id: uuid.UUID) -> None:
-    """Serialise the overlap check of one trigger's runs until the transaction ends.
-
-    An advisory lock, not FOR UPDATE on the trigger row: the dispatcher claims trigger rows
-    with SKIP LOCKED and would skip a trigger whose runs are being claimed.
-    """
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(:ns, hashtext(:tid))"),
-        {"ns": OVERLAP_LOCK_NAMESPACE, "tid": str(trigger_id)},
-    )
-
-
-def other_run_in_progress(
-    session: queries.Executor, trigger_id: uuid.UUID, run_id: uuid.UUID
-) -> bool:
-    """Whether another run of the trigger holds a slot or has started and not finished
-    (admitted, running, or pending between two attempts)."""
-    return bool(
-        session.execute(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM runs WHERE trigger_id = :tid AND id <> :id "
-                "AND (status IN ('admitted', 'running') "
-                "OR (status = 'pending' AND attempt > 0)))"
-            ),
-            {"tid": trigger_id, "id": run_id},
-        ).scalar_one()
-    )
-
-
-def end_admitted(
-    session: queries.Executor, run_id: uuid.UUID, *, status: RunStatus, error: str | None
-) -> bool:
-    """admitted -> a final status (cancelled, skipped, failed) without running, giving its
-    slot back; False when the run was no longer admitted."""
-    check_move(RunStatus.ADMITTED, status)
-    result = session.execute(
-        text(
-            "UPDATE runs SET status = :status, finished_at = clock_timestamp(), "
-            "error = COALESCE(:error, error), worker = NULL "
-            "WHERE id = :id AND status = 'admitted'"
-        ),
-        {"id": run_id, "status": status, "error": clip_text(error)},
-    )
-    return result.rowcount == 1
-
-
-def claim(
-    session: queries.Executor, run_id: uuid.UUID, *, worker: str
-) -> tuple[int, datetime] | None:
-    """admitted -> running for this worker; return (the new attempt number, its start on
-    PostgreSQL's clock), or None when the run was not admitted any more (another delivery
-    claimed it, it was cancelled, or the sweep returned it to the queue).
-
-    `started_at` keeps the first attempt's start: it measures the lag from `scheduled_for`.
-    """
-    row = session.execute(
-        text(
-            "UPDATE runs SET status = 'running', attempt = attempt + 1, "
-            "started_at = COALESCE(started_at, clock_timestamp()), "
-            "heartbeat_at = clock_timestamp(), worker = :worker, not_before = NULL "
-            "WHERE id = :id AND status = 'admitted' AND cancel_requested_at IS NULL "
-            "RETURNING attempt, heartbeat_at"
-        ),
-        {"id": run_id, "worker": worker[:200]},
-    ).one_or_none()
-    return None if row is None else (row[0], row[1])
+def claim(session: queries.Executor, run_id: uuid.UUID, *, worker: str) -> Claim:
+    """Decide and do what this delivery of the run does, in one round trip: claim it
+    (admitted -> running) when nothing needs deciding; end an admitted run without running
+    it (cancelled, failed, skipped); or nothing (duplicate, missing). The function's
+    header says each outcome and who wins a race (every move is conditional on the run
+    being admitted: the loser's outcome is `duplicate`)."""
+    row = session.execute(_CLAIM, {"id": run_id, "worker": worker[:200]}).one()
+    decision = Delivery(row.decision)
+    run = None if decision == Delivery.MISSING else RunRow.of(row)
+    return Claim(decision, row.detail, run, TriggerRow.of(row))
 
 
 def touch_heartbeat(session: queries.Executor, run_id: uuid.UUID, *, attempt: int) -> bool:
@@ -250,7 +173,7 @@ def schedule_retry(
         text(
             "UPDATE runs SET status = 'pending', "
             "not_before = clock_timestamp() + make_interval(secs => :delay), "
-            "enqueued_at = NULL, admitted_at = NULL, heartbeat_at = NULL, worker = NULL, "
+            "enqueued_at = NULL, heartbeat_at = NULL, worker = NULL, "
             "result = CAST(:result AS jsonb), error = :error "
             "WHERE id = :id AND status = 'running' AND attempt = :attempt "
             "RETURNING not_before"

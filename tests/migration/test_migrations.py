@@ -128,7 +128,7 @@ def _admission_scene(url: str) -> Iterator[tuple[Any, Callable[[], int]]]:
 
     def round_reads() -> int:
         before = _runs_tuples_read(own)
-        own.execute("SELECT run_id FROM scheduler_admission_round(8, 8, 2, NULL, 4242)")
+        own.execute("SELECT run_id FROM scheduler_admission_round_v2(8, 8, 2, NULL, 4242)")
         own.fetchall()
         return _runs_tuples_read(own) - before
 

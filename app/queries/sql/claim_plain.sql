@@ -1,8 +1,10 @@
--- The plain claim (app/runs.py): its current definition; migration 0007 made it.
+-- The plain claim: its current definition; migration 0007 made it. The runner claims with
+-- scheduler_claim_v2 since migration 0017; this one stays for an older release's runner
+-- and for the older release's scheduler_finish_and_admit (migration 0019 drops it).
 -- admitted -> running in one statement when nothing needs deciding: the run is not
 -- cancelled, its trigger exists, is enabled (or is a one-time trigger, disabled by its own
 -- dispatch), has attempts left and does not run one fire at a time. No row otherwise: the
--- caller decides the rest (app/runs.py, _decide). `attempt` is the new attempt.
+-- caller decides the rest (since 0017: scheduler_claim_v2). `attempt` is the new attempt.
 -- PL/pgSQL, not SQL: it keeps the statement's plan for the session (an SQL function's is
 -- made at every call, a quarter of a millisecond, and the finish's call holds admission's
 -- lock while it claims). A lookup by primary key has one good plan, whatever the statistics.

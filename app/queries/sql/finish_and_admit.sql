@@ -8,7 +8,8 @@
 --     or another admitter held the lock;
 --   skipped: fires the round skipped (overlap policy); admitted: runs to publish;
 --   kept: the run kept for the worker (not in `admitted`), and its claimed columns when
---     it was started for the worker (NULL columns: the caller decides, app/runs.py _decide).
+--     it was started for the worker (NULL columns: the caller claims it with
+--     scheduler_claim_v2, app/runs.py _begin).
 -- No run is kept while a run admitted more than p_waiting_seconds ago has not started: its
 -- message waits in the broker for a free worker process, and a kept run would go first.
 -- The round itself starts the kept run (pending -> running in one row version) when

@@ -105,7 +105,7 @@ def _admit_counting_probes(
     with engine.begin() as conn:
         before = conn.execute(scans).scalar_one()
         rows = conn.execute(
-            text("SELECT run_id FROM scheduler_admission_round(:m, :c, :f, NULL, :key)"),
+            text("SELECT run_id FROM scheduler_admission_round_v2(:m, :c, :f, NULL, :key)"),
             {"m": max_running, "c": max_per_tenant, "f": admission.CANDIDATE_FACTOR,
              "key": ADMISSION_LOCK},
         ).all()  # fmt: skip
@@ -229,8 +229,9 @@ def _install_rounds(engine: Engine) -> list[str]:
     (app/queries/sql) with almost no budget beyond the
     tenants it needs (so that it falls back, or ends just in time) as `walk_slack_<n>`;
     returns the names to compare with the first, the installed round among them."""
-    walk = (ROOT / "app" / "queries" / "sql" / "admission_round.sql").read_text()
+    walk = (ROOT / "app" / "queries" / "sql" / "admission_round_v2.sql").read_text()
     create = "CREATE OR REPLACE FUNCTION scheduler_admission_round("
+    walk = walk.replace("CREATE OR REPLACE FUNCTION scheduler_admission_round_v2(", create)
     definitions = {"list_every_tenant": (FIXTURES / "0008.sql").read_text()}
     for slack in (0, 1, 5):
         budget = f"+ tenants + {WALK_SLACK}"
@@ -240,7 +241,7 @@ def _install_rounds(engine: Engine) -> list[str]:
         for name, definition in definitions.items():
             conn.exec_driver_sql(definition.replace(create, f"CREATE OR REPLACE FUNCTION {name}("))
             conn.exec_driver_sql(f"ALTER FUNCTION {name}{SIGNATURE} SET enable_bitmapscan = off")
-    return ["scheduler_admission_round", *(n for n in definitions if n.startswith("walk"))]
+    return ["scheduler_admission_round_v2", *(n for n in definitions if n.startswith("walk"))]
 
 
 def _round_rolled_back(
@@ -303,7 +304,7 @@ def _mixed_room(engine: Engine, rng: random.Random) -> None:
             cancel_requested_at=factories.each(run["cancel"] for run in runs),
             started_at=factories.sql("now()"),
             heartbeat_at=factories.sql("now()"),
-            admitted_at=factories.sql("now()"),
+            enqueued_at=factories.sql("now()"),
         )
         conn.execute(text("ANALYZE runs"))
 

@@ -36,7 +36,8 @@ def test_a_due_trigger_gets_one_run_admitted_and_enqueued_with_the_run_id(
     assert run["kind"] == "scheduled"
     assert run["scheduled_for"] == NOON
     assert run["idempotency_key"] == f"{trigger_id}:2026-01-05T12:00:00Z"
-    assert run["enqueued_at"] is not None and run["admitted_at"] is not None
+    # One fact, one column: admission stamps `enqueued_at` alone (migration 0018).
+    assert run["enqueued_at"] is not None and run["admitted_at"] is None
     assert queued() == [str(run["id"])]
     assert trigger(engine, trigger_id)["next_run_at"] == NOON + timedelta(minutes=5)
     assert trigger(engine, trigger_id)["last_scheduled_for"] == NOON
@@ -279,7 +280,7 @@ def test_a_crash_between_admission_and_publish_is_recovered_once_after_the_lease
     stats = tick(NOON + timedelta(minutes=1))
     assert (stats.recovered, queued()) == (0, []), "their slot lease still holds"
 
-    _age(engine, "admitted_at", seconds=61)  # past SLOT_LEASE_SECONDS on PostgreSQL's clock
+    _age(engine, "enqueued_at", seconds=61)  # past SLOT_LEASE_SECONDS on PostgreSQL's clock
     stats = tick(NOON + timedelta(minutes=2))
     assert stats.recovered == 20
     assert sorted(queued()) == sorted(str(r["id"]) for r in admitted)
@@ -515,7 +516,7 @@ def test_a_published_run_not_started_is_published_again_only_after_its_lease(
     assert queued() == [str(run["id"])]
 
     redis_client.delete("runs")  # the message was lost (or consumed and dropped)
-    _age(engine, "admitted_at", seconds=61)
+    _age(engine, "enqueued_at", seconds=61)
     stats = tick(NOON + timedelta(minutes=11))
     assert (stats.recovered, stats.admitted) == (1, 1)
     assert queued() == [str(run["id"])]

@@ -143,7 +143,7 @@ class Harness:
                 created_at=self.clock.now(),
                 started_at=started,
                 heartbeat_at=started,
-                admitted_at=factories.sql("now()") if in_progress else None,
+                enqueued_at=factories.sql("now()") if in_progress else None,
             )
         return run_id
 

@@ -93,8 +93,7 @@ def test_no_run_is_kept_while_a_run_admitted_earlier_waits_in_the_broker(
     with harness.engine.begin() as conn:
         conn.execute(
             text(
-                "UPDATE runs SET admitted_at = now() - make_interval(secs => :ago), "
-                "enqueued_at = now() - make_interval(secs => :ago) WHERE id = :id"
+                "UPDATE runs SET enqueued_at = now() - make_interval(secs => :ago) WHERE id = :id"
             ),
             {"ago": admitted_ago, "id": in_broker},
         )
@@ -122,7 +121,7 @@ def test_a_kept_run_that_cannot_be_claimed_is_left_to_its_lease(
     # so the worker decides it itself, and loses the database there.
     [second] = waiting(harness, harness.trigger(enabled=False), 1)
     claims = []
-    real_claim = runs.q.claim_plain
+    real_claim = runs.q.claim
 
     def claim_then_lose_the_database(conn, run_id, **kwargs):
         claims.append(run_id)
@@ -130,7 +129,7 @@ def test_a_kept_run_that_cannot_be_claimed_is_left_to_its_lease(
             raise OperationalError("UPDATE runs", {}, Exception("server closed the connection"))
         return real_claim(conn, run_id, **kwargs)
 
-    monkeypatch.setattr(runs.q, "claim_plain", claim_then_lose_the_database)
+    monkeypatch.setattr(runs.q, "claim", claim_then_lose_the_database)
 
     assert harness.execute(first, chain_seconds=60) == "succeeded"  # its outcome stands
 
@@ -180,13 +179,13 @@ def test_a_finish_whose_round_found_admission_taken_hands_off_again_once_committ
 def test_a_finish_claims_the_run_it_keeps_in_the_same_transaction(harness, monkeypatch) -> None:
     first, [second] = one_slot(harness, 1)
     separate_claims = []
-    claim_plain = runs.q.claim_plain
+    claim = runs.q.claim
 
     def recorded(conn, run_id, **kwargs):
         separate_claims.append(run_id)
-        return claim_plain(conn, run_id, **kwargs)
+        return claim(conn, run_id, **kwargs)
 
-    monkeypatch.setattr(runs.q, "claim_plain", recorded)
+    monkeypatch.setattr(runs.q, "claim", recorded)
 
     assert harness.execute(first, chain_seconds=60) == "succeeded"
 
@@ -226,7 +225,7 @@ def test_the_round_of_a_finish_starts_the_run_it_keeps_without_admitting_it_firs
         assert steps == [("pending", "running"), ("running", "succeeded")]
         row = harness.row(run_id)
         assert (row["attempt"], row["worker"]) == (1, "test-worker")
-        assert row["admitted_at"] is not None and row["enqueued_at"] is not None
+        assert row["enqueued_at"] is not None and row["admitted_at"] is None
     assert harness.published == []
 
 
