@@ -11,7 +11,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from app import config, db
-from tests import support
+from tests import ordering, support
 
 # The test deployment opts in to what production leaves off: plain-HTTP console cookies
 # (the servers under test speak HTTP on 127.0.0.1) and the demo `echo` handler. Set in this
@@ -34,6 +34,18 @@ TABLES = (
     "webhook_secrets",
     "waiting_counts",
 )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist (the Makefile's `--dist worksteal`), the long tests open every worker's
+    first slice (tests/ordering.py). Every worker computes the same order, as xdist requires
+    (a worker's own `dist` option reads "no", so the mode is not checked)."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 0)
+    if workers > 1:
+        items[:] = ordering.deal(
+            items, workers, lambda item: ordering.weight_of({m.name for m in item.iter_markers()})
+        )
 
 
 @pytest.fixture(scope="session")

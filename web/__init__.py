@@ -50,9 +50,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     )
     app.json = json_input.StrictJSONProvider(app)
     app.json.sort_keys = False
-    app.extensions[context.EXTENSION] = service.Scheduler(
-        settings=settings, publish=context.publish_runs, pass_on=context.request_hand_off
-    )
+    app.extensions[context.EXTENSION] = new_scheduler(settings)
     middleware.init_app(app)
     ratelimit.init_app(app, settings)
     api = errors.Api(app, spec_kwargs=SPEC)
@@ -75,6 +73,14 @@ def create_app(settings: config.Settings | None = None) -> Flask:
 
         FlaskInstrumentor().instrument_app(app, excluded_urls="healthz,metrics")
     return app
+
+
+def new_scheduler(settings: config.Settings) -> service.Scheduler:
+    """The web process's composition root: publishing through Celery, hand-offs asked of a
+    worker."""
+    return service.Scheduler(
+        settings=settings, publish=context.publish_runs, pass_on=context.request_hand_off
+    )
 
 
 SPEC = {

@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
 from app import config, db, keys
-from tests import support
-from web import context, create_app
+from tests import apps, support
+from web import context
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
@@ -37,8 +37,7 @@ def clock() -> support.FakeClock:
 def app(
     settings: config.Settings, engine: Engine, celery_app: object, clock: support.FakeClock
 ) -> Iterator[Flask]:
-    app = create_app(settings)
-    app.config["TESTING"] = True
+    app = apps.app_for(settings)
     app.extensions[context.EXTENSION].clock = clock.now
     app.jinja_env.bytecode_cache = support.COMPILED_TEMPLATES
     yield app

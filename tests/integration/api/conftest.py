@@ -19,8 +19,8 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import Engine, text
 
 from app import config, db, keys, service
-from tests import factories
-from web import context, create_app
+from tests import apps, factories
+from web import context
 
 ECHO = {"type": "task", "name": "echo"}
 TABLES = (
@@ -57,9 +57,7 @@ def published(redis_client: Any) -> Callable[[], list[uuid.UUID]]:
 
 @pytest.fixture()
 def app(settings: config.Settings, engine: Engine, celery_app: object) -> Iterator[Flask]:
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    yield app
+    yield apps.app_for(settings)
 
 
 @pytest.fixture()
