@@ -5,8 +5,8 @@ admission moves `pending` runs into free slots (app/admission.py explains the lo
 fairness); the recovery sweep gives back the slots of dead workers and lost publishes.
 `enqueued_at` is stamped by one statement, admission's (in `scheduler_admission_round_v2`):
 the publish follows its commit at once, and every statement that takes a slot back clears
-the stamp with it. It is also the lease of an admitted run (`admitted_at`, the same fact,
-is no longer written or read: migration 0018).
+the stamp with it. It is also the lease of an admitted run. `admitted_at`, the same fact,
+is no longer read (migration 0018); taking a slot back still clears it for an older sweep.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def look_after_round(conn: Connection, *, waiting_seconds: float) -> tuple[int, 
 
 
 _UNADMIT = text(
-    "UPDATE runs SET status = 'pending', enqueued_at = NULL "
+    "UPDATE runs SET status = 'pending', enqueued_at = NULL, admitted_at = NULL "
     "WHERE id = ANY(:ids) AND status = 'admitted'"
 )
 
@@ -305,7 +305,7 @@ _RECOVER_STALE_RUNNING = text("""
             WHEN r.attempt >= s.max_attempts
             THEN 'worker lost: no heartbeat for ' || :timeout || ' s; attempts used up'
             ELSE r.error END,
-        enqueued_at = NULL,
+        enqueued_at = NULL, admitted_at = NULL,  -- the older sweep's stamp (until 0019)
         not_before = NULL,
         worker = NULL
     FROM (
@@ -331,7 +331,7 @@ def recover_stale_running(conn: Connection, *, timeout_seconds: int, batch: int)
 
 
 _RETURN_STALE_ADMITTED = text("""
-    UPDATE runs SET status = 'pending', enqueued_at = NULL
+    UPDATE runs SET status = 'pending', enqueued_at = NULL, admitted_at = NULL
     WHERE id IN (
         SELECT id FROM runs
         WHERE status = 'admitted'

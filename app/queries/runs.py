@@ -91,7 +91,10 @@ def claim(session: queries.Executor, run_id: uuid.UUID, *, worker: str) -> Claim
     (admitted -> running) when nothing needs deciding; end an admitted run without running
     it (cancelled, failed, skipped); or nothing (duplicate, missing). The function's
     header says each outcome and who wins a race (every move is conditional on the run
-    being admitted: the loser's outcome is `duplicate`)."""
+    being admitted: the loser's outcome is `duplicate`). `session` must be in autocommit:
+    the call is then its own transaction, and a one-fire-at-a-time trigger's lock, taken
+    inside, is released when it returns (in a caller's transaction it would be held, and
+    the claim undone by a rollback)."""
     row = session.execute(_CLAIM, {"id": run_id, "worker": worker[:200]}).one()
     decision = Delivery(row.decision)
     run = None if decision == Delivery.MISSING else RunRow.of(row)
@@ -173,7 +176,7 @@ def schedule_retry(
         text(
             "UPDATE runs SET status = 'pending', "
             "not_before = clock_timestamp() + make_interval(secs => :delay), "
-            "enqueued_at = NULL, heartbeat_at = NULL, worker = NULL, "
+            "enqueued_at = NULL, admitted_at = NULL, heartbeat_at = NULL, worker = NULL, "
             "result = CAST(:result AS jsonb), error = :error "
             "WHERE id = :id AND status = 'running' AND attempt = :attempt "
             "RETURNING not_before"

@@ -25,8 +25,10 @@ restart hook moves the deployment (docs/design.md section 8) its ticks still swe
   conditions, instead of calling `scheduler_claim_plain`). Both rounds take the same
   advisory lock and count the same runs, so the caps hold across the two releases.
 - The column stays: the older release's statements that take a slot back write
-  `admitted_at = NULL`, and would fail without it. Nothing of the new release writes or
-  reads it (a run it takes back keeps a stale value, which nothing reads).
+  `admitted_at = NULL`, and would fail without it. Nothing of the new release reads it or
+  stamps it; its statements that take a slot back (retry, sweeps, a failed publish) still
+  clear it, so a run the older release admitted and the new one took back and admitted
+  again carries no stale stamp that an older sweep would take for an expired lease.
 - Runs admitted by the new release have no `admitted_at`, so an older tick that still
   sweeps does not see their lease: this matters only when new processes admit before the
   restart hook (the release phase runs the hook before they start), and the new release's
