@@ -7,6 +7,11 @@ is put back before the next: a new scheduler (web.new_scheduler, where tests set
 and settings), the config the app was built with, and no extension the app added while it
 served (the health and metrics caches). Limits are counted in Redis, which every test
 flushes; the database is emptied by the `engine` fixture.
+
+Not put back: a value mutated inside the config (the copy is shallow) or inside an extension
+(put back by name only), routes or handlers added, Flask-Limiter's in-memory fallback (used
+only when Redis fails) and Jinja's template cache. A test that changes one of these builds
+its own app with create_app.
 """
 
 from __future__ import annotations
