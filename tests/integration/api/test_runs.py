@@ -33,7 +33,7 @@ def test_run_now_creates_a_manual_run_and_enqueues_it_after_commit(acme, publish
     assert stored.enqueued_at is not None and stored.scheduled_for <= datetime.now(UTC)
     # Due when asked for: written with the run (migration 0016), as the API shows it.
     assert stored.due_at == stored.scheduled_for == stored.created_at
-    assert run["due_at"] is not None
+    assert datetime.fromisoformat(run["due_at"].replace("Z", "+00:00")) == stored.due_at
 
 
 def test_run_now_publishes_a_celery_message_with_the_run_id_as_task_id(acme, redis_client):
