@@ -28,7 +28,6 @@ import glob
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 import psycopg2
 
 from bench import common, e2e_lag
+from tests import support
 
 CONCURRENCY = 8
 PORT = 5497
@@ -344,12 +344,7 @@ def drain(server: str, runs: int, redis_url: str, *, timeout: float) -> dict[str
                 figures["statuses"] = dict(cur.fetchall())
             figures.update(seconds=round(seconds, 2), dispatched=stats.get("runs_created"))
         finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+            support.stop_group(worker, timeout=30)  # the pool's processes too
             admin.close()
             db.dispose_engines()
     finally:
