@@ -71,4 +71,4 @@ chaos-ci: $(STAMP)
 	$(PY) -m chaos --ci $(CHAOS_ARGS)
 
 clean:
-	rm -rf $(VENV) .devdata *.egg-info
+	rm -rf $(VENV) .devdata *.egg-info "$${XDG_CACHE_HOME:-$$HOME/.cache}/scheduler-tests"

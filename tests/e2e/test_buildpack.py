@@ -50,13 +50,17 @@ def slug() -> Path:
     """The virtualenv of step 1; its bin/ goes first on the processes' PATH.
 
     A build is a function of the lock and the interpreter, so, as a platform keeps its
-    build cache, it is kept under .devdata/ by the hash of both and made again when either
-    changes (about 40 s of pip). A build in progress holds a lock; one cut short has no
-    `built` mark and is made again."""
+    build cache from one push to the next, it is kept in the user's cache directory (not the
+    checkout: a fresh clone builds from the same cache) by the hash of both, and made again
+    when either changes (about 40 s of pip). A build in progress holds a lock; one cut short
+    has no `built` mark and is made again."""
     lock = ROOT / "requirements.txt"
-    key = hashlib.sha256(lock.read_bytes() + sys.version.encode()).hexdigest()[:16]
-    venv = ROOT / ".devdata" / f"slug-{key}"
-    venv.parent.mkdir(exist_ok=True)
+    key = hashlib.sha256(
+        lock.read_bytes() + sys.version.encode() + sys.base_prefix.encode()
+    ).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    venv = cache / "scheduler-tests" / f"slug-{key}"
+    venv.parent.mkdir(parents=True, exist_ok=True)
     with (venv.parent / f"slug-{key}.lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         if not (venv / "built").exists():
@@ -68,6 +72,10 @@ def slug() -> Path:
                 check=True, timeout=900,
             )  # fmt: skip
             (venv / "built").touch()
+        os.utime(venv / "built")  # its last use
+    for old in venv.parent.glob("slug-*/built"):  # builds of older locks, unused for a week
+        if time.time() - old.stat().st_mtime > 7 * 86400:
+            shutil.rmtree(old.parent, ignore_errors=True)
     return venv
 
 
