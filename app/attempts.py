@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from app import actions, heartbeats, webhook_secrets
+from app import actions, db, heartbeats, webhook_secrets
 from app.config import Settings
 from app.queries import run_history
 from app.queries.runs import RunRow, TriggerRow
@@ -29,7 +29,8 @@ def perform(
     `now` dates what the action sees (a webhook's signature), and the action acts for the
     principal the run records (`run_as`, docs/design.md section 18)."""
     assert run is not None and trigger is not None
-    run_as = run_history.run_as(engine, run.id) or ""
+    with db.statements(engine) as conn:  # no pool ping, BEGIN or COMMIT: one round trip
+        run_as = run_history.run_as(conn, run.id) or ""
     ctx = actions.RunContext(
         run_id=str(run.id),
         trigger_id=str(run.trigger_id),

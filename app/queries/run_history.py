@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, select, text, tuple_
+from sqlalchemy import Connection, Select, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -235,8 +235,8 @@ _RUN_AS = text("""
 """)
 
 
-def run_as(engine: Engine, run_id: uuid.UUID) -> str | None:
+def run_as(conn: Connection, run_id: uuid.UUID) -> str | None:
     """The principal the run fires as (its trigger's, recorded first when the run had none);
-    None when neither the run nor its trigger says (both gone)."""
-    with engine.begin() as conn:
-        return conn.execute(_RUN_AS, {"id": run_id}).scalar_one()
+    None when neither the run nor its trigger says (both gone). One statement, atomic on
+    its own: `conn` may be in autocommit (db.statements), one round trip an attempt."""
+    return conn.execute(_RUN_AS, {"id": run_id}).scalar_one()
