@@ -29,8 +29,11 @@ def perform(
     `now` dates what the action sees (a webhook's signature), and the action acts for the
     principal the run records (`run_as`, docs/design.md section 18)."""
     assert run is not None and trigger is not None
-    with db.statements(engine) as conn:  # no pool ping, BEGIN or COMMIT: one round trip
-        run_as = run_history.run_as(conn, run.id) or ""
+    run_as = run.run_as  # read with the claim
+    if run_as is None:  # inserted by an older release: its trigger's, recorded once
+        with db.statements(engine) as conn:
+            run_as = run_history.run_as(conn, run.id)
+    run_as = run_as or ""
     ctx = actions.RunContext(
         run_id=str(run.id),
         trigger_id=str(run.trigger_id),

@@ -5,9 +5,8 @@ admission moves `pending` runs into free slots (app/admission.py explains the lo
 fairness); the recovery sweep gives back the slots of dead workers and lost publishes.
 `enqueued_at` is stamped by one statement, admission's (in `scheduler_admission_round_v2`):
 the publish follows its commit at once, and every statement that takes a slot back clears
-the stamp with it. It is also the lease of an admitted run. `admitted_at`, the same fact,
-is no longer read (migration 0018); taking a slot back still clears it for an older sweep.
-"""
+the stamp with it. It is also the lease of an admitted run. `admitted_at`, the same fact, is
+no longer read (migration 0018); taking a slot back still clears it for an older sweep."""
 
 from __future__ import annotations
 
@@ -161,10 +160,11 @@ def admission_round(
 # its heartbeat times out.
 _FINISH_AND_ADMIT = text(
     "SELECT set_config('synchronous_commit', 'off', true); "
-    "SELECT * FROM scheduler_finish_and_admit_v2("
-    "CAST(:run_id AS uuid), CAST(:attempt AS integer), CAST(:result AS jsonb), "
-    "CAST(:max_running AS bigint), CAST(:max_per_tenant AS bigint), CAST(:factor AS bigint), "
-    "CAST(:key AS bigint), CAST(:keep_worker AS varchar), CAST(:waiting AS double precision))"
+    "SELECT f.*, (SELECT r.run_as FROM runs AS r WHERE r.id = f.id) AS run_as "  # RunRow's
+    "FROM scheduler_finish_and_admit_v2(CAST(:run_id AS uuid), CAST(:attempt AS integer), "
+    "CAST(:result AS jsonb), CAST(:max_running AS bigint), CAST(:max_per_tenant AS bigint), "
+    "CAST(:factor AS bigint), CAST(:key AS bigint), CAST(:keep_worker AS varchar), "
+    "CAST(:waiting AS double precision)) AS f"
 )
 
 

@@ -26,6 +26,10 @@ class RunRow:
     cancel_requested_at: datetime | None
     generation: int
     created_at: datetime
+    # The principal it fires as; None for a run an older release inserted without one
+    # (app/attempts.py then records its trigger's). Not a column the functions return: the
+    # statements that call them add it (a scalar subquery on the primary key).
+    run_as: str | None
 
     @classmethod
     def of(cls, row: Any) -> RunRow:

@@ -73,7 +73,13 @@ def clip_json(value: Any, limit: int = MAX_RESULT_CHARS) -> str | None:
 # 0017): it decides what a delivery does (claim, or end the run without running it, or
 # nothing), does it and returns the decision, in one call. The call is its own transaction
 # (autocommit): a one-fire-at-a-time trigger's lock, taken inside, is held until it commits.
-_CLAIM = text("SELECT * FROM scheduler_claim_v2(CAST(:id AS uuid), CAST(:worker AS varchar))")
+# The run's run_as comes with the claim, so an attempt needs no statement of its own to read
+# it (a round trip a run). A scalar subquery, not a join: the function's row estimate (1,000)
+# could make a join hash a scan of `runs`; the subquery is one primary-key probe.
+_CLAIM = text(
+    "SELECT c.*, (SELECT r.run_as FROM runs AS r WHERE r.id = c.id) AS run_as "
+    "FROM scheduler_claim_v2(CAST(:id AS uuid), CAST(:worker AS varchar)) AS c"
+)
 
 
 @dataclass(frozen=True, slots=True)

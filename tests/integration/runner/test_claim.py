@@ -49,6 +49,18 @@ def test_a_plain_admitted_run_is_claimed_and_returned_as_claimed(harness) -> Non
     assert row["started_at"] is not None and row["heartbeat_at"] is not None
 
 
+def test_the_claim_brings_the_principal_the_run_recorded(harness) -> None:
+    # The attempt acts for it with no statement of its own; None (an older release's
+    # insert) is left for the attempt to fill from the trigger (test_run_as.py).
+    trigger_id = harness.trigger()
+    recorded, legacy = harness.run(trigger_id), harness.run(trigger_id, kind="manual")
+    set_columns(harness, recorded, "run_as = 'alice'")
+
+    assert claim(harness, recorded).run.run_as == "alice"
+    assert claim(harness, legacy).run.run_as is None
+    assert claim(harness, uuid.uuid4()).run is None
+
+
 @pytest.mark.parametrize("status", ["pending", "running", "succeeded", "cancelled"])
 def test_a_run_that_is_not_admitted_is_a_duplicate_and_left_as_it_is(harness, status) -> None:
     run_id = harness.run(harness.trigger(), status=status, attempt=1)

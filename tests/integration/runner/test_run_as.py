@@ -7,12 +7,13 @@ from __future__ import annotations
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import standardwebhooks
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from app import db, keys, webhook_secrets
 from app.actions import registry
@@ -155,3 +156,31 @@ def test_a_run_an_older_release_inserted_takes_its_triggers_run_as(harness, whoa
 
     row = harness.row(run_id)
     assert (row["result"], row["run_as"]) == ({"run_as": "legacy"}, "legacy")
+
+
+def test_each_run_acts_for_the_principal_it_recorded_whether_claimed_or_kept(
+    harness, whoami
+) -> None:
+    # The first run is the delivery's (its claim reads run_as), the next ones are kept by
+    # the worker after each finish (the finish's statement reads it). The runs recorded
+    # alice and bob when they fired; the trigger says `legacy` now; the last run is an
+    # older release's, with none recorded.
+    harness.configure(max_running=1, max_running_per_tenant=1)
+    trigger_id = harness.trigger(action={"type": "task", "name": whoami})
+    now = harness.clock.now()
+    first = harness.run(trigger_id, scheduled_for=now)
+    later = [harness.run(trigger_id, status="pending", scheduled_for=now + timedelta(minutes=n))
+             for n in (1, 2)]  # fmt: skip
+    with harness.engine.begin() as conn:
+        for run_id, principal in zip([first, later[0]], ["alice", "bob"], strict=True):
+            conn.execute(text("UPDATE runs SET run_as = :p WHERE id = :id"),
+                         {"p": principal, "id": run_id})  # fmt: skip
+
+    assert harness.execute(first, chain_seconds=60) == "succeeded"
+
+    assert harness.published == [], "every run after the first was kept, none published"
+    rows = [harness.row(run_id) for run_id in [first, *later]]
+    assert [row["result"] for row in rows] == [
+        {"run_as": "alice"}, {"run_as": "bob"}, {"run_as": "legacy"}
+    ]  # fmt: skip
+    assert [row["run_as"] for row in rows] == ["alice", "bob", "legacy"]
