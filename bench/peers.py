@@ -122,7 +122,10 @@ def _wait_ready(proc: subprocess.Popen, timeout: float) -> str:
 
 
 def _stop(proc: subprocess.Popen, *, gentle: bool) -> resource.struct_rusage:
-    """Stop the peer (close its stdin, or SIGTERM) and reap it; return its rusage."""
+    """Stop the peer (close its stdin, or SIGTERM) and reap it; return its rusage (zeros when
+    it exited and was reaped already, as after a failed start)."""
+    if proc.returncode is not None:
+        return resource.struct_rusage((0,) * 16)
     if gentle:
         proc.stdin.close()
     else:
