@@ -160,7 +160,7 @@ def admission_round(
 # its heartbeat times out.
 _FINISH_AND_ADMIT = text(
     "SELECT set_config('synchronous_commit', 'off', true); "
-    "SELECT f.*, (SELECT r.run_as FROM runs AS r WHERE r.id = f.id) AS run_as "  # RunRow's
+    "SELECT f.*, (SELECT r.run_as FROM runs AS r WHERE r.id = f.id) AS run_as "
     "FROM scheduler_finish_and_admit_v2(CAST(:run_id AS uuid), CAST(:attempt AS integer), "
     "CAST(:result AS jsonb), CAST(:max_running AS bigint), CAST(:max_per_tenant AS bigint), "
     "CAST(:factor AS bigint), CAST(:key AS bigint), CAST(:keep_worker AS varchar), "
