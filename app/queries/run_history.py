@@ -238,5 +238,6 @@ _RUN_AS = text("""
 def run_as(conn: Connection, run_id: uuid.UUID) -> str | None:
     """The principal the run fires as (its trigger's, recorded first when the run had none);
     None when neither the run nor its trigger says (both gone). One statement, atomic on
-    its own: `conn` may be in autocommit (db.statements), one round trip an attempt."""
+    its own, so `conn` may be in autocommit (db.statements). Only for a run an older release
+    inserted without one: every other run's comes with its claim (RunRow.run_as)."""
     return conn.execute(_RUN_AS, {"id": run_id}).scalar_one()

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from app import queries
-from app.queries.run_rows import RunRow, TriggerRow
+from app.queries.run_rows import RUN_AS_BESIDE, RunRow, TriggerRow
 from app.schedule.planner import NewRun
 
 # Advisory lock key (bigint) of the one admission critical section: ASCII "ADMIT".
@@ -160,11 +160,11 @@ def admission_round(
 # its heartbeat times out.
 _FINISH_AND_ADMIT = text(
     "SELECT set_config('synchronous_commit', 'off', true); "
-    "SELECT f.*, (SELECT r.run_as FROM runs AS r WHERE r.id = f.id) AS run_as "
+    f"SELECT fn.*, {RUN_AS_BESIDE} "  # the kept run's, when it is claimed
     "FROM scheduler_finish_and_admit_v2(CAST(:run_id AS uuid), CAST(:attempt AS integer), "
     "CAST(:result AS jsonb), CAST(:max_running AS bigint), CAST(:max_per_tenant AS bigint), "
     "CAST(:factor AS bigint), CAST(:key AS bigint), CAST(:keep_worker AS varchar), "
-    "CAST(:waiting AS double precision)) AS f"
+    "CAST(:waiting AS double precision)) AS fn"
 )
 
 

@@ -28,7 +28,7 @@ class RunRow:
     created_at: datetime
     # The principal it fires as; None for a run an older release inserted without one
     # (app/attempts.py then records its trigger's). Not a column the functions return: the
-    # statements that call them add it (a scalar subquery on the primary key).
+    # statements that call them add it (RUN_AS_BESIDE).
     run_as: str | None
 
     @classmethod
@@ -60,6 +60,11 @@ class TriggerRow:
             return None
         return cls(*(found[f"t_{name}"] for name in _TRIGGER_FIELDS))
 
+
+# The run's run_as beside a claim function's row (aliased `fn`), so an attempt needs no
+# statement of its own to read it. A scalar subquery, one primary-key probe; not a join,
+# which the functions' row estimate (1,000) could make a hash over a scan of `runs`.
+RUN_AS_BESIDE = "(SELECT r.run_as FROM runs AS r WHERE r.id = fn.id) AS run_as"
 
 _RUN_FIELDS = tuple(RunRow.__dataclass_fields__)
 _TRIGGER_FIELDS = tuple(TriggerRow.__dataclass_fields__)

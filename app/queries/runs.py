@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from app import queries
-from app.queries.run_rows import RunRow, TriggerRow
+from app.queries.run_rows import RUN_AS_BESIDE, RunRow, TriggerRow
 from app.run_status import Delivery, RunStatus, check_move
 
 MAX_ERROR_CHARS = 4000
@@ -73,12 +73,10 @@ def clip_json(value: Any, limit: int = MAX_RESULT_CHARS) -> str | None:
 # 0017): it decides what a delivery does (claim, or end the run without running it, or
 # nothing), does it and returns the decision, in one call. The call is its own transaction
 # (autocommit): a one-fire-at-a-time trigger's lock, taken inside, is held until it commits.
-# The run's run_as comes with the claim, so an attempt needs no statement of its own to read
-# it (a round trip a run). A scalar subquery, not a join: the function's row estimate (1,000)
-# could make a join hash a scan of `runs`; the subquery is one primary-key probe.
+# The run's run_as comes with it (RUN_AS_BESIDE).
 _CLAIM = text(
-    "SELECT c.*, (SELECT r.run_as FROM runs AS r WHERE r.id = c.id) AS run_as "
-    "FROM scheduler_claim_v2(CAST(:id AS uuid), CAST(:worker AS varchar)) AS c"
+    f"SELECT fn.*, {RUN_AS_BESIDE} "
+    "FROM scheduler_claim_v2(CAST(:id AS uuid), CAST(:worker AS varchar)) AS fn"
 )
 
 
