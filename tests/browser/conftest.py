@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from sqlalchemy import text
 
 from app import config, db, keys
 from tests import support
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / ".artifacts" / "screenshots"
@@ -68,12 +68,6 @@ def _require_chromium() -> None:
     pytest.skip(missing)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _procfile() -> dict[str, str]:
     lines = (ROOT / "Procfile").read_text().splitlines()
     return dict(line.split(": ", 1) for line in lines if ": " in line)
@@ -86,7 +80,7 @@ class Stack:
     env: dict[str, str]
     logs: Path
     settings: config.Settings
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property

@@ -35,8 +35,8 @@ import requests
 from tests import support
 from tests.console.conftest import csrf_of
 from tests.e2e.test_deploy import procfile
-from tests.gunicorn import free_port
 from tests.integration.runner import brokers
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

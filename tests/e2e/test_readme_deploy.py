@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests import support
-from tests.gunicorn import free_port
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
