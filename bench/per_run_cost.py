@@ -49,6 +49,7 @@ CLUSTER_SETTINGS = {
     "shared_preload_libraries": "'pg_stat_statements'",
     "track_functions": "'pl'",
     "pg_stat_statements.track_utility": "off",
+    "pg_stat_statements.track_planning": "on",
     # No checkpoint starts by itself during a drain: one is taken just before it, so every
     # side pays the same full-page images (the first change of each page after it).
     "checkpoint_timeout": "'1h'",
