@@ -9,11 +9,11 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 _DELETE_EXPIRED = text("""
-    DELETE FROM idempotency_records WHERE id IN (
+    DELETE FROM idempotency_records WHERE id = ANY(ARRAY(  -- not IN: run_history.py says why
         SELECT id FROM idempotency_records WHERE created_at < :cutoff
         LIMIT :batch
         FOR UPDATE SKIP LOCKED
-    )
+    ))
 """)
 
 

@@ -75,14 +75,18 @@ _WEBHOOK_BY_HOST = text(
     f"{_WEBHOOK_RECENT} GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT :top"
 )
 
+# The batch is an ARRAY(...) (evaluated once), never an IN (...): a plan that makes the IN a
+# nested loop runs the locking subquery again for each row, and each time it skips the rows
+# this statement has just deleted and takes the next ones, past the LIMIT (every prune
+# statement here, tests/integration/ops/test_retention.py).
 _DELETE_FINISHED = text("""
-    DELETE FROM runs WHERE id IN (
+    DELETE FROM runs WHERE id = ANY(ARRAY(
         SELECT id FROM runs
         WHERE finished_at IS NOT NULL AND finished_at < :cutoff
           AND status IN ('succeeded', 'failed', 'cancelled', 'skipped')
         LIMIT :batch
         FOR UPDATE SKIP LOCKED
-    )
+    ))
 """)
 
 

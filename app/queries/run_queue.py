@@ -292,6 +292,16 @@ def waiting_by_tenant(conn: Any, *, top: int) -> list[tuple[str, int]]:
 
 
 _RECOVER_STALE_RUNNING = text("""
+    WITH s AS MATERIALIZED (  -- run once: rerun for each row, it would pass the LIMIT
+        SELECT runs.id, t.max_attempts
+        FROM runs LEFT JOIN triggers AS t ON t.id = runs.trigger_id
+        WHERE runs.status = 'running'
+          AND COALESCE(runs.heartbeat_at, runs.started_at, runs.created_at)
+              < clock_timestamp() - make_interval(secs => :timeout)
+        ORDER BY runs.heartbeat_at
+        LIMIT :batch
+        FOR UPDATE OF runs SKIP LOCKED
+    )
     UPDATE runs AS r
     SET status = CASE
             WHEN s.max_attempts IS NULL THEN 'cancelled'
@@ -306,18 +316,8 @@ _RECOVER_STALE_RUNNING = text("""
             THEN 'worker lost: no heartbeat for ' || :timeout || ' s; attempts used up'
             ELSE r.error END,
         enqueued_at = NULL, admitted_at = NULL,  -- the older sweep's stamp (until 0019)
-        not_before = NULL,
-        worker = NULL
-    FROM (
-        SELECT runs.id, t.max_attempts
-        FROM runs LEFT JOIN triggers AS t ON t.id = runs.trigger_id
-        WHERE runs.status = 'running'
-          AND COALESCE(runs.heartbeat_at, runs.started_at, runs.created_at)
-              < clock_timestamp() - make_interval(secs => :timeout)
-        ORDER BY runs.heartbeat_at
-        LIMIT :batch
-        FOR UPDATE OF runs SKIP LOCKED
-    ) AS s
+        not_before = NULL, worker = NULL
+    FROM s
     WHERE r.id = s.id
     RETURNING r.id, r.status, r.trigger_id, r.tenant_id, r.attempt
 """)
@@ -332,14 +332,14 @@ def recover_stale_running(conn: Connection, *, timeout_seconds: int, batch: int)
 
 _RETURN_STALE_ADMITTED = text("""
     UPDATE runs SET status = 'pending', enqueued_at = NULL, admitted_at = NULL
-    WHERE id IN (
+    WHERE id = ANY(ARRAY(  -- not IN (a rerun subquery passes the LIMIT): run_history.py
         SELECT id FROM runs
         WHERE status = 'admitted'
           AND enqueued_at < clock_timestamp() - make_interval(secs => :lease)
         ORDER BY enqueued_at
         LIMIT :batch
         FOR UPDATE SKIP LOCKED
-    )
+    ))
     RETURNING id
 """)
 
