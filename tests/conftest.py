@@ -123,21 +123,29 @@ EMPTY_BY_TRUNCATE = 256 * 1024
 def engine(settings: config.Settings) -> Iterator[Engine]:
     """The test database, emptied before the test."""
     engine = db.get_engine(settings.sqlalchemy_url)
-    with engine.begin() as conn:
-        # A TRUNCATE costs 7-20 ms a table (new files for it and its indexes, flushed at the
-        # commit), a DELETE of a test's few rows a fraction of a millisecond. So: a table
-        # whose file is empty has had no row since its last TRUNCATE and is left be; a small
-        # one is emptied by DELETE (its dead rows stay until autovacuum); one grown past
-        # EMPTY_BY_TRUNCATE (a test's thousands of rows, or dead rows piling up) is
-        # truncated, which gives its pages back.
+    # A TRUNCATE costs 7-40 ms a table (new files for it and its indexes, flushed at the
+    # commit), a DELETE and VACUUM of a test's few rows 2-3 ms. So: a table whose file is
+    # empty has had no row since its last TRUNCATE and is left be; one grown past
+    # EMPTY_BY_TRUNCATE (a test's thousands of rows) is truncated; the others are emptied
+    # by DELETE, then VACUUM, which takes the dead rows out of the heap and the indexes (a
+    # test that counts the index entries a statement reads would count them). Not its
+    # TRUNCATE step: giving the empty pages back waits up to 5 s for a lock that another
+    # process of the test's (a module's worker) may hold. Autocommit: VACUUM cannot run in
+    # a transaction.
+    with db.statements(engine) as conn:
         sizes = conn.execute(
             text("SELECT " + ", ".join(f"pg_relation_size('{t}')" for t in TABLES))
         ).one()
-        for table, size in zip(TABLES, sizes, strict=True):
-            if size > EMPTY_BY_TRUNCATE:
-                conn.execute(text(f"TRUNCATE {table}"))
-            elif size:
-                conn.execute(text(f"DELETE FROM {table}"))
+        large = [
+            table for table, size in zip(TABLES, sizes, strict=True) if size > EMPTY_BY_TRUNCATE
+        ]
+        small = [t for t, size in zip(TABLES, sizes, strict=True) if 0 < size <= EMPTY_BY_TRUNCATE]
+        if large:
+            conn.execute(text(f"TRUNCATE {', '.join(large)}"))
+        for table in small:
+            conn.execute(text(f"DELETE FROM {table}"))
+        if small:
+            conn.execute(text(f"VACUUM (TRUNCATE false) {', '.join(small)}"))
         conn.execute(
             text(
                 "UPDATE scheduler_state SET generation = 0, deployment_id = NULL, "

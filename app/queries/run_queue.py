@@ -318,7 +318,7 @@ _RECOVER_STALE_RUNNING = text("""
         enqueued_at = NULL, admitted_at = NULL,  -- the older sweep's stamp (until 0019)
         not_before = NULL, worker = NULL
     FROM s
-    WHERE r.id = s.id
+    WHERE r.id = s.id AND r.status || '' = 'running'  -- as locked (by key: not an index's)
     RETURNING r.id, r.status, r.trigger_id, r.tenant_id, r.attempt
 """)
 
