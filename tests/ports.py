@@ -29,8 +29,8 @@ def _ephemeral_low() -> int:
 
 
 def claims() -> redis.Redis | None:
-    """The Redis that holds the claims (database 0 of REDIS_URL's server, as the sessions'
-    database claims), or None when it cannot be reached."""
+    """The Redis that holds the claims (REDIS_URL's database, where the sessions claim
+    their Redis databases too), or None when it cannot be reached."""
     base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     try:
         return redis.Redis.from_url(base, socket_timeout=2)

@@ -78,7 +78,7 @@ _WEBHOOK_BY_HOST = text(
 # The batch is an ARRAY(...) (evaluated once), never an IN (...): a plan that makes the IN a
 # nested loop runs the locking subquery again for each row, and each time it skips the rows
 # this statement has just deleted and takes the next ones, past the LIMIT (every prune
-# statement here, tests/integration/ops/test_retention.py).
+# statement here, tests/integration/ops/test_batches_stay_bounded.py).
 _DELETE_FINISHED = text("""
     DELETE FROM runs WHERE id = ANY(ARRAY(
         SELECT id FROM runs
