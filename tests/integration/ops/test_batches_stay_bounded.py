@@ -72,34 +72,31 @@ def test_a_prune_of_runs_deletes_one_batch(engine, nested) -> None:
     assert _count(engine, "SELECT count(*) FROM runs") == ELIGIBLE - BATCH
 
 
-def test_a_prune_of_idempotency_records_deletes_one_batch(engine, nested) -> None:
-    _rows(
-        engine,
-        "idempotency_records",
+# Each other table retention prunes: its rows, how old they are, its prune.
+PRUNES = {
+    "idempotency_records": (
         "INSERT INTO idempotency_records (tenant_id, key, request_hash, created_at) "
         "SELECT 'a', gen_random_uuid()::text, 'h', :at FROM generate_series(1, :n)",
-        at=NOW - timedelta(days=3),
-    )
-    with nested.begin() as conn:
-        deleted = idempotency_records.delete_expired(
-            conn, cutoff=NOW - timedelta(days=1), batch=BATCH
-        )
-    assert deleted == BATCH
-    assert _count(engine, "SELECT count(*) FROM idempotency_records") == ELIGIBLE - BATCH
-
-
-def test_a_prune_of_webhook_secrets_deletes_one_batch(engine, nested) -> None:
-    _rows(
-        engine,
-        "webhook_secrets",
+        timedelta(days=3),
+        idempotency_records.delete_expired,
+    ),
+    "webhook_secrets": (
         "INSERT INTO webhook_secrets (id, tenant_id, secret_ciphertext, created_at, revoked_at) "
         "SELECT gen_random_uuid(), 'a', 'x', :at, :at FROM generate_series(1, :n)",
-        at=NOW - timedelta(days=9),
-    )
+        timedelta(days=9),
+        webhook_secrets.delete_dead,
+    ),
+}
+
+
+@pytest.mark.parametrize("table", PRUNES)
+def test_a_prune_of_another_table_deletes_one_batch(engine, nested, table) -> None:
+    insert, age, delete = PRUNES[table]
+    _rows(engine, table, insert, at=NOW - age)
     with nested.begin() as conn:
-        deleted = webhook_secrets.delete_dead(conn, cutoff=NOW - timedelta(days=1), batch=BATCH)
+        deleted = delete(conn, cutoff=NOW - timedelta(days=1), batch=BATCH)
     assert deleted == BATCH
-    assert _count(engine, "SELECT count(*) FROM webhook_secrets") == ELIGIBLE - BATCH
+    assert _count(engine, f"SELECT count(*) FROM {table}") == ELIGIBLE - BATCH
 
 
 def test_the_sweep_of_lost_publishes_takes_back_one_batch(engine, nested) -> None:
